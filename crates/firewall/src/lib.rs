@@ -1,0 +1,21 @@
+//! berth's firewall: one nftables table, `inet berth`, that nothing else shares.
+//!
+//! `table.rs` is the fixed skeleton, `rules.rs` builds batches from networks
+//! (pure, testable without root), [`Nft`] applies them. The daemon rebuilds the
+//! whole table at start ([`full_ruleset`]) and afterwards only adds and removes
+//! set elements per network ([`add_network`], [`remove_network`]).
+
+mod apply;
+mod error;
+mod rules;
+mod table;
+
+pub use apply::Nft;
+pub use error::FirewallError;
+pub use rules::{
+    add_network, delete_table, full_ruleset, remove_network, validate_bridge_name, NetworkRules,
+};
+pub use table::TABLE;
+
+/// Re-exported so callers can name the batch types without their own dependency.
+pub use nftables;

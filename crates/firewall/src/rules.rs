@@ -1,0 +1,223 @@
+//! Pure generation of berth's nftables batches (no I/O).
+//!
+//! Per-network state lives only in set elements: the rules never mention a
+//! network, so adding the 1000th network is as cheap as the first and a
+//! packet costs a constant number of set lookups however many networks exist.
+
+use std::collections::{BTreeMap, HashSet};
+
+use ipnet::IpNet;
+use nftables::batch::Batch;
+use nftables::expr::Expression;
+use nftables::schema::{NfListObject, Nftables};
+
+use crate::table::{
+    add_chains, concat, elements, ifname, prefix, sets, table, SET_BRIDGES, SET_ICC, SET_INTERNAL,
+    SET_MASQ4, SET_MASQ6,
+};
+use crate::FirewallError;
+
+/// What berth's firewall needs to know about one bridge network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkRules {
+    /// Interface name, validated: 1..=15 chars of `[A-Za-z0-9_.-]`.
+    pub bridge: String,
+    /// IPv4 and/or IPv6 subnets.
+    pub subnets: Vec<IpNet>,
+    pub internal: bool,
+    /// Ignored (no NAT) when `internal`.
+    pub masquerade: bool,
+    /// Inter-container connectivity on this network (Docker's default: true).
+    pub icc: bool,
+}
+
+impl NetworkRules {
+    pub fn validate(&self) -> Result<(), FirewallError> {
+        validate_bridge_name(&self.bridge)
+    }
+
+    fn masquerades(&self) -> bool {
+        self.masquerade && !self.internal
+    }
+
+    /// Host bits cleared and overlaps merged: nft rejects both in interval sets.
+    /// Deterministic, so removal computes exactly the elements addition did.
+    fn normalized_subnets(&self) -> Vec<IpNet> {
+        IpNet::aggregate(&self.subnets)
+    }
+}
+
+/// Linux's own limits (IFNAMSIZ, no "." / "..") plus a conservative charset,
+/// so a name can never smuggle syntax into nft or a shell.
+pub fn validate_bridge_name(name: &str) -> Result<(), FirewallError> {
+    let reason = if name.is_empty() {
+        "it is empty"
+    } else if name.len() > 15 {
+        "it is longer than 15 characters (the kernel's limit)"
+    } else if name == "." || name == ".." {
+        "the kernel does not allow it"
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        "only letters, digits, '_', '.' and '-' are allowed"
+    } else {
+        return Ok(());
+    };
+    Err(FirewallError::InvalidBridgeName {
+        name: name.to_string(),
+        reason,
+    })
+}
+
+/// The whole table in one atomic batch: `add table` (so the `delete` cannot fail),
+/// `delete table`, then everything anew. There is never a moment without rules,
+/// and leftovers from an older berth are gone.
+pub fn full_ruleset(networks: &[NetworkRules]) -> Result<Nftables<'static>, FirewallError> {
+    check_consistent(networks)?;
+    let mut batch = Batch::new();
+    batch.add(table());
+    batch.delete(table());
+    batch.add(table());
+    for set in sets() {
+        batch.add(set);
+    }
+    add_chains(&mut batch);
+    let mut all = Elements::default();
+    for n in networks {
+        all.extend(Elements::of(n));
+    }
+    all.push_into(&mut batch, Batch::add);
+    Ok(batch.to_nftables())
+}
+
+/// Adds one network's elements. Fails (nft: "No such file or directory") if the
+/// table is missing, because elements without rules would silently not isolate.
+pub fn add_network(n: &NetworkRules) -> Result<Nftables<'static>, FirewallError> {
+    n.validate()?;
+    let mut batch = Batch::new();
+    Elements::of(n).push_into(&mut batch, Batch::add);
+    Ok(batch.to_nftables())
+}
+
+/// Removes everything one network could have put in the sets and never fails
+/// because something is already gone: nft 1.0.6 has no `destroy`, so each
+/// element is added then deleted in the same transaction, and the table and
+/// sets are declared with `add` (a no-op when they exist; if the whole table
+/// was missing, an empty table with empty sets and no chains remains, which
+/// affects no traffic). `internal`/`masquerade`/`icc` are ignored so stale
+/// flags can never leave elements behind.
+pub fn remove_network(n: &NetworkRules) -> Result<Nftables<'static>, FirewallError> {
+    n.validate()?;
+    let owned = Elements::everything_of(n);
+    let mut batch = Batch::new();
+    batch.add(table());
+    for set in sets() {
+        batch.add(set);
+    }
+    owned.push_into(&mut batch, Batch::add);
+    owned.push_into(&mut batch, Batch::delete);
+    Ok(batch.to_nftables())
+}
+
+/// Deletes the table if present (`add` first so a missing table is not an error).
+pub fn delete_table() -> Nftables<'static> {
+    let mut batch = Batch::new();
+    batch.add(table());
+    batch.delete(table());
+    batch.to_nftables()
+}
+
+/// Turns what would be an anonymous nft failure of the whole start-up batch
+/// into an error naming the networks involved.
+fn check_consistent(networks: &[NetworkRules]) -> Result<(), FirewallError> {
+    let mut bridges = HashSet::new();
+    let mut masq: Vec<(IpNet, &str)> = Vec::new();
+    for n in networks {
+        n.validate()?;
+        if !bridges.insert(n.bridge.as_str()) {
+            return Err(FirewallError::DuplicateBridge {
+                bridge: n.bridge.clone(),
+            });
+        }
+        if n.masquerades() {
+            let bridge = n.bridge.as_str();
+            masq.extend(n.normalized_subnets().into_iter().map(|s| (s, bridge)));
+        }
+    }
+    // Prefixes either nest or are disjoint, so once sorted any overlap shows
+    // up between neighbours.
+    masq.sort();
+    for pair in masq.windows(2) {
+        let ((first, first_bridge), (second, second_bridge)) = (pair[0], pair[1]);
+        if first.contains(&second.network()) {
+            return Err(FirewallError::OverlappingSubnets {
+                first,
+                first_bridge: first_bridge.to_string(),
+                second,
+                second_bridge: second_bridge.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Set name -> elements, in a fixed order so batches are reproducible.
+#[derive(Default)]
+struct Elements(BTreeMap<&'static str, Vec<Expression<'static>>>);
+
+impl Elements {
+    fn of(n: &NetworkRules) -> Elements {
+        let mut e = Elements::default();
+        e.push(SET_BRIDGES, ifname(&n.bridge));
+        if n.internal {
+            e.push(SET_INTERNAL, ifname(&n.bridge));
+        }
+        if n.icc {
+            e.push(SET_ICC, concat(vec![ifname(&n.bridge), ifname(&n.bridge)]));
+        }
+        if n.masquerades() {
+            e.push_subnets(&n.normalized_subnets());
+        }
+        e
+    }
+
+    fn everything_of(n: &NetworkRules) -> Elements {
+        let mut e = Elements::default();
+        e.push(SET_BRIDGES, ifname(&n.bridge));
+        e.push(SET_INTERNAL, ifname(&n.bridge));
+        e.push(SET_ICC, concat(vec![ifname(&n.bridge), ifname(&n.bridge)]));
+        e.push_subnets(&n.normalized_subnets());
+        e
+    }
+
+    fn push(&mut self, set: &'static str, elem: Expression<'static>) {
+        self.0.entry(set).or_default().push(elem);
+    }
+
+    fn push_subnets(&mut self, subnets: &[IpNet]) {
+        for s in subnets {
+            let set = match s {
+                IpNet::V4(_) => SET_MASQ4,
+                IpNet::V6(_) => SET_MASQ6,
+            };
+            self.push(set, prefix(s));
+        }
+    }
+
+    fn extend(&mut self, other: Elements) {
+        for (set, elems) in other.0 {
+            self.0.entry(set).or_default().extend(elems);
+        }
+    }
+
+    fn push_into(
+        &self,
+        batch: &mut Batch<'static>,
+        cmd: fn(&mut Batch<'static>, NfListObject<'static>),
+    ) {
+        for (set, elems) in &self.0 {
+            cmd(batch, elements(set, elems.clone()));
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Pure tests: the JSON berth hands to nft, without running nft.
+
+use berth_firewall::nftables::schema::Nftables;
+use berth_firewall::{
+    add_network, delete_table, full_ruleset, remove_network, validate_bridge_name, FirewallError,
+    NetworkRules,
+};
+use serde_json::{json, Value};
+
+fn net(bridge: &str, subnets: &[&str]) -> NetworkRules {
+    NetworkRules {
+        bridge: bridge.to_string(),
+        subnets: subnets.iter().map(|s| s.parse().unwrap()).collect(),
+        internal: false,
+        masquerade: true,
+        icc: true,
+    }
+}
+
+fn to_json(batch: &Nftables) -> Value {
+    serde_json::to_value(batch).unwrap()
+}
+
+/// `(command, set) -> elements` for every element command in a batch.
+fn element_cmds(batch: &Nftables) -> Vec<(String, String, Value)> {
+    let v = to_json(batch);
+    let mut out = Vec::new();
+    for cmd in v["nftables"].as_array().unwrap() {
+        let (verb, obj) = cmd.as_object().unwrap().iter().next().unwrap();
+        if let Some(e) = obj.get("element") {
+            out.push((
+                verb.clone(),
+                e["name"].as_str().unwrap().to_string(),
+                e["elem"].clone(),
+            ));
+        }
+    }
+    out
+}
+
+fn added(batch: &Nftables, set: &str) -> Option<Value> {
+    element_cmds(batch)
+        .into_iter()
+        .find(|(verb, name, _)| verb == "add" && name == set)
+        .map(|(_, _, elem)| elem)
+}
+
+#[test]
+fn full_ruleset_matches_golden() {
+    let a = net("br-a", &["10.1.0.0/24", "fd00:1::/64"]);
+    let b = NetworkRules {
+        internal: true,
+        icc: false,
+        ..net("br-b", &["10.2.0.0/24"])
+    };
+    let golden: Value =
+        serde_json::from_str(include_str!("golden/full_ruleset.json")).expect("golden is JSON");
+    assert_eq!(to_json(&full_ruleset(&[a, b]).unwrap()), golden);
+}
+
+#[test]
+fn full_ruleset_without_networks_has_no_element_commands() {
+    let batch = full_ruleset(&[]).unwrap();
+    assert!(element_cmds(&batch).is_empty());
+    let v = to_json(&batch);
+    let first: Vec<&Value> = v["nftables"].as_array().unwrap().iter().take(3).collect();
+    let table = json!({"family": "inet", "name": "berth"});
+    assert_eq!(
+        first,
+        [
+            &json!({"add": {"table": table}}),
+            &json!({"delete": {"table": table}}),
+            &json!({"add": {"table": table}}),
+        ]
+    );
+}
+
+#[test]
+fn add_network_splits_v4_and_v6_subnets() {
+    let n = net("br-x", &["172.18.0.0/16", "fd00:dead::/64", "10.9.0.0/24"]);
+    let batch = add_network(&n).unwrap();
+    assert_eq!(added(&batch, "bridges"), Some(json!(["br-x"])));
+    assert_eq!(
+        added(&batch, "icc"),
+        Some(json!([{"concat": ["br-x", "br-x"]}]))
+    );
+    assert_eq!(added(&batch, "internal"), None);
+    assert_eq!(
+        added(&batch, "masq4"),
+        Some(json!([
+            {"prefix": {"addr": "10.9.0.0", "len": 24}},
+            {"prefix": {"addr": "172.18.0.0", "len": 16}},
+        ]))
+    );
+    assert_eq!(
+        added(&batch, "masq6"),
+        Some(json!([{"prefix": {"addr": "fd00:dead::", "len": 64}}]))
+    );
+    // Only elements: the table/rules must already exist.
+    assert_eq!(
+        element_cmds(&batch).len(),
+        to_json(&batch)["nftables"].as_array().unwrap().len()
+    );
+}
+
+#[test]
+fn subnets_are_normalized_for_interval_sets() {
+    let n = net("br-x", &["10.1.0.7/24", "10.1.0.0/24", "10.1.0.128/25"]);
+    let batch = add_network(&n).unwrap();
+    assert_eq!(
+        added(&batch, "masq4"),
+        Some(json!([{"prefix": {"addr": "10.1.0.0", "len": 24}}]))
+    );
+}
+
+#[test]
+fn internal_network_is_not_masqueraded() {
+    let n = NetworkRules {
+        internal: true,
+        ..net("br-int", &["10.3.0.0/24", "fd00:3::/64"])
+    };
+    let batch = add_network(&n).unwrap();
+    assert_eq!(added(&batch, "internal"), Some(json!(["br-int"])));
+    assert_eq!(added(&batch, "bridges"), Some(json!(["br-int"])));
+    assert_eq!(added(&batch, "masq4"), None);
+    assert_eq!(added(&batch, "masq6"), None);
+}
+
+#[test]
+fn masquerade_false_is_not_masqueraded() {
+    let n = NetworkRules {
+        masquerade: false,
+        ..net("br-nomasq", &["10.4.0.0/24", "fd00:4::/64"])
+    };
+    let batch = add_network(&n).unwrap();
+    assert_eq!(added(&batch, "masq4"), None);
+    assert_eq!(added(&batch, "masq6"), None);
+    assert_eq!(added(&batch, "internal"), None);
+}
+
+#[test]
+fn icc_false_has_no_icc_element() {
+    let n = NetworkRules {
+        icc: false,
+        ..net("br-noicc", &["10.5.0.0/24"])
+    };
+    let batch = add_network(&n).unwrap();
+    assert_eq!(added(&batch, "icc"), None);
+    assert_eq!(added(&batch, "bridges"), Some(json!(["br-noicc"])));
+}
+
+#[test]
+fn remove_network_adds_then_deletes_everything_the_network_could_own() {
+    // Flags must not matter for removal: internal + icc=false still clears icc and masq.
+    let n = NetworkRules {
+        internal: true,
+        icc: false,
+        masquerade: false,
+        ..net("br-r", &["10.6.0.0/24", "fd00:6::/64"])
+    };
+    let cmds = element_cmds(&remove_network(&n).unwrap());
+    let sets = ["bridges", "icc", "internal", "masq4", "masq6"];
+    let adds: Vec<_> = cmds.iter().filter(|c| c.0 == "add").collect();
+    let deletes: Vec<_> = cmds.iter().filter(|c| c.0 == "delete").collect();
+    assert_eq!(adds.iter().map(|c| c.1.as_str()).collect::<Vec<_>>(), sets);
+    assert_eq!(
+        deletes.iter().map(|c| c.1.as_str()).collect::<Vec<_>>(),
+        sets
+    );
+    for (a, d) in adds.iter().zip(&deletes) {
+        assert_eq!(a.2, d.2, "delete must undo exactly what was added");
+    }
+    // Every add precedes every delete, so a present element is really gone.
+    let last_add = cmds.iter().rposition(|c| c.0 == "add").unwrap();
+    let first_delete = cmds.iter().position(|c| c.0 == "delete").unwrap();
+    assert!(last_add < first_delete);
+    let v = to_json(&remove_network(&n).unwrap());
+    assert_eq!(
+        v["nftables"][0],
+        json!({"add": {"table": {"family": "inet", "name": "berth"}}})
+    );
+}
+
+#[test]
+fn delete_table_is_add_then_delete() {
+    let table = json!({"family": "inet", "name": "berth"});
+    assert_eq!(
+        to_json(&delete_table()),
+        json!({"nftables": [{"add": {"table": table}}, {"delete": {"table": table}}]})
+    );
+}
+
+#[test]
+fn bridge_names_are_validated() {
+    for ok in [
+        "br0",
+        "br-0123456789ab",
+        "a",
+        "docker_gwbridge",
+        "x.y-z_1",
+        "123456789012345",
+    ] {
+        validate_bridge_name(ok).unwrap_or_else(|e| panic!("{ok:?} rejected: {e}"));
+    }
+    for bad in [
+        "",
+        "1234567890123456",
+        ".",
+        "..",
+        "br 0",
+        "br\"0",
+        "br;0",
+        "br*",
+        "br/0",
+        "br\\0",
+        "br@0",
+        "br\n",
+        "brü",
+    ] {
+        let err = validate_bridge_name(bad).expect_err(bad);
+        assert!(matches!(err, FirewallError::InvalidBridgeName { .. }));
+        assert!(err.to_string().starts_with("invalid bridge name"), "{err}");
+    }
+}
+
+#[test]
+fn every_generator_rejects_bad_bridges() {
+    let bad = net("br;drop", &["10.7.0.0/24"]);
+    assert!(matches!(
+        add_network(&bad),
+        Err(FirewallError::InvalidBridgeName { .. })
+    ));
+    assert!(matches!(
+        remove_network(&bad),
+        Err(FirewallError::InvalidBridgeName { .. })
+    ));
+    assert!(matches!(
+        full_ruleset(&[net("br-ok", &[]), bad]),
+        Err(FirewallError::InvalidBridgeName { .. })
+    ));
+}
+
+#[test]
+fn full_ruleset_rejects_duplicate_bridges() {
+    let err =
+        full_ruleset(&[net("br-d", &["10.8.0.0/24"]), net("br-d", &["10.9.0.0/24"])]).unwrap_err();
+    assert!(matches!(err, FirewallError::DuplicateBridge { ref bridge } if bridge == "br-d"));
+}
+
+#[test]
+fn full_ruleset_names_overlapping_masqueraded_networks() {
+    let err = full_ruleset(&[
+        net("br-big", &["10.0.0.0/8"]),
+        net("br-mid", &["192.168.0.0/24"]),
+        net("br-small", &["10.20.0.0/16"]),
+    ])
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, FirewallError::OverlappingSubnets { .. }));
+    assert!(msg.contains("br-big") && msg.contains("br-small"), "{msg}");
+
+    // Non-masqueraded subnets never reach the interval sets, so they cannot clash there.
+    let internal = NetworkRules {
+        internal: true,
+        ..net("br-int", &["10.20.0.0/16"])
+    };
+    full_ruleset(&[net("br-big", &["10.0.0.0/8"]), internal]).unwrap();
+}

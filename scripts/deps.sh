@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# System packages berth needs at run time and in its tests (Debian 12). Idempotent.
+set -euo pipefail
+pkgs=(nftables iproute2 util-linux socat busybox-static bind9-dnsutils iputils-ping procps conntrack ca-certificates)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  # Packages must not start services in the machine's own namespaces.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; fi
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,6 @@
+//! The Docker-compatible HTTP API: server, typed client, and the JSON shapes.
+
+pub mod client;
+pub mod fdpass;
+pub mod server;
+pub mod types;

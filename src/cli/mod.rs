@@ -1,0 +1,158 @@
+//! The `berth` command line: docker-compatible flags and output, no logic beyond
+//! presentation — every operation is a call to the daemon's API.
+
+mod container;
+mod network;
+mod output;
+mod run;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::api::client::{Client, ClientError};
+
+pub const DEFAULT_SOCKET: &str = "/run/berth/berth.sock";
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "Container networking the way Docker users know it",
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    /// Daemon socket to connect to (unix:///path)
+    #[arg(short = 'H', long = "host", global = true, env = "BERTH_HOST")]
+    pub host: Option<String>,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Run the daemon (as root)
+    Daemon(DaemonArgs),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::NetworkCmd),
+    /// Create and start a container running a host program in its own network sandbox
+    Run(run::RunArgs),
+    /// Run a command in a running container
+    Exec(run::ExecArgs),
+    /// List containers
+    Ps(container::PsArgs),
+    /// Return low-level information on containers or networks
+    Inspect(container::InspectArgs),
+    /// Fetch the output of a container
+    Logs(container::LogsArgs),
+    /// Stop one or more running containers
+    Stop(container::StopArgs),
+    /// Start one or more stopped containers
+    Start(container::StartArgs),
+    /// Restart one or more containers
+    Restart(container::StopArgs),
+    /// Kill one or more running containers
+    Kill(container::KillArgs),
+    /// Remove one or more containers
+    Rm(container::RmArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(container::NamesArgs),
+    /// Show the berth version information
+    Version,
+    /// Display system-wide information
+    Info,
+    /// (internal) supervise one container process
+    #[command(hide = true)]
+    Shim { dir: PathBuf },
+}
+
+#[derive(clap::Args)]
+pub struct DaemonArgs {
+    /// State directory (the store)
+    #[arg(long, default_value = "/var/lib/berth")]
+    pub root: PathBuf,
+    /// Runtime directory (socket, namespaces, pid files, logs)
+    #[arg(long, default_value = "/run/berth")]
+    pub run: PathBuf,
+    /// Host resolver configuration that sandboxes inherit
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
+    /// Log filter (tracing env-filter syntax)
+    #[arg(long, default_value = "info", env = "BERTH_LOG")]
+    pub log_level: String,
+}
+
+pub fn socket_path(host: &Option<String>, run: Option<&PathBuf>) -> PathBuf {
+    match host {
+        Some(h) => PathBuf::from(h.strip_prefix("unix://").unwrap_or(h)),
+        None => run
+            .map(|r| r.join("berth.sock"))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
+    }
+}
+
+/// Runs a client command; returns the process exit code.
+pub fn main(cli: Cli) -> i32 {
+    let client = Client::new(socket_path(&cli.host, None));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let res = match cli.cmd {
+        Cmd::Network(c) => rt.block_on(network::run(&client, c)),
+        Cmd::Run(a) => return run::run(&rt, &client, a),
+        Cmd::Exec(a) => return run::exec(&rt, &client, a),
+        Cmd::Ps(a) => rt.block_on(container::ps(&client, a)),
+        Cmd::Inspect(a) => rt.block_on(container::inspect(&client, a)),
+        Cmd::Logs(a) => rt.block_on(container::logs(&client, a)),
+        Cmd::Stop(a) => rt.block_on(container::stop(&client, a, "stop")),
+        Cmd::Restart(a) => rt.block_on(container::stop(&client, a, "restart")),
+        Cmd::Start(a) => rt.block_on(container::start(&client, a)),
+        Cmd::Kill(a) => rt.block_on(container::kill(&client, a)),
+        Cmd::Rm(a) => rt.block_on(container::rm(&client, a)),
+        Cmd::Wait(a) => rt.block_on(container::wait(&client, a)),
+        Cmd::Version => rt.block_on(container::version(&client)),
+        Cmd::Info => rt.block_on(container::info(&client)),
+        Cmd::Daemon(_) | Cmd::Shim { .. } => unreachable!("handled in main"),
+    };
+    match res {
+        Ok(code) => code,
+        Err(e) => {
+            report(&e);
+            1
+        }
+    }
+}
+
+pub fn report(e: &ClientError) {
+    eprintln!("{e}");
+}
+
+/// Runs `f` for every argument, reporting each failure and carrying on, like docker.
+pub async fn for_each<F, Fut>(names: &[String], mut f: F) -> Result<i32, ClientError>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ClientError>>,
+{
+    let mut code = 0;
+    for n in names {
+        if let Err(e) = f(n.clone()).await {
+            report(&e);
+            code = 1;
+        }
+    }
+    Ok(code)
+}
+
+pub fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,367 @@
+//! `berth network …`
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use super::output::{natural_cmp, print_objects};
+use super::{enc, for_each};
+use crate::api::client::{Client, ClientError};
+
+#[derive(Subcommand)]
+pub enum NetworkCmd {
+    /// Create a network
+    Create(CreateArgs),
+    /// List networks
+    #[command(alias = "list")]
+    Ls(LsArgs),
+    /// Display detailed information on one or more networks
+    Inspect {
+        #[arg(short, long)]
+        format: Option<String>,
+        #[arg(short, long)]
+        verbose: bool,
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove one or more networks
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Connect a container to a network
+    Connect {
+        #[arg(long)]
+        ip: Option<String>,
+        #[arg(long)]
+        ip6: Option<String>,
+        #[arg(long)]
+        alias: Vec<String>,
+        network: String,
+        container: String,
+    },
+    /// Disconnect a container from a network
+    Disconnect {
+        #[arg(short, long)]
+        force: bool,
+        network: String,
+        container: String,
+    },
+    /// Remove all unused networks
+    Prune {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(long)]
+        filter: Vec<String>,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct CreateArgs {
+    #[arg(short, long, default_value = "bridge")]
+    driver: String,
+    #[arg(long)]
+    subnet: Vec<String>,
+    #[arg(long)]
+    gateway: Vec<String>,
+    #[arg(long = "ip-range")]
+    ip_range: Vec<String>,
+    #[arg(long = "aux-address")]
+    aux_address: Vec<String>,
+    #[arg(long)]
+    internal: bool,
+    #[arg(long)]
+    ipv6: bool,
+    #[arg(long)]
+    attachable: bool,
+    /// Driver options (-o com.docker.network.bridge.name=br0)
+    #[arg(short = 'o', long = "opt")]
+    opt: Vec<String>,
+    #[arg(long)]
+    label: Vec<String>,
+    name: String,
+}
+
+#[derive(clap::Args)]
+pub struct LsArgs {
+    #[arg(short, long)]
+    quiet: bool,
+    #[arg(short, long)]
+    filter: Vec<String>,
+    #[arg(long)]
+    format: Option<String>,
+    #[arg(long = "no-trunc")]
+    no_trunc: bool,
+}
+
+fn kv(list: &[String], what: &str) -> Result<BTreeMap<String, String>, ClientError> {
+    list.iter()
+        .map(|s| {
+            s.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .or_else(|| (what == "label").then(|| (s.clone(), String::new())))
+                .ok_or_else(|| ClientError::Api {
+                    status: 400,
+                    message: format!("invalid {what} {s:?}: expected KEY=VALUE"),
+                })
+        })
+        .collect()
+}
+
+/// docker's rule: each --ip-range/--gateway/--aux-address belongs to the --subnet that
+/// contains it.
+fn ipam_config(a: &CreateArgs) -> Result<Value, ClientError> {
+    let nets: Vec<ipnet::IpNet> = a.subnet.iter().filter_map(|s| s.parse().ok()).collect();
+    let owner = |ip: &str, what: &str| -> Result<usize, ClientError> {
+        if a.subnet.len() == 1 {
+            return Ok(0);
+        }
+        let addr: Option<std::net::IpAddr> = ip.split('/').next().and_then(|s| s.parse().ok());
+        addr.and_then(|ip| nets.iter().position(|n| n.contains(&ip)))
+            .ok_or_else(|| ClientError::Api {
+                status: 400,
+                message: format!("no matching subnet for {what} {ip}"),
+            })
+    };
+    if a.subnet.is_empty()
+        && !(a.gateway.is_empty() && a.ip_range.is_empty() && a.aux_address.is_empty())
+    {
+        return Err(ClientError::Api {
+            status: 400,
+            message: "gateway, ip-range and aux-address need a --subnet".into(),
+        });
+    }
+    let mut cfgs: Vec<serde_json::Map<String, Value>> = a
+        .subnet
+        .iter()
+        .map(|s| {
+            let mut m = serde_json::Map::new();
+            m.insert("Subnet".into(), json!(s));
+            m
+        })
+        .collect();
+    for g in &a.gateway {
+        cfgs[owner(g, "gateway")?].insert("Gateway".into(), json!(g));
+    }
+    for r in &a.ip_range {
+        cfgs[owner(r, "ip-range")?].insert("IPRange".into(), json!(r));
+    }
+    for (k, v) in kv(&a.aux_address, "aux-address")? {
+        let i = owner(&v, "aux-address")?;
+        cfgs[i]
+            .entry("AuxiliaryAddresses")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("object")
+            .insert(k, json!(v));
+    }
+    Ok(json!(cfgs))
+}
+
+pub async fn run(c: &Client, cmd: NetworkCmd) -> Result<i32, ClientError> {
+    match cmd {
+        NetworkCmd::Create(a) => {
+            let mut body = json!({
+                "Name": a.name,
+                "Driver": a.driver,
+                "IPAM": { "Driver": "default", "Options": {}, "Config": ipam_config(&a)? },
+                "Internal": a.internal,
+                "Attachable": a.attachable,
+                "Options": kv(&a.opt, "option")?,
+                "Labels": kv(&a.label, "label")?,
+            });
+            if a.ipv6 {
+                body["EnableIPv6"] = json!(true);
+            }
+            let r = c.post("/networks/create", Some(&body)).await?;
+            println!("{}", r["Id"].as_str().unwrap_or_default());
+            Ok(0)
+        }
+        NetworkCmd::Ls(a) => ls(c, a).await,
+        NetworkCmd::Inspect {
+            format, networks, ..
+        } => {
+            let mut objs = Vec::new();
+            let mut code = 0;
+            for n in &networks {
+                match c.get(&format!("/networks/{}", enc(n))).await {
+                    Ok(v) => objs.push(v),
+                    Err(e) => {
+                        super::report(&e);
+                        code = 1;
+                    }
+                }
+            }
+            if let Err(e) = print_objects(&objs, &format) {
+                eprintln!("{e}");
+                return Ok(1);
+            }
+            Ok(code)
+        }
+        NetworkCmd::Rm { force, networks } => {
+            for_each(&networks, |n| async move {
+                match c.delete(&format!("/networks/{}", enc(&n))).await {
+                    Ok(_) => {
+                        println!("{n}");
+                        Ok(())
+                    }
+                    Err(ClientError::Api { status: 404, .. }) if force => Ok(()),
+                    Err(e) => Err(e),
+                }
+            })
+            .await
+        }
+        NetworkCmd::Connect {
+            ip,
+            ip6,
+            alias,
+            network,
+            container,
+        } => {
+            let mut ipam = serde_json::Map::new();
+            if let Some(ip) = ip {
+                ipam.insert("IPv4Address".into(), json!(ip));
+            }
+            if let Some(ip) = ip6 {
+                ipam.insert("IPv6Address".into(), json!(ip));
+            }
+            let body = json!({
+                "Container": container,
+                "EndpointConfig": { "IPAMConfig": ipam, "Aliases": alias },
+            });
+            c.post(&format!("/networks/{}/connect", enc(&network)), Some(&body))
+                .await?;
+            Ok(0)
+        }
+        NetworkCmd::Disconnect {
+            force,
+            network,
+            container,
+        } => {
+            let body = json!({ "Container": container, "Force": force });
+            c.post(
+                &format!("/networks/{}/disconnect", enc(&network)),
+                Some(&body),
+            )
+            .await?;
+            Ok(0)
+        }
+        NetworkCmd::Prune { force, filter } => {
+            if !force && !confirm("WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue? [y/N] ") {
+                return Ok(0);
+            }
+            let filters = filters_json(&filter)?;
+            let r = c
+                .post(&format!("/networks/prune?filters={}", enc(&filters)), None)
+                .await?;
+            let deleted: Vec<&str> = r["NetworksDeleted"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            if !deleted.is_empty() {
+                println!("Deleted Networks:");
+                for d in deleted {
+                    println!("{d}");
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+pub fn confirm(prompt: &str) -> bool {
+    eprint!("{prompt}");
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    matches!(line.trim(), "y" | "Y" | "yes")
+}
+
+/// `--filter k=v` flags as docker's filter JSON.
+pub fn filters_json(list: &[String]) -> Result<String, ClientError> {
+    let mut m: BTreeMap<String, BTreeMap<String, bool>> = BTreeMap::new();
+    for f in list {
+        let (k, v) = f.split_once('=').ok_or_else(|| ClientError::Api {
+            status: 400,
+            message: format!("bad format of filter (expected name=value): {f}"),
+        })?;
+        m.entry(k.to_string())
+            .or_default()
+            .insert(v.to_string(), true);
+    }
+    Ok(serde_json::to_string(&m).expect("json"))
+}
+
+async fn ls(c: &Client, a: LsArgs) -> Result<i32, ClientError> {
+    let filters = filters_json(&a.filter)?;
+    let v = c
+        .get(&format!("/networks?filters={}", enc(&filters)))
+        .await?;
+    let mut nets: Vec<Value> = v.as_array().cloned().unwrap_or_default();
+    nets.sort_by(|x, y| {
+        natural_cmp(
+            x["Name"].as_str().unwrap_or(""),
+            y["Name"].as_str().unwrap_or(""),
+        )
+    });
+    let rows: Vec<Value> = nets
+        .iter()
+        .map(|n| {
+            let id = n["Id"].as_str().unwrap_or_default();
+            let labels = n["Labels"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            json!({
+                "CreatedAt": n["Created"],
+                "Driver": n["Driver"],
+                "ID": if a.no_trunc { id } else { &id[..id.len().min(12)] },
+                "IPv4": n["EnableIPv4"].as_bool().unwrap_or(true).to_string(),
+                "IPv6": n["EnableIPv6"].as_bool().unwrap_or(false).to_string(),
+                "Internal": n["Internal"].as_bool().unwrap_or(false).to_string(),
+                "Labels": labels,
+                "Name": n["Name"],
+                "Scope": n["Scope"],
+            })
+        })
+        .collect();
+    if a.quiet {
+        for r in &rows {
+            println!("{}", r["ID"].as_str().unwrap_or_default());
+        }
+        return Ok(0);
+    }
+    let template = a
+        .format
+        .unwrap_or_else(|| "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}".into());
+    let headers = [
+        ("ID", "NETWORK ID"),
+        ("Name", "NAME"),
+        ("Driver", "DRIVER"),
+        ("Scope", "SCOPE"),
+        ("CreatedAt", "CREATED AT"),
+        ("IPv4", "IPV4"),
+        ("IPv6", "IPV6"),
+        ("Internal", "INTERNAL"),
+        ("Labels", "LABELS"),
+    ];
+    match berth_format::render_list(&template, &rows, &headers) {
+        Ok(s) => {
+            print!("{s}");
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(1)
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! `berth run` and `berth exec`: the foreground process gets this terminal's descriptors
+//! directly (passed to the daemon over the socket), or with `-t` a pseudo-terminal whose
+//! master this command relays in raw mode.
+
+use std::io::{IsTerminal, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+
+use serde_json::{json, Map, Value};
+
+use super::enc;
+use crate::api::client::{Client, ClientError};
+use crate::api::fdpass;
+
+#[derive(clap::Args)]
+#[command(disable_help_flag = true)]
+pub struct RunArgs {
+    /// Print help (-h is --hostname, as in docker)
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+    /// Run in the background and print the container ID
+    #[arg(short, long)]
+    detach: bool,
+    /// Keep STDIN open
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    tty: bool,
+    /// Remove the container when it exits
+    #[arg(long)]
+    rm: bool,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(short = 'h', long)]
+    hostname: Option<String>,
+    #[arg(long)]
+    domainname: Option<String>,
+    /// bridge | none | host | container:NAME | NETWORK (repeatable)
+    #[arg(long = "network", visible_alias = "net")]
+    network: Vec<String>,
+    #[arg(long)]
+    ip: Option<String>,
+    #[arg(long)]
+    ip6: Option<String>,
+    #[arg(long = "network-alias", visible_alias = "net-alias")]
+    network_alias: Vec<String>,
+    #[arg(long)]
+    dns: Vec<String>,
+    #[arg(long = "dns-search")]
+    dns_search: Vec<String>,
+    #[arg(long = "dns-option", alias = "dns-opt")]
+    dns_option: Vec<String>,
+    #[arg(long = "add-host")]
+    add_host: Vec<String>,
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    #[arg(short = 'w', long = "workdir")]
+    workdir: Option<String>,
+    #[arg(short = 'l', long = "label")]
+    label: Vec<String>,
+    /// The host program to run, and its arguments
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct ExecArgs {
+    #[arg(short, long)]
+    interactive: bool,
+    #[arg(short, long)]
+    tty: bool,
+    #[arg(short, long)]
+    detach: bool,
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    #[arg(short = 'w', long = "workdir")]
+    workdir: Option<String>,
+    container: String,
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+/// `-e NAME` takes the value from this environment, as docker does.
+fn env_list(list: &[String]) -> Vec<String> {
+    list.iter()
+        .filter_map(|e| {
+            if e.contains('=') {
+                Some(e.clone())
+            } else {
+                std::env::var(e).ok().map(|v| format!("{e}={v}"))
+            }
+        })
+        .collect()
+}
+
+fn create_body(a: &RunArgs) -> Value {
+    let mode = a
+        .network
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "bridge".into());
+    let mut endpoints = Map::new();
+    let mut first = Map::new();
+    let mut ipam = Map::new();
+    if let Some(ip) = &a.ip {
+        ipam.insert("IPv4Address".into(), json!(ip));
+    }
+    if let Some(ip) = &a.ip6 {
+        ipam.insert("IPv6Address".into(), json!(ip));
+    }
+    if !ipam.is_empty() {
+        first.insert("IPAMConfig".into(), Value::Object(ipam));
+    }
+    if !a.network_alias.is_empty() {
+        first.insert("Aliases".into(), json!(a.network_alias));
+    }
+    if !first.is_empty() || a.network.len() > 1 {
+        endpoints.insert(mode.clone(), Value::Object(first));
+    }
+    for n in a.network.iter().skip(1) {
+        endpoints.insert(n.clone(), json!({}));
+    }
+    let labels: Map<String, Value> = a
+        .label
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k.to_string(), json!(v)),
+            None => (l.clone(), json!("")),
+        })
+        .collect();
+    json!({
+        "Hostname": a.hostname.clone().unwrap_or_default(),
+        "Domainname": a.domainname.clone().unwrap_or_default(),
+        "AttachStdin": a.interactive,
+        "AttachStdout": !a.detach,
+        "AttachStderr": !a.detach,
+        "Tty": a.tty,
+        "OpenStdin": a.interactive,
+        "Env": env_list(&a.env),
+        "Cmd": a.command,
+        "Image": "",
+        "WorkingDir": a.workdir.clone().unwrap_or_default(),
+        "Labels": labels,
+        "HostConfig": {
+            "NetworkMode": mode,
+            "Dns": a.dns,
+            "DnsSearch": a.dns_search,
+            "DnsOptions": a.dns_option,
+            "ExtraHosts": a.add_host,
+            "AutoRemove": a.rm,
+        },
+        "NetworkingConfig": { "EndpointsConfig": endpoints },
+    })
+}
+
+/// docker's exit codes for failures before the command runs.
+fn start_failure_code(msg: &str) -> i32 {
+    if msg.contains("executable file not found") || msg.contains("No such file") {
+        127
+    } else if msg.contains("permission denied") {
+        126
+    } else {
+        125
+    }
+}
+
+pub fn run(rt: &tokio::runtime::Runtime, c: &Client, a: RunArgs) -> i32 {
+    if a.tty && a.interactive && !std::io::stdin().is_terminal() {
+        eprintln!("the input device is not a TTY");
+        return 1;
+    }
+    let name = a
+        .name
+        .as_ref()
+        .map(|n| format!("?name={}", enc(n)))
+        .unwrap_or_default();
+    let id = match rt.block_on(c.post(&format!("/containers/create{name}"), Some(&create_body(&a))))
+    {
+        Ok(v) => v["Id"].as_str().unwrap_or_default().to_string(),
+        Err(e) => {
+            super::report(&e);
+            return 125;
+        }
+    };
+    if a.detach {
+        return match rt.block_on(c.post(&format!("/containers/{id}/start"), None)) {
+            Ok(_) => {
+                println!("{id}");
+                0
+            }
+            Err(e) => {
+                super::report(&e);
+                if a.rm {
+                    let _ = rt.block_on(c.delete(&format!("/containers/{id}?force=1")));
+                }
+                match &e {
+                    ClientError::Api { message, .. } => start_failure_code(message),
+                    _ => 125,
+                }
+            }
+        };
+    }
+    let mode = if a.tty { "tty" } else { "fds" };
+    let code = attach(
+        rt,
+        c,
+        &format!("/containers/{id}/start?stdio={mode}"),
+        None,
+        a.tty,
+        a.interactive,
+        &id,
+    );
+    if code.1 && a.rm {
+        let _ = rt.block_on(c.delete(&format!("/containers/{id}?force=1")));
+    }
+    code.0
+}
+
+pub fn exec(rt: &tokio::runtime::Runtime, c: &Client, a: ExecArgs) -> i32 {
+    let body = json!({
+        "Cmd": a.command,
+        "Env": env_list(&a.env),
+        "WorkingDir": a.workdir.clone().unwrap_or_default(),
+        "Tty": a.tty,
+    });
+    let _ = a.detach;
+    attach(
+        rt,
+        c,
+        &format!("/berth/containers/{}/exec", enc(&a.container)),
+        Some(&body),
+        a.tty,
+        a.interactive,
+        &a.container,
+    )
+    .0
+}
+
+/// Returns (exit code, whether the failure happened before the process started).
+fn attach(
+    rt: &tokio::runtime::Runtime,
+    c: &Client,
+    path: &str,
+    body: Option<&Value>,
+    tty: bool,
+    interactive: bool,
+    ctr: &str,
+) -> (i32, bool) {
+    let s = match c.upgrade(path, body) {
+        Ok(s) => s,
+        Err(e) => {
+            super::report(&e);
+            let code = match &e {
+                ClientError::Api { message, .. } => start_failure_code(message),
+                _ => 125,
+            };
+            return (code, true);
+        }
+    };
+    let null = std::fs::File::open("/dev/null").expect("/dev/null");
+    let sent = if tty {
+        fdpass::send_fds(&s, &[])
+    } else {
+        let stdin = if interactive {
+            std::io::stdin().as_fd().as_raw_fd()
+        } else {
+            null.as_raw_fd()
+        };
+        fdpass::send_fds(
+            &s,
+            &[
+                stdin,
+                std::io::stdout().as_raw_fd(),
+                std::io::stderr().as_raw_fd(),
+            ],
+        )
+    };
+    if let Err(e) = sent {
+        eprintln!("passing the terminal to the daemon: {e}");
+        return (125, true);
+    }
+    let (first, master) = match fdpass::recv_line(&s) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("lost the daemon: {e}");
+            return (125, true);
+        }
+    };
+    if let Some(m) = first.get("message").and_then(|m| m.as_str()) {
+        eprintln!("Error response from daemon: {m}");
+        return (start_failure_code(m), true);
+    }
+    let relay = match (tty, master) {
+        (true, Some(m)) => Some(Relay::start(m, interactive)),
+        _ => {
+            forward_signals(rt, c, ctr);
+            None
+        }
+    };
+    let code = wait_status(&s);
+    if let Some(r) = relay {
+        r.finish();
+    }
+    (code, false)
+}
+
+fn wait_status(s: &UnixStream) -> i32 {
+    match fdpass::recv_line(s) {
+        Ok((v, _)) => v["StatusCode"].as_i64().unwrap_or(255) as i32,
+        Err(_) => 255,
+    }
+}
+
+/// Like docker's --sig-proxy: signals to this command go to the container's process.
+fn forward_signals(rt: &tokio::runtime::Runtime, c: &Client, ctr: &str) {
+    let c = c.clone();
+    let ctr = ctr.to_string();
+    let handle = rt.handle().clone();
+    std::thread::spawn(move || {
+        handle.block_on(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) else {
+                return;
+            };
+            loop {
+                let sig = tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                    _ = hup.recv() => "SIGHUP",
+                };
+                let _ = c
+                    .post(
+                        &format!("/containers/{}/kill?signal={sig}", enc(&ctr)),
+                        None,
+                    )
+                    .await;
+            }
+        });
+    });
+}
+
+/// Relays this terminal (raw mode) and a pty master until the process side closes.
+struct Relay {
+    saved: Option<nix::sys::termios::Termios>,
+    out: std::thread::JoinHandle<()>,
+}
+
+impl Relay {
+    fn start(master: OwnedFd, interactive: bool) -> Relay {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        // Blocked before any relay thread exists, so only the sigwait below receives it.
+        let winch = nix_sigwinch();
+        let stdin = std::io::stdin();
+        let saved = if stdin.is_terminal() {
+            tcgetattr(stdin.as_fd()).ok().inspect(|t| {
+                let mut raw = t.clone();
+                cfmakeraw(&mut raw);
+                let _ = tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw);
+            })
+        } else {
+            None
+        };
+        copy_winsize(&master);
+        let m_in = master.try_clone().expect("dup master");
+        if interactive {
+            std::thread::spawn(move || {
+                let mut f = std::fs::File::from(m_in);
+                let mut buf = [0u8; 4096];
+                let mut stdin = std::io::stdin();
+                while let Ok(n) = stdin.read(&mut buf) {
+                    if n == 0 || f.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let m_win = master.try_clone().expect("dup master");
+        std::thread::spawn(move || {
+            let Ok(mut sig) = winch else { return };
+            while sig.next().is_some() {
+                copy_winsize(&m_win);
+            }
+        });
+        let out = std::thread::spawn(move || {
+            let mut f = std::fs::File::from(master);
+            let mut buf = [0u8; 4096];
+            let mut out = std::io::stdout();
+            // EIO once every holder of the slave side has gone.
+            while let Ok(n) = f.read(&mut buf) {
+                if n == 0 || out.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                let _ = out.flush();
+            }
+        });
+        Relay { saved, out }
+    }
+
+    fn finish(self) {
+        let _ = self.out.join();
+        if let Some(t) = self.saved {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin().as_fd(),
+                nix::sys::termios::SetArg::TCSANOW,
+                &t,
+            );
+        }
+    }
+}
+
+fn copy_winsize(master: &OwnedFd) {
+    // SAFETY: TIOCGWINSZ/TIOCSWINSZ read and write a winsize struct we own.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
+            libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+        }
+    }
+}
+
+/// Blocking iterator over SIGWINCH deliveries.
+fn nix_sigwinch() -> std::io::Result<impl Iterator<Item = ()>> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGWINCH);
+    set.thread_block().map_err(std::io::Error::from)?;
+    Ok(std::iter::from_fn(move || set.wait().ok().map(|_| ())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_like_docker() {
+        assert_eq!(
+            start_failure_code("exec: \"x\": executable file not found in $PATH"),
+            127
+        );
+        assert_eq!(start_failure_code("network foo not found"), 125);
+    }
+}

@@ -1,0 +1,1164 @@
+//! Container (sandbox) operations: create, start (attach + spawn), stop, kill, remove, exec,
+//! connect and disconnect. Endpoint addresses are allocated and committed before the kernel
+//! is touched; a failing kernel step undoes the earlier ones and releases the addresses.
+
+use std::net::IpAddr;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::{put_container, put_network, Daemon, Error, Event, Inner, Result};
+use crate::model::{
+    mac_for, mac_string, new_id, random_name, valid_name, Container, ContainerConfig, Driver,
+    Endpoint, EndpointRequest, Network, NetworkMode, State, Status,
+};
+use crate::netlink::{self, Netlink};
+use crate::sandbox::{self, Spec};
+use crate::store::Op;
+
+#[derive(Debug, Clone, Default)]
+pub struct ContainerCreate {
+    pub name: Option<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: String,
+    pub hostname: String,
+    pub domainname: String,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
+    pub extra_hosts: Vec<String>,
+    pub auto_remove: bool,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub network_mode: String,
+    pub endpoints: Vec<(String, EndpointRequest)>,
+}
+
+/// Where a process's stdio goes.
+pub enum Stdio {
+    /// stdin from /dev/null, stdout and stderr to the container's log.
+    Detached,
+    /// The client's own descriptors (passed over the API socket).
+    Fds([OwnedFd; 3]),
+    /// A new pseudo-terminal; its master goes back to the client.
+    Tty,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecRequest {
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: String,
+    pub tty: bool,
+}
+
+pub const LOG_FILE: &str = "log";
+/// Host-side veth names: berth's own prefix, so leftovers are recognisable at start.
+pub const HOST_VETH_PREFIX: &str = "bv";
+
+impl Daemon {
+    pub async fn container_create(&self, req: ContainerCreate) -> Result<String> {
+        let mut st = self.state.lock().await;
+        if req.cmd.is_empty() {
+            return Err(Error::InvalidParameter(
+                "No command specified: give the program to run after the options, e.g. `berth run -- sleep 60`".into(),
+            ));
+        }
+        let name = match &req.name {
+            Some(n) => {
+                let n = n.strip_prefix('/').unwrap_or(n).to_string();
+                if !valid_name(&n) {
+                    return Err(Error::InvalidParameter(format!(
+                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    )));
+                }
+                if let Some(c) = st.containers.values().find(|c| c.name == n) {
+                    return Err(Error::Conflict(format!(
+                        "Conflict. The container name \"/{n}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                        c.id
+                    )));
+                }
+                n
+            }
+            None => loop {
+                let n = random_name();
+                if !st.containers.values().any(|c| c.name == n) {
+                    break n;
+                }
+            },
+        };
+        let id = new_id();
+        let mode_name = match req.network_mode.as_str() {
+            "" | "default" => "bridge".to_string(),
+            m => m.to_string(),
+        };
+        let (mode, networks) = plan_mode(&st, &mode_name, &req)?;
+        let extra_hosts = req
+            .extra_hosts
+            .iter()
+            .map(|h| {
+                let (n, ip) = h.split_once(':').ok_or_else(|| bad_host(h))?;
+                let ip = ip.trim_start_matches('[').trim_end_matches(']');
+                Ok((
+                    n.to_string(),
+                    ip.parse::<IpAddr>().map_err(|_| bad_host(h))?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let dns = req
+            .dns
+            .iter()
+            .map(|d| {
+                d.parse::<IpAddr>().map_err(|_| {
+                    Error::InvalidParameter(format!(
+                        "{d} is not an ip address (--dns takes IP addresses)"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let hostname = if req.hostname.is_empty() {
+            id[..12].to_string()
+        } else {
+            req.hostname.clone()
+        };
+        let c = Container {
+            id: id.clone(),
+            name,
+            created: Utc::now(),
+            config: ContainerConfig {
+                cmd: req.cmd,
+                env: req.env,
+                working_dir: req.working_dir,
+                hostname,
+                domainname: req.domainname,
+                tty: req.tty,
+                open_stdin: req.open_stdin,
+                dns,
+                dns_search: req.dns_search,
+                dns_options: req.dns_options,
+                extra_hosts,
+                auto_remove: req.auto_remove,
+                labels: req.labels,
+                network_mode: mode,
+                network_mode_name: mode_name,
+                networks,
+            },
+            state: State {
+                status: Status::Created,
+                pid: 0,
+                pid_start: 0,
+                shim_pid: 0,
+                shim_start: 0,
+                started_at: None,
+                finished_at: None,
+                exit_code: 0,
+                error: String::new(),
+                restart_count: 0,
+            },
+            endpoints: vec![],
+        };
+        self.commit(vec![put_container(&c)])?;
+        st.containers.insert(id.clone(), c);
+        Ok(id)
+    }
+
+    /// Starts the container's process in its sandbox; with `Stdio::Tty` the pty master is
+    /// returned for the client to relay.
+    pub async fn container_start(
+        self: &Arc<Self>,
+        key: &str,
+        stdio: Stdio,
+    ) -> Result<Option<OwnedFd>> {
+        let mut st = self.state.lock().await;
+        let id = st.container_id(key)?;
+        if st.containers[&id].is_running() {
+            return match stdio {
+                Stdio::Detached => Ok(None),
+                _ => Err(Error::Conflict(format!(
+                    "container {key} is already running"
+                ))),
+            };
+        }
+        let mut c = st.containers[&id].clone();
+        let dir = self.container_dir(&id);
+        std::fs::create_dir_all(&dir)?;
+        // 1. Addresses, committed before the kernel is touched.
+        let before: Vec<Network> = st.networks.values().cloned().collect();
+        let (endpoints, net_ops) = allocate_endpoints(&mut st, &c)?;
+        c.endpoints = endpoints;
+        let mut ops = net_ops;
+        ops.push(put_container(&c));
+        if let Err(e) = self.commit(ops) {
+            restore_networks(&mut st, before);
+            return Err(e);
+        }
+        // 2. Kernel.
+        match self.build_and_spawn(&st, &mut c, &dir, stdio).await {
+            Ok((shim_pid, pid, master)) => {
+                c.state.status = Status::Running;
+                c.state.pid = pid;
+                c.state.pid_start = sandbox::proc_start_time(pid).unwrap_or(0);
+                c.state.shim_pid = shim_pid;
+                c.state.shim_start = sandbox::proc_start_time(shim_pid).unwrap_or(0);
+                c.state.started_at = Some(Utc::now());
+                c.state.finished_at = None;
+                c.state.exit_code = 0;
+                c.state.error.clear();
+                let _ = std::fs::remove_file(dir.join(sandbox::EXIT_FILE));
+                self.commit(vec![put_container(&c)])?;
+                st.containers.insert(id.clone(), c.clone());
+                drop(st);
+                self.watch(id, shim_pid, c.state.shim_start);
+                Ok(master)
+            }
+            Err(e) => {
+                self.undo_sandbox(&c, true).await;
+                restore_networks(&mut st, before.clone());
+                let mut old = st.containers[&id].clone();
+                old.endpoints.clear();
+                old.state.error = e.to_string();
+                let mut ops: Vec<Op> = before.iter().map(put_network).collect();
+                ops.push(put_container(&old));
+                let _ = self.commit(ops);
+                st.containers.insert(id, old);
+                Err(e)
+            }
+        }
+    }
+
+    /// Namespace, links, files, then the shim. Returns (shim pid, container pid, pty master).
+    async fn build_and_spawn(
+        &self,
+        st: &Inner,
+        c: &mut Container,
+        dir: &Path,
+        stdio: Stdio,
+    ) -> Result<(u32, u32, Option<OwnedFd>)> {
+        let mut spec = Spec {
+            cmd: c.config.cmd.clone(),
+            env: container_env(c),
+            cwd: c.config.working_dir.clone(),
+            netns: None,
+            join_uts: None,
+            join_mnt: None,
+            hostname: Some(c.config.hostname.clone()),
+            binds: vec![],
+            tty: matches!(stdio, Stdio::Tty),
+        };
+        let files_dir = match &c.config.network_mode {
+            NetworkMode::Networks | NetworkMode::None => {
+                let path = self.netns_path(&c.id);
+                let (nsnl, nsfd) = netlink::create_netns(&path).await?;
+                spec.netns = Some(path);
+                let mut first = true;
+                for ep in &c.endpoints {
+                    let net = &st.networks[&ep.network_id];
+                    self.attach_kernel(&nsfd, &nsnl, net, ep, first).await?;
+                    first = false;
+                }
+                dir.to_path_buf()
+            }
+            NetworkMode::Host => {
+                spec.hostname = None;
+                dir.to_path_buf()
+            }
+            NetworkMode::Container(target) => {
+                let t = st
+                    .containers
+                    .get(target)
+                    .filter(|t| t.is_running())
+                    .ok_or_else(|| {
+                        Error::Conflict(format!(
+                            "cannot join network of a non running container: {target}"
+                        ))
+                    })?;
+                spec.netns = Some(PathBuf::from(format!("/proc/{}/ns/net", t.state.pid)));
+                spec.hostname = Some(t.config.hostname.clone());
+                match &t.config.network_mode {
+                    NetworkMode::Host => dir.to_path_buf(),
+                    _ => self.container_dir(&t.id),
+                }
+            }
+        };
+        if files_dir == dir {
+            self.write_files(st, c, dir)?;
+        }
+        spec.binds = vec![
+            (files_dir.join("hosts"), "/etc/hosts".into()),
+            (files_dir.join("resolv.conf"), "/etc/resolv.conf".into()),
+        ];
+        if spec.hostname.is_some() {
+            spec.binds
+                .push((files_dir.join("hostname"), "/etc/hostname".into()));
+        }
+        std::fs::write(
+            dir.join(sandbox::SPEC_FILE),
+            serde_json::to_vec(&spec).expect("json"),
+        )?;
+        let (fds, master) = self.make_stdio(stdio, dir)?;
+        let (shim, pid) = spawn_shim(dir, fds).await?;
+        Ok((shim, pid, master))
+    }
+
+    fn write_files(&self, st: &Inner, c: &Container, dir: &Path) -> Result<()> {
+        let own: Vec<IpAddr> = c
+            .endpoints
+            .iter()
+            .flat_map(|e| e.ipv4.into_iter().chain(e.ipv6))
+            .collect();
+        let hostname = c.config.hostname.clone();
+        let host = if matches!(c.config.network_mode, NetworkMode::Host) {
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else {
+            sandbox::hosts_file(&hostname, &own, &c.config.extra_hosts)
+        };
+        std::fs::write(dir.join("hosts"), host)?;
+        std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
+        let _ = st;
+        std::fs::write(
+            dir.join("resolv.conf"),
+            sandbox::resolv_conf(
+                &self.host_resolv(),
+                &c.config.dns,
+                &c.config.dns_search,
+                &c.config.dns_options,
+            ),
+        )?;
+        Ok(())
+    }
+
+    fn make_stdio(&self, stdio: Stdio, dir: &Path) -> Result<([OwnedFd; 3], Option<OwnedFd>)> {
+        Ok(match stdio {
+            Stdio::Fds(fds) => (fds, None),
+            Stdio::Detached => {
+                let log: OwnedFd = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join(LOG_FILE))?
+                    .into();
+                let null: OwnedFd = std::fs::File::open("/dev/null")?.into();
+                ([null, log.try_clone()?, log], None)
+            }
+            Stdio::Tty => {
+                let (master, slave) = sandbox::open_pty()?;
+                (
+                    [slave.try_clone()?, slave.try_clone()?, slave],
+                    Some(master),
+                )
+            }
+        })
+    }
+
+    /// One endpoint in the kernel: the veth (peer created inside the sandbox), addresses,
+    /// up, and the default route for the first network. Undoes itself on failure.
+    pub(crate) async fn attach_kernel(
+        &self,
+        nsfd: &OwnedFd,
+        nsnl: &Netlink,
+        net: &Network,
+        ep: &Endpoint,
+        default_route: bool,
+    ) -> Result<()> {
+        let bridge = net.bridge.as_deref().unwrap_or_default();
+        let bidx = self.host.link_index(bridge).await?.ok_or_else(|| {
+            Error::Internal(format!(
+                "bridge {bridge} of network {} is missing: restart the daemon to rebuild it",
+                net.name
+            ))
+        })?;
+        let mac = parse_mac(&ep.mac);
+        self.host
+            .add_veth_into(&ep.host_ifname, bidx, net.mtu, &ep.ifname, nsfd, mac)
+            .await?;
+        let inner = async {
+            let idx = nsnl.link_index(&ep.ifname).await?.ok_or_else(|| {
+                Error::Internal(format!("{} did not appear in the sandbox", ep.ifname))
+            })?;
+            if let Some(ip) = ep.ipv4 {
+                nsnl.add_address(idx, ip, ep.ipv4_prefix).await?;
+            }
+            if let Some(ip) = ep.ipv6 {
+                nsnl.add_address(idx, ip, ep.ipv6_prefix).await?;
+            }
+            nsnl.set_up(idx).await?;
+            if default_route && !net.internal {
+                for gw in ep.gateway4.iter().chain(ep.gateway6.iter()) {
+                    nsnl.add_default_route(*gw, idx).await?;
+                }
+            }
+            Ok::<_, Error>(())
+        }
+        .await;
+        if inner.is_err() {
+            let _ = self.host.delete_link_by_name(&ep.host_ifname).await;
+        }
+        inner
+    }
+
+    /// Removes what a sandbox had in the kernel. The host-side veth deletion costs the
+    /// kernel tens of milliseconds, so unless `wait` it finishes in the background.
+    async fn undo_sandbox(&self, c: &Container, wait: bool) {
+        if matches!(
+            c.config.network_mode,
+            NetworkMode::Networks | NetworkMode::None
+        ) {
+            netlink::remove_netns(&self.netns_path(&c.id));
+        }
+        let host = self.host.clone();
+        let names: Vec<String> = c.endpoints.iter().map(|e| e.host_ifname.clone()).collect();
+        let work = async move {
+            for n in names {
+                if let Err(e) = host.delete_link_by_name(&n).await {
+                    tracing::warn!("deleting {n}: {e}");
+                }
+            }
+        };
+        if wait {
+            work.await
+        } else {
+            tokio::spawn(work);
+        }
+    }
+
+    /// Follows the shim; when it exits the container has exited.
+    pub(crate) fn watch(self: &Arc<Self>, id: String, shim_pid: u32, shim_start: u64) {
+        let d = self.clone();
+        tokio::spawn(async move {
+            if let Ok(fd) = sandbox::pidfd_open(shim_pid) {
+                if sandbox::proc_start_time(shim_pid) == Some(shim_start) {
+                    let _ = sandbox::wait_pidfd(fd).await;
+                }
+            }
+            // Reap it if it is our child; a re-adopted shim belongs to init.
+            let _ = nix::sys::wait::waitpid(
+                nix::unistd::Pid::from_raw(shim_pid as i32),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            );
+            d.on_exit(&id, shim_pid).await;
+        });
+    }
+
+    pub(crate) async fn on_exit(&self, id: &str, shim_pid: u32) {
+        let mut st = self.state.lock().await;
+        let Some(c) = st.containers.get(id).cloned() else {
+            return;
+        };
+        if !c.is_running() || c.state.shim_pid != shim_pid {
+            return;
+        }
+        let dir = self.container_dir(id);
+        let code = match sandbox::read_exit(&dir) {
+            Some(r) => r.code,
+            None => {
+                // The shim died without recording a status: nobody supervises the process
+                // any more, so it must not linger with addresses that are released now.
+                let _ = sandbox::pidfd_signal(c.state.pid, c.state.pid_start, libc::SIGKILL);
+                255
+            }
+        };
+        self.mark_exited(&mut st, c, code).await;
+    }
+
+    /// Releases addresses, tears the sandbox down and records the exit (or removes the
+    /// container if it was started with --rm).
+    pub(crate) async fn mark_exited(&self, st: &mut Inner, mut c: Container, code: i64) {
+        let before = c.clone();
+        let mut ops = release_endpoints(st, &c);
+        c.endpoints.clear();
+        c.state.status = Status::Exited;
+        c.state.exit_code = code;
+        c.state.finished_at = Some(Utc::now());
+        c.state.pid = 0;
+        c.state.shim_pid = 0;
+        let remove = c.config.auto_remove;
+        if remove {
+            ops.push(Op::Delete(format!("containers/{}", c.id)));
+        } else {
+            ops.push(put_container(&c));
+        }
+        if let Err(e) = self.commit(ops) {
+            tracing::error!(container = %c.id, "recording exit: {e}");
+        }
+        self.undo_sandbox(&before, false).await;
+        let id = c.id.clone();
+        if remove {
+            st.containers.remove(&id);
+            let _ = std::fs::remove_dir_all(self.container_dir(&id));
+        } else {
+            st.containers.insert(id.clone(), c);
+        }
+        let _ = self.events.send(Event::Exited {
+            id: id.clone(),
+            code,
+        });
+        if remove {
+            let _ = self.events.send(Event::Removed { id });
+        }
+    }
+
+    /// Waits until the container is not running; returns its exit code.
+    pub async fn container_wait(
+        &self,
+        key: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Option<i64>> {
+        let mut rx = self.subscribe();
+        let id = {
+            let st = self.state.lock().await;
+            let id = st.container_id(key)?;
+            let c = &st.containers[&id];
+            if !c.is_running() {
+                return Ok(Some(c.state.exit_code));
+            }
+            id
+        };
+        let fut = async {
+            loop {
+                match rx.recv().await {
+                    Ok(Event::Exited { id: i, code }) if i == id => return Some(code),
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        let st = self.state.lock().await;
+                        match st.containers.get(&id) {
+                            Some(c) if c.is_running() => {}
+                            Some(c) => return Some(c.state.exit_code),
+                            None => return None,
+                        }
+                    }
+                    Err(_) => return None,
+                }
+            }
+        };
+        Ok(match timeout {
+            Some(t) => tokio::time::timeout(t, fut).await.ok().flatten(),
+            None => fut.await,
+        })
+    }
+
+    pub async fn container_kill(&self, key: &str, sig: i32) -> Result<()> {
+        let st = self.state.lock().await;
+        let id = st.container_id(key)?;
+        let c = &st.containers[&id];
+        if !c.is_running() {
+            return Err(Error::Conflict(format!(
+                "Cannot kill container: {key}: container {id} is not running"
+            )));
+        }
+        sandbox::pidfd_signal(c.state.pid, c.state.pid_start, sig)
+            .map_err(|e| Error::Internal(format!("signal container {key}: {e}")))
+    }
+
+    /// SIGTERM, then SIGKILL after `timeout`.
+    pub async fn container_stop(&self, key: &str, timeout: Duration) -> Result<()> {
+        match self.container_kill(key, libc::SIGTERM).await {
+            Err(Error::Conflict(_)) => return Ok(()),
+            r => r?,
+        }
+        if self.container_wait(key, Some(timeout)).await?.is_none() {
+            let _ = self.container_kill(key, libc::SIGKILL).await;
+            self.container_wait(key, Some(Duration::from_secs(30)))
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn container_restart(self: &Arc<Self>, key: &str, timeout: Duration) -> Result<()> {
+        self.container_stop(key, timeout).await?;
+        self.container_start(key, Stdio::Detached).await?;
+        Ok(())
+    }
+
+    pub async fn container_remove(&self, key: &str, force: bool) -> Result<()> {
+        {
+            let st = self.state.lock().await;
+            let id = st.container_id(key)?;
+            if st.containers[&id].is_running() && !force {
+                return Err(Error::Conflict(format!(
+                    "You cannot remove a running container {id}. Stop the container before attempting removal or force remove"
+                )));
+            }
+        }
+        let _ = self.container_kill(key, libc::SIGKILL).await;
+        self.container_wait(key, Some(Duration::from_secs(30)))
+            .await?;
+        let mut st = self.state.lock().await;
+        let Ok(id) = st.container_id(key) else {
+            return Ok(()); // --rm got there first
+        };
+        if st.containers[&id].is_running() {
+            return Err(Error::Internal(format!(
+                "container {key} did not stop after SIGKILL"
+            )));
+        }
+        self.commit(vec![Op::Delete(format!("containers/{id}"))])?;
+        st.containers.remove(&id);
+        let _ = std::fs::remove_dir_all(self.container_dir(&id));
+        let _ = self.events.send(Event::Removed { id });
+        Ok(())
+    }
+
+    /// Runs a command in a running container's namespaces. Returns the pty master (for
+    /// `Tty`) and a future for its exit code.
+    pub async fn container_exec(
+        &self,
+        key: &str,
+        req: ExecRequest,
+        stdio: Stdio,
+    ) -> Result<(Option<OwnedFd>, tokio::task::JoinHandle<i64>)> {
+        let (pid, mut env, cwd, dir) = {
+            let st = self.state.lock().await;
+            let id = st.container_id(key)?;
+            let c = &st.containers[&id];
+            if !c.is_running() {
+                return Err(Error::Conflict(format!("container {id} is not running")));
+            }
+            (
+                c.state.pid,
+                container_env(c),
+                c.config.working_dir.clone(),
+                self.container_dir(&id),
+            )
+        };
+        if req.cmd.is_empty() {
+            return Err(Error::InvalidParameter("No exec command specified".into()));
+        }
+        env.extend(req.env);
+        let ns = |n: &str| Some(PathBuf::from(format!("/proc/{pid}/ns/{n}")));
+        let spec = Spec {
+            cmd: req.cmd,
+            env,
+            cwd: if req.working_dir.is_empty() {
+                cwd
+            } else {
+                req.working_dir
+            },
+            netns: ns("net"),
+            join_uts: ns("uts"),
+            join_mnt: ns("mnt"),
+            hostname: None,
+            binds: vec![],
+            tty: req.tty,
+        };
+        let stdio = match (stdio, req.tty) {
+            (Stdio::Detached, true) => Stdio::Tty,
+            (s, _) => s,
+        };
+        let (fds, master) = self.make_stdio(stdio, &dir)?;
+        let mut cmd =
+            sandbox::command(&spec).map_err(|e| Error::InvalidParameter(e.to_string()))?;
+        let [i, o, e] = fds;
+        cmd.stdin(i).stdout(o).stderr(e);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| Error::Internal(format!("exec in container {key}: {e}")))?;
+        drop(cmd);
+        let h = tokio::task::spawn_blocking(move || {
+            child.wait().map(sandbox::exit_code).unwrap_or(255)
+        });
+        Ok((master, h))
+    }
+
+    pub async fn network_connect(
+        &self,
+        net_key: &str,
+        ctr_key: &str,
+        req: EndpointRequest,
+    ) -> Result<()> {
+        let mut st = self.state.lock().await;
+        let nid = st.network_id(net_key)?;
+        let cid = st.container_id(ctr_key)?;
+        let net = st.networks[&nid].clone();
+        let mut c = st.containers[&cid].clone();
+        match &c.config.network_mode {
+            NetworkMode::Host => {
+                return Err(Error::InvalidParameter(
+                    "container sharing network namespace with another container or host cannot be connected to any other network".into(),
+                ))
+            }
+            NetworkMode::Container(_) => {
+                return Err(Error::InvalidParameter(
+                    "container sharing network namespace with another container or host cannot be connected to any other network".into(),
+                ))
+            }
+            _ => {}
+        }
+        match net.driver {
+            Driver::Host => {
+                return Err(Error::InvalidParameter(
+                    "cannot connect container to host network - container must be created in host network mode".into(),
+                ))
+            }
+            Driver::Null => {
+                return Err(Error::InvalidParameter(
+                    "container cannot be disconnected from host network or connected to host network".into(),
+                ))
+            }
+            Driver::Bridge => {}
+        }
+        if c.config.network_mode == NetworkMode::None {
+            return Err(Error::InvalidParameter(
+                "container cannot be connected to multiple networks with one of the networks in private (none) mode".into(),
+            ));
+        }
+        if c.config
+            .networks
+            .iter()
+            .any(|(n, _)| n == &net.name || n == &net.id)
+        {
+            return Err(Error::Forbidden(format!(
+                "endpoint with name {} already exists in network {}",
+                c.name, net.name
+            )));
+        }
+        check_request(&net, &req)?;
+        c.config.networks.push((net.name.clone(), req.clone()));
+        if !c.is_running() {
+            self.commit(vec![put_container(&c)])?;
+            st.containers.insert(cid, c);
+            return Ok(());
+        }
+        let before: Vec<Network> = st.networks.values().cloned().collect();
+        let ifname = next_ifname(&c.endpoints);
+        let ep = allocate_one(&mut st, &c.id, &net, &req, ifname)?;
+        c.endpoints.push(ep.clone());
+        let mut ops = vec![put_network(&st.networks[&nid]), put_container(&c)];
+        let commit = self.commit(std::mem::take(&mut ops));
+        if let Err(e) = commit {
+            restore_networks(&mut st, before);
+            return Err(e);
+        }
+        let path = self.netns_path(&c.id);
+        let res = async {
+            let nsfd = netlink::open_ns(&path)?;
+            let nsnl = Netlink::open_in(&path).await?;
+            let first = c.endpoints.len() == 1;
+            self.attach_kernel(&nsfd, &nsnl, &st.networks[&nid], &ep, first)
+                .await
+        }
+        .await;
+        match res {
+            Ok(()) => {
+                st.containers.insert(cid.clone(), c.clone());
+                let _ = self.write_files(&st, &c, &self.container_dir(&cid));
+                Ok(())
+            }
+            Err(e) => {
+                restore_networks(&mut st, before.clone());
+                let _ = self.commit(
+                    before
+                        .iter()
+                        .filter(|n| n.id == nid)
+                        .map(put_network)
+                        .chain(std::iter::once(put_container(&st.containers[&cid])))
+                        .collect(),
+                );
+                Err(e)
+            }
+        }
+    }
+
+    pub async fn network_disconnect(
+        &self,
+        net_key: &str,
+        ctr_key: &str,
+        force: bool,
+    ) -> Result<()> {
+        let mut st = self.state.lock().await;
+        let nid = st.network_id(net_key)?;
+        let net = st.networks[&nid].clone();
+        let cid = match st.container_id(ctr_key) {
+            Ok(id) => id,
+            Err(e) if force => {
+                let _ = e;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let mut c = st.containers[&cid].clone();
+        if matches!(net.driver, Driver::Host | Driver::Null) {
+            return Err(Error::InvalidParameter(
+                "container cannot be disconnected from host network or connected to host network"
+                    .into(),
+            ));
+        }
+        let before = c.config.networks.len();
+        c.config
+            .networks
+            .retain(|(n, _)| n != &net.name && n != &net.id);
+        let pos = c.endpoints.iter().position(|e| e.network_id == nid);
+        if before == c.config.networks.len() && pos.is_none() {
+            return Err(Error::Forbidden(format!(
+                "container {} is not connected to network {}",
+                c.id, net.name
+            )));
+        }
+        let mut ops = Vec::new();
+        let removed = pos.map(|p| c.endpoints.remove(p));
+        if let Some(ep) = &removed {
+            let mut n = net.clone();
+            release_ep(&mut n, ep);
+            ops.push(put_network(&n));
+            st.networks.insert(nid.clone(), n);
+        }
+        ops.push(put_container(&c));
+        self.commit(ops)?;
+        st.containers.insert(cid.clone(), c.clone());
+        if let Some(ep) = removed {
+            if c.is_running() {
+                let _ = self.write_files(&st, &c, &self.container_dir(&cid));
+            }
+            let host = self.host.clone();
+            tokio::spawn(async move {
+                if let Err(e) = host.delete_link_by_name(&ep.host_ifname).await {
+                    tracing::warn!("deleting {}: {e}", ep.host_ifname);
+                }
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn snapshot(&self) -> (Vec<Network>, Vec<Container>) {
+        let st = self.state.lock().await;
+        (
+            st.networks.values().cloned().collect(),
+            st.containers.values().cloned().collect(),
+        )
+    }
+
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join(LOG_FILE)
+    }
+}
+
+fn bad_host(h: &str) -> Error {
+    Error::InvalidParameter(format!(
+        "invalid argument \"{h}\" for \"--add-host\": use NAME:IP"
+    ))
+}
+
+fn parse_mac(s: &str) -> [u8; 6] {
+    let mut m = [0u8; 6];
+    for (i, p) in s.split(':').take(6).enumerate() {
+        m[i] = u8::from_str_radix(p, 16).unwrap_or(0);
+    }
+    m
+}
+
+fn container_env(c: &Container) -> Vec<String> {
+    let mut env = vec![
+        format!("PATH={}", sandbox::DEFAULT_PATH),
+        format!("HOSTNAME={}", c.config.hostname),
+        "HOME=/root".to_string(),
+    ];
+    if c.config.tty {
+        env.push("TERM=xterm".into());
+    }
+    for e in &c.config.env {
+        let key = e.split('=').next().unwrap_or_default();
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    env
+}
+
+fn plan_mode(
+    st: &Inner,
+    mode_name: &str,
+    req: &ContainerCreate,
+) -> Result<(NetworkMode, Vec<(String, EndpointRequest)>)> {
+    let only_default = |what: &str| {
+        Error::InvalidParameter(format!(
+            "conflicting options: {what} and the network mode ({mode_name})"
+        ))
+    };
+    if let Some(target) = mode_name.strip_prefix("container:") {
+        let tid = st.container_id(target)?;
+        if !req.endpoints.is_empty() {
+            return Err(only_default("network endpoints"));
+        }
+        if !req.hostname.is_empty() {
+            return Err(only_default("hostname"));
+        }
+        if !req.dns.is_empty() {
+            return Err(only_default("dns"));
+        }
+        if !req.extra_hosts.is_empty() {
+            return Err(only_default("custom host-to-IP mapping"));
+        }
+        return Ok((NetworkMode::Container(tid), vec![]));
+    }
+    let net = st
+        .network_by_name(mode_name)
+        .or_else(|| st.network_id(mode_name).ok().map(|id| &st.networks[&id]))
+        .ok_or_else(|| Error::NotFound(format!("network {mode_name} not found")))?;
+    match net.driver {
+        Driver::Host | Driver::Null => {
+            if req
+                .endpoints
+                .iter()
+                .any(|(_, r)| r.ipv4.is_some() || r.ipv6.is_some())
+            {
+                return Err(Error::InvalidParameter(
+                    "user specified IP address is supported on user defined networks only".into(),
+                ));
+            }
+            if req.endpoints.iter().any(|(_, r)| !r.aliases.is_empty()) {
+                return Err(Error::InvalidParameter(
+                    "network-scoped alias is supported only for containers in user defined networks".into(),
+                ));
+            }
+            let mode = if net.driver == Driver::Host {
+                NetworkMode::Host
+            } else {
+                NetworkMode::None
+            };
+            Ok((mode, vec![]))
+        }
+        Driver::Bridge => {
+            let mut list: Vec<(String, EndpointRequest)> = Vec::new();
+            let first = req
+                .endpoints
+                .iter()
+                .find(|(n, _)| n == &net.name || n == &net.id)
+                .map(|(_, r)| r.clone())
+                .unwrap_or_default();
+            list.push((net.name.clone(), first));
+            for (n, r) in &req.endpoints {
+                if n == &net.name || n == &net.id {
+                    continue;
+                }
+                let other = st
+                    .network_by_name(n)
+                    .or_else(|| st.network_id(n).ok().map(|id| &st.networks[&id]))
+                    .ok_or_else(|| Error::NotFound(format!("network {n} not found")))?;
+                list.push((other.name.clone(), r.clone()));
+            }
+            for (n, r) in &list {
+                let net = st.network_by_name(n).expect("checked above");
+                check_request(net, r)?;
+            }
+            Ok((NetworkMode::Networks, list))
+        }
+    }
+}
+
+/// Docker's rules for `--ip`, `--ip6` and aliases on a network.
+fn check_request(net: &Network, r: &EndpointRequest) -> Result<()> {
+    let static_ip = r.ipv4.is_some() || r.ipv6.is_some();
+    if net.is_default_bridge() {
+        if static_ip {
+            return Err(Error::InvalidParameter(
+                "user specified IP address is supported on user defined networks only".into(),
+            ));
+        }
+        if !r.aliases.is_empty() {
+            return Err(Error::InvalidParameter(
+                "network-scoped alias is supported only for containers in user defined networks"
+                    .into(),
+            ));
+        }
+    }
+    if static_ip && !net.user_subnets {
+        return Err(Error::InvalidParameter(
+            "user specified IP address is supported only when connecting to networks with user configured subnets".into(),
+        ));
+    }
+    for ip in r.ipv4.iter().chain(r.ipv6.iter()) {
+        if !net.pools.iter().any(|p| p.contains(*ip)) {
+            return Err(Error::InvalidParameter(format!(
+                "Invalid address {ip}: It does not belong to any of this network's subnets ({})",
+                net.pools
+                    .iter()
+                    .map(|p| p.subnet().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn next_ifname(eps: &[Endpoint]) -> String {
+    (0..)
+        .map(|i| format!("eth{i}"))
+        .find(|n| !eps.iter().any(|e| &e.ifname == n))
+        .expect("unbounded")
+}
+
+fn allocate_one(
+    st: &mut Inner,
+    owner: &str,
+    net: &Network,
+    req: &EndpointRequest,
+    ifname: String,
+) -> Result<Endpoint> {
+    let n = st.networks.get_mut(&net.id).expect("exists");
+    let mut v4 = None;
+    let mut v6 = None;
+    let mut taken = Vec::new();
+    let res = (|| -> Result<()> {
+        for p in n.pools.iter_mut() {
+            let is4 = p.subnet().addr().is_ipv4();
+            let want = if is4 { req.ipv4 } else { req.ipv6 };
+            if (is4 && v4.is_some()) || (!is4 && v6.is_some()) {
+                continue;
+            }
+            if let Some(ip) = want {
+                if !p.contains(ip) {
+                    continue;
+                }
+                p.allocate_static(ip, owner)?;
+                taken.push(ip);
+            } else {
+                let ip = p.allocate(owner)?;
+                taken.push(ip);
+            }
+            let ip = *taken.last().expect("just pushed");
+            let entry = (ip, p.prefix_len(), p.gateway());
+            if is4 {
+                v4 = Some(entry);
+            } else {
+                v6 = Some(entry);
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = res {
+        for ip in taken {
+            for p in n.pools.iter_mut() {
+                p.release(ip);
+            }
+        }
+        return Err(e);
+    }
+    let id = new_id();
+    Ok(Endpoint {
+        host_ifname: format!("{HOST_VETH_PREFIX}{}", &id[..10]),
+        id,
+        network_id: net.id.clone(),
+        network_name: net.name.clone(),
+        ifname,
+        mac: mac_string(&mac_for(v4.map(|v| v.0))),
+        ipv4: v4.map(|v| v.0),
+        ipv4_prefix: v4.map(|v| v.1).unwrap_or(0),
+        gateway4: v4.map(|v| v.2),
+        ipv6: v6.map(|v| v.0),
+        ipv6_prefix: v6.map(|v| v.1).unwrap_or(0),
+        gateway6: v6.map(|v| v.2),
+        aliases: req.aliases.clone(),
+        request: req.clone(),
+    })
+}
+
+/// Addresses for every network of a container about to start (all or none).
+fn allocate_endpoints(st: &mut Inner, c: &Container) -> Result<(Vec<Endpoint>, Vec<Op>)> {
+    if c.config.network_mode != NetworkMode::Networks {
+        return Ok((vec![], vec![]));
+    }
+    let mut eps: Vec<Endpoint> = Vec::new();
+    for (i, (name, req)) in c.config.networks.iter().enumerate() {
+        let res = st
+            .network_by_name(name)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("network {name} not found")))
+            .and_then(|net| allocate_one(st, &c.id, &net, req, format!("eth{i}")));
+        match res {
+            Ok(ep) => eps.push(ep),
+            Err(e) => {
+                for ep in &eps {
+                    if let Some(n) = st.networks.get_mut(&ep.network_id) {
+                        release_ep(n, ep);
+                    }
+                }
+                return Err(e);
+            }
+        }
+    }
+    let ops = eps
+        .iter()
+        .map(|e| put_network(&st.networks[&e.network_id]))
+        .collect();
+    Ok((eps, ops))
+}
+
+fn release_ep(n: &mut Network, ep: &Endpoint) {
+    for ip in ep.ipv4.iter().chain(ep.ipv6.iter()) {
+        for p in n.pools.iter_mut() {
+            p.release(*ip);
+        }
+    }
+}
+
+/// Releases a container's addresses in memory; returns the network records to write.
+pub(crate) fn release_endpoints(st: &mut Inner, c: &Container) -> Vec<Op> {
+    let mut ops = Vec::new();
+    for ep in &c.endpoints {
+        if let Some(n) = st.networks.get_mut(&ep.network_id) {
+            release_ep(n, ep);
+            ops.push(put_network(n));
+        }
+    }
+    ops
+}
+
+fn restore_networks(st: &mut Inner, before: Vec<Network>) {
+    for n in before {
+        st.networks.insert(n.id.clone(), n);
+    }
+}
+
+/// Starts `berth shim DIR` with the container's stdio and waits for its report on the sync
+/// pipe: the container's pid, or why it could not start.
+async fn spawn_shim(dir: &Path, fds: [OwnedFd; 3]) -> Result<(u32, u32)> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()?;
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("shim").arg(dir);
+    let [i, o, e] = fds;
+    cmd.stdin(i).stdout(o).stderr(e);
+    let wfd = w.as_raw_fd();
+    // SAFETY: dup2 is async-signal-safe; the target fd 3 is then inherited (no CLOEXEC).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(wfd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    drop(cmd);
+    drop(w);
+    let shim_pid = child.id();
+    let report = tokio::task::spawn_blocking(move || {
+        let mut s = String::new();
+        let _ = std::fs::File::from(r).read_to_string(&mut s);
+        s
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    match report.trim().split_once(' ') {
+        Some(("ok", pid)) => Ok((shim_pid, pid.parse().unwrap_or(0))),
+        other => {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(shim_pid as i32), None);
+            let msg = other
+                .map(|(_, m)| m.to_string())
+                .unwrap_or_else(|| "the shim died".into());
+            if msg.contains("executable file not found") || msg.contains("No such file") {
+                Err(Error::InvalidParameter(msg))
+            } else {
+                Err(Error::Internal(format!(
+                    "starting the container process: {msg}"
+                )))
+            }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The daemon: owns the store and the kernel state of its network namespace, and carries
+//! out every operation as validate → commit to the store → apply to the kernel, rolling the
+//! kernel and the records back when a step fails.
+
+mod containers;
+pub mod error;
+mod networks;
+mod reconcile;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{broadcast, Mutex};
+
+pub use containers::{ContainerCreate, ExecRequest, Stdio};
+pub use error::{Error, Result};
+pub use networks::{IpamConfigReq, NetworkCreate};
+
+use crate::model::{Container, Network};
+use crate::netlink::Netlink;
+use crate::store::{Op, RedbStore, Store};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub root: PathBuf,
+    pub run: PathBuf,
+    pub socket: PathBuf,
+    /// Where the host's resolver configuration is read from (containers get a filtered copy).
+    pub resolv_conf: PathBuf,
+}
+
+#[derive(Default)]
+pub struct Inner {
+    pub networks: BTreeMap<String, Network>,
+    pub containers: BTreeMap<String, Container>,
+}
+
+/// Something that changed, for waiters (and, later, the event stream).
+#[derive(Debug, Clone)]
+pub enum Event {
+    Exited { id: String, code: i64 },
+    Removed { id: String },
+}
+
+pub struct Daemon {
+    pub opts: Options,
+    store: Box<dyn Store>,
+    pub(crate) state: Mutex<Inner>,
+    host: Netlink,
+    nft: berth_firewall::Nft,
+    events: broadcast::Sender<Event>,
+    pub started: DateTime<Utc>,
+}
+
+impl Daemon {
+    pub async fn open(opts: Options) -> anyhow::Result<Arc<Daemon>> {
+        for d in [
+            &opts.root,
+            &opts.run,
+            &opts.run.join("netns"),
+            &opts.run.join("containers"),
+        ] {
+            std::fs::create_dir_all(d)?;
+        }
+        let store = RedbStore::open(&opts.root.join("berth.db"))?;
+        let host = Netlink::current()?;
+        let (events, _) = broadcast::channel(4096);
+        let d = Arc::new(Daemon {
+            opts,
+            store: Box::new(store),
+            state: Mutex::new(Inner::default()),
+            host,
+            nft: berth_firewall::Nft::default(),
+            events,
+            started: Utc::now(),
+        });
+        d.load()?;
+        d.reconcile().await?;
+        Ok(d)
+    }
+
+    fn load(&self) -> anyhow::Result<()> {
+        let mut st = self.state.try_lock().expect("no contention during load");
+        for (_, v) in self.store.list("networks/")? {
+            let n: Network = serde_json::from_slice(&v)?;
+            st.networks.insert(n.id.clone(), n);
+        }
+        for (_, v) in self.store.list("containers/")? {
+            let c: Container = serde_json::from_slice(&v)?;
+            st.containers.insert(c.id.clone(), c);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn commit(&self, ops: Vec<Op>) -> Result<()> {
+        Ok(self.store.commit(ops)?)
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    pub(crate) fn container_dir(&self, id: &str) -> PathBuf {
+        self.opts.run.join("containers").join(id)
+    }
+
+    pub(crate) fn netns_path(&self, id: &str) -> PathBuf {
+        self.opts.run.join("netns").join(id)
+    }
+
+    pub fn host_resolv(&self) -> String {
+        std::fs::read_to_string(&self.opts.resolv_conf).unwrap_or_default()
+    }
+}
+
+pub(crate) fn put_network(n: &Network) -> Op {
+    Op::Put(
+        format!("networks/{}", n.id),
+        serde_json::to_vec(n).expect("serializable"),
+    )
+}
+
+pub(crate) fn put_container(c: &Container) -> Op {
+    Op::Put(
+        format!("containers/{}", c.id),
+        serde_json::to_vec(c).expect("serializable"),
+    )
+}
+
+/// Docker's lookup order: full id, exact name, then a unique id prefix.
+pub(crate) fn resolve<'a, T>(
+    items: &'a BTreeMap<String, T>,
+    key: &str,
+    name_of: impl Fn(&T) -> &str,
+) -> std::result::Result<&'a str, Option<usize>> {
+    if let Some((id, _)) = items.get_key_value(key) {
+        return Ok(id);
+    }
+    if let Some((id, _)) = items.iter().find(|(_, v)| name_of(v) == key) {
+        return Ok(id);
+    }
+    let matches: Vec<&String> = items.keys().filter(|id| id.starts_with(key)).collect();
+    match matches.len() {
+        1 if !key.is_empty() => Ok(matches[0]),
+        0 => Err(None),
+        n => Err(Some(n)),
+    }
+}
+
+impl Inner {
+    pub fn network_id(&self, key: &str) -> Result<String> {
+        resolve(&self.networks, key, |n| &n.name)
+            .map(str::to_string)
+            .map_err(|e| match e {
+                Some(n) if n > 1 => Error::InvalidParameter(format!(
+                    "network {key} is ambiguous ({n} matches found based on ID prefix)"
+                )),
+                _ => Error::NotFound(format!("network {key} not found")),
+            })
+    }
+
+    pub fn container_id(&self, key: &str) -> Result<String> {
+        let key = key.strip_prefix('/').unwrap_or(key);
+        resolve(&self.containers, key, |c| &c.name)
+            .map(str::to_string)
+            .map_err(|e| match e {
+                Some(n) if n > 1 => Error::InvalidParameter(format!(
+                    "multiple IDs found with provided prefix: {key}"
+                )),
+                _ => Error::NotFound(format!("No such container: {key}")),
+            })
+    }
+
+    pub fn network_by_name(&self, name: &str) -> Option<&Network> {
+        self.networks.values().find(|n| n.name == name)
+    }
+
+    /// Names of the running containers attached to a network.
+    pub fn active_endpoints(&self, net_id: &str) -> Vec<String> {
+        self.containers
+            .values()
+            .filter(|c| c.endpoints.iter().any(|e| e.network_id == net_id))
+            .map(|c| c.name.clone())
+            .collect()
+    }
+}
+
+pub fn ensure_dir(p: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(p)
+}

@@ -1,0 +1,13 @@
+//! berth: container networking the way Docker users know it — bridge, none, host and
+//! `container:` networks, IPAM, sandboxes for host programs, and a Docker-compatible API.
+
+pub mod api;
+pub mod cli;
+pub mod daemon;
+pub mod model;
+pub mod netlink;
+pub mod sandbox;
+pub mod store;
+
+pub use berth_firewall as firewall;
+pub use berth_ipam as ipam;

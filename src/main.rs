@@ -1,0 +1,61 @@
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use clap::Parser;
+
+use berth::cli::{self, Cli, Cmd, DaemonArgs};
+use berth::daemon::{Daemon, Options};
+
+fn main() {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Shim { dir } => berth::sandbox::shim_main(&dir),
+        Cmd::Daemon(args) => {
+            let socket = cli::socket_path(&cli.host, Some(&args.run));
+            if let Err(e) = daemon(args, socket) {
+                eprintln!("berth daemon: {e:#}");
+                std::process::exit(1);
+            }
+        }
+        _ => std::process::exit(cli::main(cli)),
+    }
+}
+
+fn daemon(args: DaemonArgs, socket: std::path::PathBuf) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
+        .with_writer(std::io::stderr)
+        .init();
+    if !nix::unistd::geteuid().is_root() {
+        anyhow::bail!("the daemon manages network namespaces, links and nftables: run it as root");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let opts = Options {
+            root: args.root,
+            run: args.run,
+            socket: socket.clone(),
+            resolv_conf: args.resolv_conf,
+        };
+        let d: Arc<Daemon> = Daemon::open(opts).await?;
+        if let Some(parent) = socket.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let _ = std::fs::remove_file(&socket);
+        let listener = tokio::net::UnixListener::bind(&socket)?;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660))?;
+        tracing::info!(socket = %socket.display(), "berth daemon ready");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = berth::api::server::serve(listener, d) => {}
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        // Containers keep running: the next daemon re-adopts them.
+        tracing::info!("berth daemon stopping; containers keep running");
+        let _ = std::fs::remove_file(&socket);
+        Ok(())
+    })
+}

@@ -1,0 +1,380 @@
+//! Links, addresses, routes and network namespaces through rtnetlink — never by running `ip`.
+//!
+//! A netlink socket belongs to the namespace it was created in, so a socket for a container
+//! namespace is opened on a short-lived OS thread that `setns()`es first; the socket is then
+//! driven from the tokio runtime like any other. Tokio worker threads never change namespace.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("{op}: {source}")]
+    Netlink {
+        op: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("{op}: {source}")]
+    Io {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl NetError {
+    fn nl(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetError {
+        let op = op.into();
+        move |source| NetError::Netlink { op, source }
+    }
+    fn io(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetError {
+        let op = op.into();
+        move |source| NetError::Io { op, source }
+    }
+}
+
+fn errno_of(e: &rtnetlink::Error) -> i32 {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.raw_code().abs(),
+        _ => 0,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LinkInfoShort {
+    pub index: u32,
+    pub name: String,
+    pub kind: Option<String>,
+    pub controller: Option<u32>,
+}
+
+/// A route-netlink socket bound to one network namespace.
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// A socket in the namespace of the calling thread (the daemon's own).
+    pub fn current() -> Result<Netlink, NetError> {
+        let (conn, handle, _) =
+            rtnetlink::new_connection().map_err(NetError::io("open netlink socket"))?;
+        tokio::spawn(conn);
+        Ok(Netlink { handle })
+    }
+
+    /// A socket inside the namespace bound at `path` (or `/proc/PID/ns/net`).
+    pub async fn open_in(path: &Path) -> Result<Netlink, NetError> {
+        let path = path.to_path_buf();
+        let rt = tokio::runtime::Handle::current();
+        let (conn, handle) = on_ns_thread(move || {
+            let f = std::fs::File::open(&path)
+                .map_err(NetError::io(format!("open {}", path.display())))?;
+            setns(f.as_fd(), CloneFlags::CLONE_NEWNET)
+                .map_err(|e| NetError::io(format!("enter {}", path.display()))(e.into()))?;
+            let _g = rt.enter();
+            let (conn, handle, _) =
+                rtnetlink::new_connection().map_err(NetError::io("open netlink socket"))?;
+            Ok((conn, handle))
+        })
+        .await?;
+        tokio::spawn(conn);
+        Ok(Netlink { handle })
+    }
+
+    pub async fn link_index(&self, name: &str) -> Result<Option<u32>, NetError> {
+        let mut s = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match s.try_next().await {
+            Ok(m) => Ok(m.map(|m| m.header.index)),
+            Err(e) if errno_of(&e) == libc::ENODEV => Ok(None),
+            Err(e) => Err(NetError::nl(format!("look up link {name}"))(e)),
+        }
+    }
+
+    pub async fn links(&self) -> Result<Vec<LinkInfoShort>, NetError> {
+        let msgs: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(NetError::nl("list links"))?;
+        Ok(msgs.into_iter().map(short).collect())
+    }
+
+    /// Creates a bridge, up, with the given addresses. Fails if the name is taken.
+    pub async fn create_bridge(
+        &self,
+        name: &str,
+        mtu: Option<u32>,
+        addrs: &[(IpAddr, u8)],
+    ) -> Result<u32, NetError> {
+        let mut b = LinkBridge::new(name);
+        if let Some(mtu) = mtu {
+            b = b.mtu(mtu);
+        }
+        self.handle
+            .link()
+            .add(b.build())
+            .execute()
+            .await
+            .map_err(NetError::nl(format!("create bridge {name}")))?;
+        let idx = self.link_index(name).await?.ok_or_else(|| {
+            NetError::io(format!("bridge {name} vanished"))(std::io::ErrorKind::NotFound.into())
+        })?;
+        for (ip, len) in addrs {
+            self.add_address(idx, *ip, *len).await?;
+        }
+        Ok(idx)
+    }
+
+    pub async fn add_address(&self, index: u32, ip: IpAddr, len: u8) -> Result<(), NetError> {
+        match self.handle.address().add(index, ip, len).execute().await {
+            Err(e) if errno_of(&e) == libc::EEXIST => Ok(()),
+            r => r.map_err(NetError::nl(format!("add address {ip}/{len}"))),
+        }
+    }
+
+    pub async fn set_up(&self, index: u32) -> Result<(), NetError> {
+        self.handle
+            .link()
+            .change(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(NetError::nl(format!("bring link {index} up")))
+    }
+
+    pub async fn delete_link(&self, index: u32) -> Result<(), NetError> {
+        match self.handle.link().del(index).execute().await {
+            Err(e) if errno_of(&e) == libc::ENODEV => Ok(()),
+            r => r.map_err(NetError::nl(format!("delete link {index}"))),
+        }
+    }
+
+    pub async fn delete_link_by_name(&self, name: &str) -> Result<(), NetError> {
+        if let Some(i) = self.link_index(name).await? {
+            self.delete_link(i).await?;
+        }
+        Ok(())
+    }
+
+    /// One veth pair in one request: `host` stays here, enslaved to `bridge` and up; `peer`
+    /// is created directly inside the namespace `peer_ns` with `mac` (no rename, no move).
+    pub async fn add_veth_into(
+        &self,
+        host: &str,
+        bridge: u32,
+        mtu: Option<u32>,
+        peer: &str,
+        peer_ns: &OwnedFd,
+        mac: [u8; 6],
+    ) -> Result<(), NetError> {
+        let mut peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(peer.to_string())
+            .address(mac.to_vec())
+            .setns_by_fd(peer_ns.as_raw_fd());
+        if let Some(mtu) = mtu {
+            peer_msg = peer_msg.mtu(mtu);
+        }
+        let mut b = LinkVeth::new(host, peer)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())))
+            .controller(bridge)
+            .up();
+        if let Some(mtu) = mtu {
+            b = b.mtu(mtu);
+        }
+        self.handle
+            .link()
+            .add(b.build())
+            .execute()
+            .await
+            .map_err(NetError::nl(format!("create veth {host} ↔ {peer}")))
+    }
+
+    pub async fn add_default_route(&self, gw: IpAddr, oif: u32) -> Result<(), NetError> {
+        let msg = match gw {
+            IpAddr::V4(g) => RouteMessageBuilder::<Ipv4Addr>::new()
+                .gateway(g)
+                .output_interface(oif)
+                .build(),
+            IpAddr::V6(g) => RouteMessageBuilder::<Ipv6Addr>::new()
+                .gateway(g)
+                .output_interface(oif)
+                .build(),
+        };
+        match self.handle.route().add(msg).execute().await {
+            Err(e) if errno_of(&e) == libc::EEXIST => Ok(()),
+            r => r.map_err(NetError::nl(format!("add default route via {gw}"))),
+        }
+    }
+
+    /// Destinations of the routes in the main tables (both families), so new networks can
+    /// avoid subnets the host already reaches another way.
+    pub async fn route_destinations(&self) -> Result<Vec<IpNet>, NetError> {
+        let mut out = Vec::new();
+        for msg in [
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        ] {
+            let routes: Vec<_> = self
+                .handle
+                .route()
+                .get(msg)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(NetError::nl("list routes"))?;
+            for r in routes {
+                if r.header.table != 254 && r.header.table != 0 {
+                    continue;
+                }
+                let len = r.header.destination_prefix_length;
+                if len == 0 {
+                    continue;
+                }
+                for a in &r.attributes {
+                    if let RouteAttribute::Destination(d) = a {
+                        let ip: Option<IpAddr> = match d {
+                            RouteAddress::Inet(v) => Some((*v).into()),
+                            RouteAddress::Inet6(v) => Some((*v).into()),
+                            _ => None,
+                        };
+                        if let Some(n) = ip.and_then(|ip| IpNet::new(ip, len).ok()) {
+                            out.push(n.trunc());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn short(m: LinkMessage) -> LinkInfoShort {
+    let mut l = LinkInfoShort {
+        index: m.header.index,
+        name: String::new(),
+        kind: None,
+        controller: None,
+    };
+    for a in m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => l.name = n,
+            LinkAttribute::Controller(c) => l.controller = Some(c),
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        l.kind = Some(match k {
+                            InfoKind::Bridge => "bridge".into(),
+                            InfoKind::Veth => "veth".into(),
+                            other => format!("{other:?}").to_lowercase(),
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    l
+}
+
+/// Runs `f` on a fresh OS thread, so namespace changes never leak into a runtime thread.
+async fn on_ns_thread<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, NetError> + Send + 'static,
+) -> Result<T, NetError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("berth-netns".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(NetError::io("spawn namespace thread"))?;
+    rx.await.unwrap_or_else(|_| {
+        Err(NetError::io("namespace thread")(
+            std::io::ErrorKind::Other.into(),
+        ))
+    })
+}
+
+/// A new network namespace, pinned by a bind mount at `path` so it outlives any process,
+/// with `lo` up and a netlink socket already open inside it.
+pub async fn create_netns(path: &Path) -> Result<(Netlink, OwnedFd), NetError> {
+    let p = path.to_path_buf();
+    let rt = tokio::runtime::Handle::current();
+    let (conn, handle, fd) = on_ns_thread(move || {
+        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| NetError::io("unshare netns")(e.into()))?;
+        let pin = || -> Result<OwnedFd, NetError> {
+            std::fs::File::create(&p).map_err(NetError::io(format!("create {}", p.display())))?;
+            mount(
+                Some("/proc/thread-self/ns/net"),
+                &p,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| NetError::io(format!("pin netns at {}", p.display()))(e.into()))?;
+            let f = std::fs::File::open("/proc/thread-self/ns/net")
+                .map_err(NetError::io("open netns"))?;
+            Ok(f.into())
+        };
+        let fd = pin().inspect_err(|_| {
+            let _ = std::fs::remove_file(&p);
+        })?;
+        let _g = rt.enter();
+        let (conn, handle, _) =
+            rtnetlink::new_connection().map_err(NetError::io("open netlink socket"))?;
+        Ok((conn, handle, fd))
+    })
+    .await?;
+    tokio::spawn(conn);
+    let nl = Netlink { handle };
+    let res = async {
+        let lo = nl.link_index("lo").await?.unwrap_or(1);
+        nl.set_up(lo).await
+    }
+    .await;
+    if let Err(e) = res {
+        remove_netns(path);
+        return Err(e);
+    }
+    Ok((nl, fd))
+}
+
+/// Unpins a namespace. The kernel frees it (and its veth ends) once no process uses it:
+/// that teardown costs tens of milliseconds and happens off the caller's path.
+pub fn remove_netns(path: &Path) {
+    let _ = umount2(path, MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_file(path);
+}
+
+pub fn open_ns(path: &Path) -> Result<OwnedFd, NetError> {
+    Ok(std::fs::File::open(path)
+        .map_err(NetError::io(format!("open {}", path.display())))?
+        .into())
+}
+
+/// Writes a sysctl of the calling thread's network namespace (the daemon's).
+pub fn sysctl(key: &str, value: &str) -> Result<(), NetError> {
+    let path: PathBuf = Path::new("/proc/sys").join(key.replace('.', "/"));
+    std::fs::write(&path, value).map_err(NetError::io(format!("set {key}={value}")))
+}

@@ -1,0 +1,350 @@
+//! Test hosts: each is a holder process in new network, mount and PID namespaces, made with
+//! `unshare`. The daemon, its shims and containers all live in that PID namespace, so
+//! killing the holder's init tears everything down (processes, namespace pins, links,
+//! nftables state) even when a test fails. The machine's own namespaces are never touched.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Integration tests need root and the kernel features; skip (loudly) without them.
+#[macro_export]
+macro_rules! need_root {
+    () => {
+        if !common::root() {
+            eprintln!("skipping: needs root");
+            return;
+        }
+    };
+}
+
+pub fn berth_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_berth")
+}
+
+pub struct Ns {
+    holder: Child,
+    /// PID (in our namespace) of the holder's init, inside the new namespaces.
+    pub pid: u32,
+}
+
+impl Ns {
+    /// `pid_mount`: also new PID and mount namespaces (a daemon host), else network only.
+    fn new(pid_mount: bool) -> Ns {
+        let mut cmd = Command::new("unshare");
+        cmd.arg("--net");
+        if pid_mount {
+            cmd.args(["--mount", "--propagation", "private", "--pid", "--fork"]);
+        }
+        let script = if pid_mount {
+            // PID 1 of the namespace: reaps orphans so exited shims leave no zombies.
+            "mount -t proc proc /proc && mount -t sysfs sysfs /sys && ip link set lo up && echo ready && exec sh -c 'trap \"\" TERM; while :; do wait; sleep 1; done'"
+        } else {
+            "ip link set lo up && echo ready && exec sleep 100000"
+        };
+        cmd.args(["--", "sh", "-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut holder = cmd.spawn().expect("unshare");
+        let mut line = String::new();
+        BufReader::new(holder.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "namespace holder did not start");
+        let pid = if pid_mount {
+            let children =
+                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", holder.id()))
+                    .unwrap();
+            children.split_whitespace().next().unwrap().parse().unwrap()
+        } else {
+            holder.id()
+        };
+        Ns { holder, pid }
+    }
+
+    pub fn netns_path(&self) -> String {
+        format!("/proc/{}/ns/net", self.pid)
+    }
+
+    /// A shell command inside the namespaces.
+    pub fn sh(&self, script: &str) -> Output {
+        Command::new("nsenter")
+            .args([
+                "-t",
+                &self.pid.to_string(),
+                "-n",
+                "-m",
+                "-p",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .expect("nsenter")
+    }
+
+    pub fn sh_ok(&self, script: &str) -> String {
+        let o = self.sh(script);
+        assert!(
+            o.status.success(),
+            "`{script}` failed: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    pub fn spawn(&self, script: &str) -> Child {
+        Command::new("nsenter")
+            .args([
+                "-t",
+                &self.pid.to_string(),
+                "-n",
+                "-m",
+                "-p",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nsenter")
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// A daemon host, optionally wired to an "outside" namespace that plays the internet:
+/// host `uplink` 203.0.113.1/24 ↔ outside 203.0.113.2/24, default route through it. The
+/// outside has no route back to container subnets: only masqueraded traffic gets answers.
+pub struct Host {
+    pub ns: Ns,
+    pub outside: Option<Ns>,
+    pub dir: tempfile::TempDir,
+    daemon: Option<Child>,
+}
+
+impl Host {
+    pub fn new() -> Host {
+        let ns = Ns::new(true);
+        let dir = tempfile::Builder::new()
+            .prefix("berth-test-")
+            .tempdir()
+            .unwrap();
+        std::fs::write(dir.path().join("resolv.conf"), "nameserver 203.0.113.2\n").unwrap();
+        Host {
+            ns,
+            outside: None,
+            dir,
+            daemon: None,
+        }
+    }
+
+    pub fn with_outside() -> Host {
+        let mut h = Host::new();
+        let out = Ns::new(false);
+        h.ns.sh_ok(&format!(
+            "ip link add uplink type veth peer name wan netns {pid} && \
+             ip addr add 203.0.113.1/24 dev uplink && ip link set uplink up && \
+             ip route add default via 203.0.113.2",
+            pid = out.pid
+        ));
+        Command::new("nsenter")
+            .args([
+                "-t",
+                &out.pid.to_string(),
+                "-n",
+                "--",
+                "sh",
+                "-c",
+                "ip addr add 203.0.113.2/24 dev wan && ip link set wan up",
+            ])
+            .status()
+            .unwrap();
+        h.outside = Some(out);
+        h
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("berth.sock")
+    }
+
+    pub fn start_daemon(&mut self) {
+        let d = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("daemon.log"))
+            .unwrap();
+        let child = Command::new("nsenter")
+            .args(["-t", &self.ns.pid.to_string(), "-n", "-m", "-p", "--"])
+            .arg(berth_bin())
+            .args(["daemon", "--log-level", "debug", "--root"])
+            .arg(d.join("root"))
+            .arg("--run")
+            .arg(d.join("run"))
+            .arg("--resolv-conf")
+            .arg(d.join("resolv.conf"))
+            .arg("-H")
+            .arg(format!("unix://{}", self.socket().display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.daemon = Some(child);
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(20) {
+            if self.berth(&["version"]).status.success() {
+                return;
+            }
+            if let Some(Ok(Some(st))) = self.daemon.as_mut().map(|c| c.try_wait()) {
+                panic!("daemon exited with {st}: {}", self.daemon_log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("daemon did not answer: {}", self.daemon_log());
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// `kill -9` of the daemon (nsenter forked it: kill the real daemon, its child).
+    pub fn kill9_daemon(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let kids = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", c.id()))
+                .unwrap_or_default();
+            for k in kids.split_whitespace() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(k.parse().unwrap()),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn berth(&self, args: &[&str]) -> Output {
+        Command::new(berth_bin())
+            .arg("-H")
+            .arg(format!("unix://{}", self.socket().display()))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs berth and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.berth(args);
+        assert!(
+            o.status.success(),
+            "berth {args:?} failed ({}): {}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Runs berth expecting failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let o = self.berth(args);
+        assert!(
+            !o.status.success(),
+            "berth {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    pub fn docker(&self, args: &[&str]) -> Output {
+        let cfg = self.dir.path().join("docker-config");
+        std::fs::create_dir_all(&cfg).unwrap();
+        Command::new("docker")
+            .env("DOCKER_HOST", format!("unix://{}", self.socket().display()))
+            .env("DOCKER_CONFIG", &cfg)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    pub fn ip_of(&self, ctr: &str, net: &str) -> String {
+        self.ok(&[
+            "inspect",
+            "-f",
+            &format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}"),
+            ctr,
+        ])
+        .trim()
+        .to_string()
+    }
+
+    /// Interfaces (names) of the host namespace.
+    pub fn links(&self) -> Vec<String> {
+        self.ns
+            .sh_ok("ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1")
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    pub fn outside_sh(&self, script: &str) -> Child {
+        let out = self.outside.as_ref().expect("host has no outside");
+        Command::new("nsenter")
+            .args(["-t", &out.pid.to_string(), "-n", "--", "sh", "-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- daemon log ----\n{}", self.daemon_log());
+        }
+        self.kill9_daemon();
+    }
+}
+
+pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+pub fn path_exists(p: &Path) -> bool {
+    p.exists()
+}
