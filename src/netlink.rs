@@ -323,6 +323,11 @@ pub async fn create_netns(path: &Path) -> Result<(Netlink, OwnedFd), NetError> {
     let rt = tokio::runtime::Handle::current();
     let (conn, handle, fd) = on_ns_thread(move || {
         unshare(CloneFlags::CLONE_NEWNET).map_err(|e| NetError::io("unshare netns")(e.into()))?;
+        // IPAM hands out unique addresses, so duplicate address detection only delays IPv6
+        // for a second after start; interfaces created later inherit `default`.
+        for k in ["all", "default"] {
+            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{k}/accept_dad"), "0");
+        }
         let pin = || -> Result<OwnedFd, NetError> {
             std::fs::File::create(&p).map_err(NetError::io(format!("create {}", p.display())))?;
             mount(

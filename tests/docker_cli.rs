@@ -139,9 +139,15 @@ fn docker_cli_networks_and_containers() {
     assert_eq!(out(h.docker(&["rm", "web"])), "web\n");
     assert_eq!(out(h.docker(&["rm", "-f", "idle"])), "idle\n");
     assert_eq!(out(h.docker(&["network", "rm", "mynet"])), "mynet\n");
+    h.ok(&["network", "create", "third"]);
     assert_eq!(
         out(h.docker(&["network", "prune", "-f"])),
-        "Deleted Networks:\nother\n"
+        "Deleted Networks:\nother\nthird\n\n"
+    );
+    h.ok(&["network", "create", "fourth"]);
+    assert_eq!(
+        h.ok(&["network", "prune", "-f"]),
+        "Deleted Networks:\nfourth\n\n"
     );
     assert_eq!(
         out(h.docker(&["network", "ls", "--format", "{{.Name}}"])),

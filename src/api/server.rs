@@ -441,7 +441,7 @@ async fn container_list(State(d): State<Arc<Daemon>>, Query(q): Query<FilterQuer
     let f = parse_filters(q.filters.as_deref())?;
     let all = truthy(&q.all);
     let (nets, mut ctrs) = d.snapshot().await;
-    ctrs.sort_by(|a, b| b.created.cmp(&a.created));
+    ctrs.sort_by_key(|c| std::cmp::Reverse(c.created));
     let now = chrono::Utc::now();
     let out: Vec<Value> = ctrs
         .iter()
@@ -585,25 +585,17 @@ async fn container_start(
         d.container_start(&id, Stdio::Detached).await?;
         return no_content();
     }
-    d.state.lock().await.container_id(&id)?;
+    let id = d.state.lock().await.container_id(&id)?;
     let tty = q.stdio.as_deref() == Some("tty");
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let Some(stream) = upgraded_stream(on_upgrade).await else {
             return;
         };
-        let d2 = d.clone();
-        let id2 = id.clone();
         serve_stdio(stream, tty, move |stdio| async move {
-            let master = d2.container_start(&id2, stdio).await?;
-            let d3 = d2.clone();
-            let wait = tokio::spawn(async move {
-                d3.container_wait(&id2, None)
-                    .await
-                    .ok()
-                    .flatten()
-                    .unwrap_or(255)
-            });
+            let rx = d.subscribe();
+            let master = d.container_start(&id, stdio).await?;
+            let wait = tokio::spawn(async move { d.wait_exit_event(rx, id).await.unwrap_or(255) });
             Ok((master, wait))
         })
         .await;

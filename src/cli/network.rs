@@ -268,6 +268,8 @@ pub async fn run(c: &Client, cmd: NetworkCmd) -> Result<i32, ClientError> {
                 for d in deleted {
                     println!("{d}");
                 }
+                // docker ends the list with an empty line.
+                println!();
             }
             Ok(0)
         }

@@ -507,7 +507,7 @@ impl Daemon {
         key: &str,
         timeout: Option<Duration>,
     ) -> Result<Option<i64>> {
-        let mut rx = self.subscribe();
+        let rx = self.subscribe();
         let id = {
             let st = self.state.lock().await;
             let id = st.container_id(key)?;
@@ -517,27 +517,35 @@ impl Daemon {
             }
             id
         };
-        let fut = async {
-            loop {
-                match rx.recv().await {
-                    Ok(Event::Exited { id: i, code }) if i == id => return Some(code),
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        let st = self.state.lock().await;
-                        match st.containers.get(&id) {
-                            Some(c) if c.is_running() => {}
-                            Some(c) => return Some(c.state.exit_code),
-                            None => return None,
-                        }
-                    }
-                    Err(_) => return None,
-                }
-            }
-        };
+        let fut = self.wait_exit_event(rx, id);
         Ok(match timeout {
             Some(t) => tokio::time::timeout(t, fut).await.ok().flatten(),
             None => fut.await,
         })
+    }
+
+    /// Waits for the exit of `id` on a receiver subscribed *before* the caller started the
+    /// container, so a process that exits (and is auto-removed) at once is not missed.
+    pub async fn wait_exit_event(
+        &self,
+        mut rx: tokio::sync::broadcast::Receiver<Event>,
+        id: String,
+    ) -> Option<i64> {
+        loop {
+            match rx.recv().await {
+                Ok(Event::Exited { id: i, code }) if i == id => return Some(code),
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    let st = self.state.lock().await;
+                    match st.containers.get(&id) {
+                        Some(c) if c.is_running() => {}
+                        Some(c) => return Some(c.state.exit_code),
+                        None => return None,
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
     }
 
     pub async fn container_kill(&self, key: &str, sig: i32) -> Result<()> {

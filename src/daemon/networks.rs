@@ -375,6 +375,8 @@ impl Daemon {
                 .map(|n| (n.id.clone(), n.name.clone()))
                 .collect()
         };
+        let mut candidates = candidates;
+        candidates.sort_by(|a, b| a.1.cmp(&b.1));
         let mut deleted = Vec::new();
         for (id, name) in candidates {
             if self.network_remove(&id).await.is_ok() {

@@ -164,13 +164,9 @@ impl Host {
     pub fn with_outside() -> Host {
         let mut h = Host::new();
         let out = Ns::new(false);
-        h.ns.sh_ok(&format!(
-            "ip link add uplink type veth peer name wan netns {pid} && \
-             ip addr add 203.0.113.1/24 dev uplink && ip link set uplink up && \
-             ip route add default via 203.0.113.2",
-            pid = out.pid
-        ));
-        Command::new("nsenter")
+        // Created from the outside (which shares our PID namespace, so the host's PID
+        // names its network namespace).
+        let st = Command::new("nsenter")
             .args([
                 "-t",
                 &out.pid.to_string(),
@@ -178,10 +174,19 @@ impl Host {
                 "--",
                 "sh",
                 "-c",
-                "ip addr add 203.0.113.2/24 dev wan && ip link set wan up",
+                &format!(
+                    "ip link add wan type veth peer name uplink netns {} && \
+                 ip addr add 203.0.113.2/24 dev wan && ip link set wan up",
+                    h.ns.pid
+                ),
             ])
             .status()
             .unwrap();
+        assert!(st.success(), "wiring the outside namespace");
+        h.ns.sh_ok(
+            "ip addr add 203.0.113.1/24 dev uplink && ip link set uplink up && \
+             ip route add default via 203.0.113.2",
+        );
         h.outside = Some(out);
         h
     }
