@@ -22,6 +22,12 @@ fn foreground_run_uses_the_callers_stdio_and_exit_status() {
     assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
     // --rm: nothing is left.
     assert_eq!(h.ok(&["ps", "-aq"]), "");
+    // A process that exits at once still reports its status (its exit record is never
+    // mistaken for a stale one).
+    for i in 0..30 {
+        let o = h.berth(&["run", "--rm", "--", "sh", "-c", &format!("exit {}", i % 3)]);
+        assert_eq!(o.status.code(), Some(i % 3), "run {i}");
+    }
     // stdin with -i.
     let mut child = std::process::Command::new(common::berth_bin())
         .args([

@@ -17,6 +17,10 @@ pub fn send_fds(s: &UnixStream, fds: &[RawFd]) -> std::io::Result<()> {
 
 /// Receives one byte and the descriptors it carries (at most `max`).
 pub fn recv_fds(s: &UnixStream, max: usize) -> std::io::Result<Vec<OwnedFd>> {
+    Ok(recv_byte(s, max)?.1)
+}
+
+fn recv_byte(s: &UnixStream, max: usize) -> std::io::Result<(u8, Vec<OwnedFd>)> {
     let mut b = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut b)];
     let mut space = nix::cmsg_space!([RawFd; 4]);
@@ -33,13 +37,14 @@ pub fn recv_fds(s: &UnixStream, max: usize) -> std::io::Result<Vec<OwnedFd>> {
     for c in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(fds) = c {
             for fd in fds {
-                // SAFETY: the kernel installed these descriptors in our table for us.
+                // SAFETY: the kernel installed these descriptors in our table for us; owning
+                // them (and dropping any beyond `max`) closes them.
                 out.push(unsafe { OwnedFd::from_raw_fd(fd) });
             }
         }
     }
     out.truncate(max);
-    Ok(out)
+    Ok((b[0], out))
 }
 
 /// Writes a JSON line; with `fd`, its first byte carries the descriptor.
@@ -69,29 +74,8 @@ pub fn send_line(
 
 /// Reads a JSON line and the descriptor its first byte may carry.
 pub fn recv_line(s: &UnixStream) -> std::io::Result<(serde_json::Value, Option<OwnedFd>)> {
-    let mut first = [0u8; 1];
-    let mut iov = [IoSliceMut::new(&mut first)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        s.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    if msg.bytes == 0 {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    let mut fd = None;
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            for f in fds {
-                // SAFETY: received from the kernel for us.
-                let o = unsafe { OwnedFd::from_raw_fd(f) };
-                fd.get_or_insert(o);
-            }
-        }
-    }
-    let mut line = vec![first[0]];
+    let (first, fds) = recv_byte(s, 1)?;
+    let mut line = vec![first];
     let mut r = s;
     let mut b = [0u8; 1];
     while line.last() != Some(&b'\n') {
@@ -100,5 +84,5 @@ pub fn recv_line(s: &UnixStream) -> std::io::Result<(serde_json::Value, Option<O
         }
         line.push(b[0]);
     }
-    Ok((serde_json::from_slice(&line)?, fd))
+    Ok((serde_json::from_slice(&line)?, fds.into_iter().next()))
 }

@@ -156,16 +156,7 @@ pub async fn ps(c: &Client, a: PsArgs) -> Result<i32, ClientError> {
         ("Mounts", "MOUNTS"),
         ("Size", "SIZE"),
     ];
-    match berth_format::render_list(&template, &rows, &headers) {
-        Ok(s) => {
-            print!("{s}");
-            Ok(0)
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            Ok(1)
-        }
-    }
+    Ok(super::output::print_list(&template, &rows, &headers))
 }
 
 /// Containers first, then networks, like `docker inspect` without --type.

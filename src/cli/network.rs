@@ -356,14 +356,5 @@ async fn ls(c: &Client, a: LsArgs) -> Result<i32, ClientError> {
         ("Internal", "INTERNAL"),
         ("Labels", "LABELS"),
     ];
-    match berth_format::render_list(&template, &rows, &headers) {
-        Ok(s) => {
-            print!("{s}");
-            Ok(0)
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            Ok(1)
-        }
-    }
+    Ok(super::output::print_list(&template, &rows, &headers))
 }

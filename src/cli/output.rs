@@ -26,6 +26,21 @@ pub fn print_objects(objs: &[Value], format: &Option<String>) -> Result<(), Stri
     Ok(())
 }
 
+/// Prints rows with a docker list template (`table …` or a row template); returns the
+/// exit code.
+pub fn print_list(template: &str, rows: &[Value], headers: &[(&str, &str)]) -> i32 {
+    match berth_format::render_list(template, rows, headers) {
+        Ok(s) => {
+            print!("{s}");
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
 /// Go's natural order (as `docker network ls` sorts names): digit runs compare by value.
 pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     fn chunks(s: &str) -> Vec<(bool, String)> {

@@ -209,7 +209,6 @@ impl Daemon {
                 c.state.finished_at = None;
                 c.state.exit_code = 0;
                 c.state.error.clear();
-                let _ = std::fs::remove_file(dir.join(sandbox::EXIT_FILE));
                 self.commit(vec![put_container(&c)])?;
                 st.containers.insert(id.clone(), c.clone());
                 drop(st);
@@ -301,6 +300,8 @@ impl Daemon {
             serde_json::to_vec(&spec).expect("json"),
         )?;
         let (fds, master) = self.make_stdio(stdio, dir)?;
+        // A status left by an earlier run must go before the shim can write the new one.
+        let _ = std::fs::remove_file(dir.join(sandbox::EXIT_FILE));
         let (shim, pid) = spawn_shim(dir, fds).await?;
         Ok((shim, pid, master))
     }
@@ -734,9 +735,7 @@ impl Daemon {
         let ifname = next_ifname(&c.endpoints);
         let ep = allocate_one(&mut st, &c.id, &net, &req, ifname)?;
         c.endpoints.push(ep.clone());
-        let mut ops = vec![put_network(&st.networks[&nid]), put_container(&c)];
-        let commit = self.commit(std::mem::take(&mut ops));
-        if let Err(e) = commit {
+        if let Err(e) = self.commit(vec![put_network(&st.networks[&nid]), put_container(&c)]) {
             restore_networks(&mut st, before);
             return Err(e);
         }

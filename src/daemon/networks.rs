@@ -139,29 +139,45 @@ pub(crate) fn plan_pools(
                 "all predefined address pools have been fully subnetted: remove unused networks or give --subnet".into(),
             )
         })?;
-        pools.insert(0, Pool::new(PoolConfig::simple(IpNet::V4(v4)))?);
+        pools.insert(0, Pool::new(PoolConfig::new(IpNet::V4(v4)))?);
     }
     if ipv6 && !pools.iter().any(|p| p.subnet().addr().is_ipv6()) {
         let v6 = berth_ipam::pick_default_v6(id.as_bytes(), &all_used);
-        pools.push(Pool::new(PoolConfig::simple(IpNet::V6(v6)))?);
+        pools.push(Pool::new(PoolConfig::new(IpNet::V6(v6)))?);
     }
     pools.sort_by_key(|p| p.subnet().addr().is_ipv6());
     Ok((pools, user_subnets))
 }
 
-#[allow(dead_code)]
-trait Simple {
-    fn simple(subnet: IpNet) -> Self;
+/// `none`, `host` (and the base of `bridge`): predefined, never removable.
+fn predefined(name: &str, driver: Driver) -> Network {
+    Network {
+        id: new_id(),
+        name: name.into(),
+        driver,
+        created: Utc::now(),
+        builtin: true,
+        internal: false,
+        attachable: false,
+        ipv6: false,
+        labels: BTreeMap::new(),
+        options: BTreeMap::new(),
+        bridge: None,
+        mtu: None,
+        icc: false,
+        masquerade: false,
+        pools: vec![],
+        user_subnets: false,
+    }
 }
 
-impl Simple for PoolConfig {
-    fn simple(subnet: IpNet) -> Self {
-        PoolConfig {
-            subnet,
-            gateway: None,
-            ip_range: None,
-            aux_addresses: BTreeMap::new(),
-        }
+impl super::Inner {
+    /// Every subnet of every network, with the network's name (for overlap errors).
+    pub(crate) fn taken_subnets(&self) -> Vec<(String, IpNet)> {
+        self.networks
+            .values()
+            .flat_map(|n| n.pools.iter().map(move |p| (n.name.clone(), p.subnet())))
+            .collect()
     }
 }
 
@@ -241,11 +257,7 @@ impl Daemon {
             .transpose()?;
         let icc = parse_bool_opt(&req.options, OPT_ICC, true)?;
         let masquerade = parse_bool_opt(&req.options, OPT_MASQ, true)?;
-        let taken: Vec<(String, IpNet)> = st
-            .networks
-            .values()
-            .flat_map(|n| n.pools.iter().map(move |p| (n.name.clone(), p.subnet())))
-            .collect();
+        let taken = st.taken_subnets();
         let ours: Vec<IpNet> = taken.iter().map(|(_, n)| *n).collect();
         let routes = self.host_routes(&ours).await?;
         let (pools, user_subnets) = plan_pools(&req.ipam, req.ipv6, &id, &routes, &taken)?;
@@ -391,35 +403,14 @@ impl Daemon {
         let mut st = self.state.lock().await;
         for (name, driver) in [("none", Driver::Null), ("host", Driver::Host)] {
             if st.network_by_name(name).is_none() {
-                let n = Network {
-                    id: new_id(),
-                    name: name.into(),
-                    driver,
-                    created: Utc::now(),
-                    builtin: true,
-                    internal: false,
-                    attachable: false,
-                    ipv6: false,
-                    labels: BTreeMap::new(),
-                    options: BTreeMap::new(),
-                    bridge: None,
-                    mtu: None,
-                    icc: false,
-                    masquerade: false,
-                    pools: vec![],
-                    user_subnets: false,
-                };
+                let n = predefined(name, driver);
                 self.commit(vec![put_network(&n)])?;
                 st.networks.insert(n.id.clone(), n);
             }
         }
         if st.network_by_name("bridge").is_none() {
             let id = new_id();
-            let taken: Vec<(String, IpNet)> = st
-                .networks
-                .values()
-                .flat_map(|n| n.pools.iter().map(move |p| (n.name.clone(), p.subnet())))
-                .collect();
+            let taken = st.taken_subnets();
             // A leftover berth0 from an earlier life must not make its own subnet look taken.
             let _ = self.host.delete_link_by_name(DEFAULT_BRIDGE).await;
             let routes = self.host_routes(&[]).await?;
@@ -437,21 +428,12 @@ impl Daemon {
             ]);
             let n = Network {
                 id,
-                name: "bridge".into(),
-                driver: Driver::Bridge,
-                created: Utc::now(),
-                builtin: true,
-                internal: false,
-                attachable: false,
-                ipv6: false,
-                labels: BTreeMap::new(),
                 options,
                 bridge: Some(DEFAULT_BRIDGE.into()),
-                mtu: None,
                 icc: true,
                 masquerade: true,
                 pools,
-                user_subnets: false,
+                ..predefined("bridge", Driver::Bridge)
             };
             self.commit(vec![put_network(&n)])?;
             st.networks.insert(n.id.clone(), n);
