@@ -328,3 +328,98 @@ fn reconcile_removes_leftovers_at_start() {
     assert!(links.iter().any(|l| l == "berth0"), "{links:?}");
     assert!(!h.dir.path().join("run/netns/deadbeef").exists());
 }
+
+#[test]
+fn tty_gives_the_process_a_terminal() {
+    need_root!();
+    let mut h = Host::new();
+    h.start_daemon();
+    let o = h.berth(&[
+        "run",
+        "-t",
+        "--rm",
+        "--",
+        "sh",
+        "-c",
+        "tty; test -t 0 && test -t 1 && echo isatty; exit 4",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("/dev/pts/"), "{out}");
+    assert!(out.contains("isatty"), "{out}");
+    assert_eq!(o.status.code(), Some(4));
+    // Without -t the process writes straight into our pipes: not a terminal.
+    let o = h.ok(&["run", "--rm", "--", "sh", "-c", "test -t 1 || echo notatty"]);
+    assert_eq!(o, "notatty\n");
+}
+
+#[test]
+fn a_kernel_step_failing_midway_is_rolled_back() {
+    need_root!();
+    let mut h = Host::new();
+    h.start_daemon();
+    h.ok(&["network", "create", "--subnet", "10.45.0.0/29", "small"]);
+    h.ok(&["network", "create", "--subnet", "10.46.0.0/24", "other"]);
+    let id = h.ok(&["network", "inspect", "-f", "{{.Id}}", "small"]);
+    let bridge = format!("berth-{}", &id.trim()[..9]);
+    // Pull the bridge away behind berth's back: the second attach of this run fails after
+    // the namespace and the first veth (on `other`) were made.
+    h.ns.sh_ok(&format!("ip link del {bridge}"));
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "victim",
+        "--network",
+        "other",
+        "--",
+        "sleep",
+        "300",
+    ]);
+    h.ok(&["stop", "-t", "0", "victim"]);
+    h.ok(&["network", "connect", "small", "victim"]);
+    let e = h.fails(&["start", "victim"]);
+    assert!(e.contains("missing"), "{e}");
+    assert!(
+        !h.links().iter().any(|l| l.starts_with("bv")),
+        "veth left: {:?}",
+        h.links()
+    );
+    assert_eq!(
+        std::fs::read_dir(h.dir.path().join("run/netns"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        h.ok(&["inspect", "-f", "{{.State.Status}}", "victim"])
+            .trim(),
+        "exited"
+    );
+    for net in ["small", "other"] {
+        assert_eq!(
+            h.ok(&["network", "inspect", "-f", "{{len .Containers}}", net])
+                .trim(),
+            "0"
+        );
+    }
+    // The addresses were released: after a restart rebuilds the bridge, the /29's five
+    // dynamic addresses are all still available.
+    h.kill9_daemon();
+    h.start_daemon();
+    h.ok(&["start", "victim"]);
+    for i in 0..4 {
+        h.ok(&[
+            "run",
+            "-d",
+            "--name",
+            &format!("fill{i}"),
+            "--network",
+            "small",
+            "--",
+            "sleep",
+            "300",
+        ]);
+    }
+    let e = h.fails(&["run", "-d", "--network", "small", "--", "sleep", "300"]);
+    assert!(e.contains("no available IP addresses"), "{e}");
+}

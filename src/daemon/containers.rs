@@ -253,6 +253,7 @@ impl Daemon {
             NetworkMode::Networks | NetworkMode::None => {
                 let path = self.netns_path(&c.id);
                 let (nsnl, nsfd) = netlink::create_netns(&path).await?;
+                self.remember_sandbox_nl(&c.id, nsnl.clone());
                 spec.netns = Some(path);
                 let mut first = true;
                 for ep in &c.endpoints {
@@ -285,7 +286,7 @@ impl Daemon {
             }
         };
         if files_dir == dir {
-            self.write_files(st, c, dir)?;
+            self.write_files(c, dir)?;
         }
         spec.binds = vec![
             (files_dir.join("hosts"), "/etc/hosts".into()),
@@ -306,21 +307,9 @@ impl Daemon {
         Ok((shim, pid, master))
     }
 
-    fn write_files(&self, st: &Inner, c: &Container, dir: &Path) -> Result<()> {
-        let own: Vec<IpAddr> = c
-            .endpoints
-            .iter()
-            .flat_map(|e| e.ipv4.into_iter().chain(e.ipv6))
-            .collect();
-        let hostname = c.config.hostname.clone();
-        let host = if matches!(c.config.network_mode, NetworkMode::Host) {
-            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
-        } else {
-            sandbox::hosts_file(&hostname, &own, &c.config.extra_hosts)
-        };
-        std::fs::write(dir.join("hosts"), host)?;
-        std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
-        let _ = st;
+    fn write_files(&self, c: &Container, dir: &Path) -> Result<()> {
+        self.write_hosts(c, dir)?;
+        std::fs::write(dir.join("hostname"), format!("{}\n", c.config.hostname))?;
         std::fs::write(
             dir.join("resolv.conf"),
             sandbox::resolv_conf(
@@ -330,6 +319,22 @@ impl Daemon {
                 &c.config.dns_options,
             ),
         )?;
+        Ok(())
+    }
+
+    /// Rewritten in place (same inode): the sandbox sees it through a bind mount.
+    fn write_hosts(&self, c: &Container, dir: &Path) -> Result<()> {
+        let own: Vec<IpAddr> = c
+            .endpoints
+            .iter()
+            .flat_map(|e| e.ipv4.into_iter().chain(e.ipv6))
+            .collect();
+        let hosts = if matches!(c.config.network_mode, NetworkMode::Host) {
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else {
+            sandbox::hosts_file(&c.config.hostname, &own, &c.config.extra_hosts)
+        };
+        std::fs::write(dir.join("hosts"), hosts)?;
         Ok(())
     }
 
@@ -404,6 +409,7 @@ impl Daemon {
     /// Removes what a sandbox had in the kernel. The host-side veth deletion costs the
     /// kernel tens of milliseconds, so unless `wait` it finishes in the background.
     async fn undo_sandbox(&self, c: &Container, wait: bool) {
+        self.forget_sandbox_nl(&c.id);
         if matches!(
             c.config.network_mode,
             NetworkMode::Networks | NetworkMode::None
@@ -742,7 +748,7 @@ impl Daemon {
         let path = self.netns_path(&c.id);
         let res = async {
             let nsfd = netlink::open_ns(&path)?;
-            let nsnl = Netlink::open_in(&path).await?;
+            let nsnl = self.sandbox_nl(&c.id).await?;
             let first = c.endpoints.len() == 1;
             self.attach_kernel(&nsfd, &nsnl, &st.networks[&nid], &ep, first)
                 .await
@@ -751,7 +757,7 @@ impl Daemon {
         match res {
             Ok(()) => {
                 st.containers.insert(cid.clone(), c.clone());
-                let _ = self.write_files(&st, &c, &self.container_dir(&cid));
+                let _ = self.write_hosts(&c, &self.container_dir(&cid));
                 Ok(())
             }
             Err(e) => {
@@ -817,7 +823,7 @@ impl Daemon {
         st.containers.insert(cid.clone(), c.clone());
         if let Some(ep) = removed {
             if c.is_running() {
-                let _ = self.write_files(&st, &c, &self.container_dir(&cid));
+                let _ = self.write_hosts(&c, &self.container_dir(&cid));
             }
             let host = self.host.clone();
             tokio::spawn(async move {

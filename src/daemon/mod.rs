@@ -51,6 +51,9 @@ pub struct Daemon {
     host: Netlink,
     nft: berth_firewall::Nft,
     events: broadcast::Sender<Event>,
+    /// A netlink socket inside each running sandbox, opened when it was made, so attaching
+    /// another network needs no namespace switch.
+    sandbox_nl: std::sync::Mutex<std::collections::HashMap<String, Netlink>>,
     pub started: DateTime<Utc>,
 }
 
@@ -74,6 +77,7 @@ impl Daemon {
             host,
             nft: berth_firewall::Nft::default(),
             events,
+            sandbox_nl: Default::default(),
             started: Utc::now(),
         });
         d.load()?;
@@ -108,6 +112,28 @@ impl Daemon {
 
     pub(crate) fn netns_path(&self, id: &str) -> PathBuf {
         self.opts.run.join("netns").join(id)
+    }
+
+    pub(crate) fn remember_sandbox_nl(&self, id: &str, nl: Netlink) {
+        self.sandbox_nl
+            .lock()
+            .expect("lock")
+            .insert(id.to_string(), nl);
+    }
+
+    pub(crate) fn forget_sandbox_nl(&self, id: &str) {
+        self.sandbox_nl.lock().expect("lock").remove(id);
+    }
+
+    /// The sandbox's netlink socket, opened inside its namespace on first use after a
+    /// daemon restart.
+    pub(crate) async fn sandbox_nl(&self, id: &str) -> Result<Netlink> {
+        if let Some(nl) = self.sandbox_nl.lock().expect("lock").get(id) {
+            return Ok(nl.clone());
+        }
+        let nl = Netlink::open_in(&self.netns_path(id)).await?;
+        self.remember_sandbox_nl(id, nl.clone());
+        Ok(nl)
     }
 
     pub fn host_resolv(&self) -> String {
