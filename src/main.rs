@@ -9,7 +9,7 @@ use berth::daemon::{Daemon, Options};
 fn main() {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Shim { dir } => berth::sandbox::shim_main(&dir),
+        Cmd::Shim { sync_fd, dir } => berth::sandbox::shim_main(sync_fd, &dir),
         Cmd::Daemon(args) => {
             let socket = cli::socket_path(&cli.host, Some(&args.run));
             if let Err(e) = daemon(args, socket) {

@@ -255,6 +255,22 @@ pub fn random_name() -> String {
     )
 }
 
+/// A random name no container has: Docker's way, a few random tries and then a numeric
+/// suffix, so it terminates however many names are taken.
+pub fn unique_random_name(taken: impl Fn(&str) -> bool) -> String {
+    let base = (0..8)
+        .map(|_| random_name())
+        .find(|n| !taken(n))
+        .unwrap_or_else(random_name);
+    if !taken(&base) {
+        return base;
+    }
+    (1..)
+        .map(|i| format!("{base}{i}"))
+        .find(|n| !taken(n))
+        .expect("unbounded")
+}
+
 /// Docker derives the MAC of a container interface from its IPv4 address (02:42 + the 4
 /// bytes), which keeps ARP caches of neighbours valid when an address moves between runs.
 pub fn mac_for(ip: Option<IpAddr>) -> [u8; 6] {
@@ -298,6 +314,19 @@ mod tests {
         assert!(valid_ifname("berth0"));
         assert!(!valid_ifname("a-very-long-name-x"));
         assert!(!valid_ifname("a b"));
+    }
+
+    #[test]
+    fn random_names_never_run_out() {
+        // Every plain name taken: a suffixed one comes back at once.
+        let n = unique_random_name(|n| !n.chars().last().unwrap().is_ascii_digit());
+        assert!(n.chars().last().unwrap().is_ascii_digit(), "{n}");
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..2000 {
+            let n = unique_random_name(|n| seen.contains(n));
+            assert!(valid_name(&n), "{n}");
+            assert!(seen.insert(n));
+        }
     }
 
     #[test]

@@ -143,6 +143,13 @@ pub fn command(spec: &Spec) -> std::io::Result<Command> {
                     }
                 }
             }
+            // Nothing but stdio crosses into the sandbox (close_range is a plain syscall).
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
             nix::unistd::setsid().map_err(err)?;
             if tty && libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
                 return Err(std::io::Error::last_os_error());
@@ -159,6 +166,23 @@ pub fn command(spec: &Spec) -> std::io::Result<Command> {
 fn cstr(p: &Path) -> CString {
     use std::os::unix::ffi::OsStrExt;
     CString::new(p.as_os_str().as_bytes()).unwrap_or_default()
+}
+
+/// Closes every descriptor above stderr except `keep`: whatever another thread of the
+/// daemon had open (without close-on-exec) while this process was spawned.
+fn close_stray_fds(keep: &[RawFd]) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<RawFd> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .filter(|fd| *fd > 2 && !keep.contains(fd))
+        .collect();
+    for fd in fds {
+        // SAFETY: closing descriptors this fresh process inherited and does not use.
+        unsafe { libc::close(fd) };
+    }
 }
 
 /// Exit status in Docker's convention: the code, or 128 + signal number.
@@ -181,11 +205,13 @@ pub const SPEC_FILE: &str = "spec.json";
 pub const EXIT_FILE: &str = "exit";
 
 /// The shim's main: started by the daemon with the container's stdio as its own and a sync
-/// pipe on fd 3; it reports "ok PID" or "err MESSAGE" there, waits, then writes DIR/exit.
-pub fn shim_main(dir: &Path) -> ! {
-    // SAFETY: fd 3 is the sync pipe the daemon set up for exactly this process.
-    let mut sync = unsafe { std::fs::File::from_raw_fd(3) };
-    // The container must not inherit the pipe: the daemon reads it until EOF.
+/// pipe on `sync_fd`; it reports "ok PID" or "err MESSAGE" there, waits, then writes
+/// DIR/exit.
+pub fn shim_main(sync_fd: RawFd, dir: &Path) -> ! {
+    close_stray_fds(&[sync_fd]);
+    // SAFETY: the daemon passed this descriptor to exactly this process.
+    let mut sync = unsafe { std::fs::File::from_raw_fd(sync_fd) };
+    // The container must not inherit the pipe.
     let _ = nix::fcntl::fcntl(
         &sync,
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),

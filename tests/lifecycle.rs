@@ -423,3 +423,45 @@ fn a_kernel_step_failing_midway_is_rolled_back() {
     let e = h.fails(&["run", "-d", "--network", "small", "--", "sleep", "300"]);
     assert!(e.contains("no available IP addresses"), "{e}");
 }
+
+#[test]
+fn addresses_in_use_survive_a_daemon_restart() {
+    need_root!();
+    let mut h = Host::new();
+    h.start_daemon();
+    // A /29 has five addresses to hand out.
+    h.ok(&["network", "create", "--subnet", "10.47.0.0/29", "tiny"]);
+    let mut ips = Vec::new();
+    for i in 0..5 {
+        h.ok(&[
+            "run",
+            "-d",
+            "--name",
+            &format!("t{i}"),
+            "--network",
+            "tiny",
+            "--",
+            "sleep",
+            "300",
+        ]);
+        ips.push(h.ip_of(&format!("t{i}"), "tiny"));
+    }
+    h.kill9_daemon();
+    h.start_daemon();
+    // The pools are rebuilt from the running containers' endpoints: still full.
+    let e = h.fails(&["run", "-d", "--network", "tiny", "--", "sleep", "300"]);
+    assert!(e.contains("no available IP addresses"), "{e}");
+    h.ok(&["rm", "-f", "t2"]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "again",
+        "--network",
+        "tiny",
+        "--",
+        "sleep",
+        "300",
+    ]);
+    assert_eq!(h.ip_of("again", "tiny"), ips[2], "the only free address");
+}

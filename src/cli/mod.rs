@@ -64,7 +64,12 @@ pub enum Cmd {
     Info,
     /// (internal) supervise one container process
     #[command(hide = true)]
-    Shim { dir: PathBuf },
+    Shim {
+        /// The descriptor to report "ok PID" or "err MESSAGE" on
+        #[arg(long)]
+        sync_fd: i32,
+        dir: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]

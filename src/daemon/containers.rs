@@ -12,8 +12,8 @@ use chrono::Utc;
 
 use super::{put_container, put_network, Daemon, Error, Event, Inner, Result};
 use crate::model::{
-    mac_for, mac_string, new_id, random_name, valid_name, Container, ContainerConfig, Driver,
-    Endpoint, EndpointRequest, Network, NetworkMode, State, Status,
+    mac_for, mac_string, new_id, unique_random_name, valid_name, Container, ContainerConfig,
+    Driver, Endpoint, EndpointRequest, Network, NetworkMode, State, Status,
 };
 use crate::netlink::{self, Netlink};
 use crate::sandbox::{self, Spec};
@@ -85,12 +85,7 @@ impl Daemon {
                 }
                 n
             }
-            None => loop {
-                let n = random_name();
-                if !st.containers.values().any(|c| c.name == n) {
-                    break n;
-                }
-            },
+            None => unique_random_name(|n| st.containers.values().any(|c| c.name == n)),
         };
         let id = new_id();
         let mode_name = match req.network_mode.as_str() {
@@ -188,13 +183,12 @@ impl Daemon {
         let dir = self.container_dir(&id);
         std::fs::create_dir_all(&dir)?;
         // 1. Addresses, committed before the kernel is touched.
-        let before: Vec<Network> = st.networks.values().cloned().collect();
         let (endpoints, net_ops) = allocate_endpoints(&mut st, &c)?;
         c.endpoints = endpoints;
         let mut ops = net_ops;
         ops.push(put_container(&c));
         if let Err(e) = self.commit(ops) {
-            restore_networks(&mut st, before);
+            release_endpoints(&mut st, &c);
             return Err(e);
         }
         // 2. Kernel.
@@ -217,11 +211,10 @@ impl Daemon {
             }
             Err(e) => {
                 self.undo_sandbox(&c, true).await;
-                restore_networks(&mut st, before.clone());
+                let mut ops = release_endpoints(&mut st, &c);
                 let mut old = st.containers[&id].clone();
                 old.endpoints.clear();
                 old.state.error = e.to_string();
-                let mut ops: Vec<Op> = before.iter().map(put_network).collect();
                 ops.push(put_container(&old));
                 let _ = self.commit(ops);
                 st.containers.insert(id, old);
@@ -253,7 +246,6 @@ impl Daemon {
             NetworkMode::Networks | NetworkMode::None => {
                 let path = self.netns_path(&c.id);
                 let (nsnl, nsfd) = netlink::create_netns(&path).await?;
-                self.remember_sandbox_nl(&c.id, nsnl.clone());
                 spec.netns = Some(path);
                 let mut first = true;
                 for ep in &c.endpoints {
@@ -409,7 +401,6 @@ impl Daemon {
     /// Removes what a sandbox had in the kernel. The host-side veth deletion costs the
     /// kernel tens of milliseconds, so unless `wait` it finishes in the background.
     async fn undo_sandbox(&self, c: &Container, wait: bool) {
-        self.forget_sandbox_nl(&c.id);
         if matches!(
             c.config.network_mode,
             NetworkMode::Networks | NetworkMode::None
@@ -737,18 +728,22 @@ impl Daemon {
             st.containers.insert(cid, c);
             return Ok(());
         }
-        let before: Vec<Network> = st.networks.values().cloned().collect();
         let ifname = next_ifname(&c.endpoints);
         let ep = allocate_one(&mut st, &c.id, &net, &req, ifname)?;
         c.endpoints.push(ep.clone());
+        let undo = |st: &mut Inner| {
+            if let Some(n) = st.networks.get_mut(&nid) {
+                release_ep(n, &ep);
+            }
+        };
         if let Err(e) = self.commit(vec![put_network(&st.networks[&nid]), put_container(&c)]) {
-            restore_networks(&mut st, before);
+            undo(&mut st);
             return Err(e);
         }
         let path = self.netns_path(&c.id);
         let res = async {
             let nsfd = netlink::open_ns(&path)?;
-            let nsnl = self.sandbox_nl(&c.id).await?;
+            let nsnl = Netlink::open_in(&path).await?;
             let first = c.endpoints.len() == 1;
             self.attach_kernel(&nsfd, &nsnl, &st.networks[&nid], &ep, first)
                 .await
@@ -761,15 +756,11 @@ impl Daemon {
                 Ok(())
             }
             Err(e) => {
-                restore_networks(&mut st, before.clone());
-                let _ = self.commit(
-                    before
-                        .iter()
-                        .filter(|n| n.id == nid)
-                        .map(put_network)
-                        .chain(std::iter::once(put_container(&st.containers[&cid])))
-                        .collect(),
-                );
+                undo(&mut st);
+                let _ = self.commit(vec![
+                    put_network(&st.networks[&nid]),
+                    put_container(&st.containers[&cid]),
+                ]);
                 Err(e)
             }
         }
@@ -1119,42 +1110,41 @@ pub(crate) fn release_endpoints(st: &mut Inner, c: &Container) -> Vec<Op> {
     ops
 }
 
-fn restore_networks(st: &mut Inner, before: Vec<Network>) {
-    for n in before {
-        st.networks.insert(n.id.clone(), n);
-    }
-}
-
 /// Starts `berth shim DIR` with the container's stdio and waits for its report on the sync
-/// pipe: the container's pid, or why it could not start.
+/// pipe: the container's pid, or why it could not start. No `pre_exec` hook, so std spawns
+/// with posix_spawn (vfork): the cost does not grow with the daemon's memory.
 async fn spawn_shim(dir: &Path, fds: [OwnedFd; 3]) -> Result<(u32, u32)> {
     use std::io::Read;
     use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe()?;
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+    // The write end must survive exec in the shim. Another process spawned at this moment
+    // may inherit it too; the shim and every sandboxed process close stray descriptors
+    // first thing, and the daemon reads one line, not until EOF.
+    nix::fcntl::fcntl(
+        &w,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .map_err(std::io::Error::from)?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg("shim").arg(dir);
+    cmd.arg("shim")
+        .arg("--sync-fd")
+        .arg(w.as_raw_fd().to_string())
+        .arg(dir);
     let [i, o, e] = fds;
     cmd.stdin(i).stdout(o).stderr(e);
-    let wfd = w.as_raw_fd();
-    // SAFETY: dup2 is async-signal-safe; the target fd 3 is then inherited (no CLOEXEC).
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(wfd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
     let child = cmd.spawn()?;
     drop(cmd);
     drop(w);
     let shim_pid = child.id();
     let report = tokio::task::spawn_blocking(move || {
-        let mut s = String::new();
-        let _ = std::fs::File::from(r).read_to_string(&mut s);
-        s
+        let mut f = std::fs::File::from(r);
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while line.last() != Some(&b'\n') && f.read(&mut b).unwrap_or(0) == 1 {
+            line.push(b[0]);
+        }
+        String::from_utf8_lossy(&line).into_owned()
     })
     .await
     .map_err(|e| Error::Internal(e.to_string()))?;

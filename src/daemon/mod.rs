@@ -51,9 +51,6 @@ pub struct Daemon {
     host: Netlink,
     nft: berth_firewall::Nft,
     events: broadcast::Sender<Event>,
-    /// A netlink socket inside each running sandbox, opened when it was made, so attaching
-    /// another network needs no namespace switch.
-    sandbox_nl: std::sync::Mutex<std::collections::HashMap<String, Netlink>>,
     pub started: DateTime<Utc>,
 }
 
@@ -77,7 +74,6 @@ impl Daemon {
             host,
             nft: berth_firewall::Nft::default(),
             events,
-            sandbox_nl: Default::default(),
             started: Utc::now(),
         });
         d.load()?;
@@ -94,6 +90,24 @@ impl Daemon {
         for (_, v) in self.store.list("containers/")? {
             let c: Container = serde_json::from_slice(&v)?;
             st.containers.insert(c.id.clone(), c);
+        }
+        let Inner {
+            networks,
+            containers,
+        } = &mut *st;
+        for c in containers.values() {
+            for e in &c.endpoints {
+                let Some(n) = networks.get_mut(&e.network_id) else {
+                    continue;
+                };
+                for ip in e.ipv4.iter().chain(e.ipv6.iter()) {
+                    if let Some(p) = n.pools.iter_mut().find(|p| p.contains(*ip)) {
+                        if let Err(err) = p.allocate_static(*ip, &c.id) {
+                            tracing::warn!(container = %c.name, %ip, "restoring address: {err}");
+                        }
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -112,28 +126,6 @@ impl Daemon {
 
     pub(crate) fn netns_path(&self, id: &str) -> PathBuf {
         self.opts.run.join("netns").join(id)
-    }
-
-    pub(crate) fn remember_sandbox_nl(&self, id: &str, nl: Netlink) {
-        self.sandbox_nl
-            .lock()
-            .expect("lock")
-            .insert(id.to_string(), nl);
-    }
-
-    pub(crate) fn forget_sandbox_nl(&self, id: &str) {
-        self.sandbox_nl.lock().expect("lock").remove(id);
-    }
-
-    /// The sandbox's netlink socket, opened inside its namespace on first use after a
-    /// daemon restart.
-    pub(crate) async fn sandbox_nl(&self, id: &str) -> Result<Netlink> {
-        if let Some(nl) = self.sandbox_nl.lock().expect("lock").get(id) {
-            return Ok(nl.clone());
-        }
-        let nl = Netlink::open_in(&self.netns_path(id)).await?;
-        self.remember_sandbox_nl(id, nl.clone());
-        Ok(nl)
     }
 
     pub fn host_resolv(&self) -> String {

@@ -118,6 +118,18 @@ impl Pool {
         })
     }
 
+    /// The pool without its allocations, cursor kept. A daemon that records each address
+    /// with its owner elsewhere stores this, so a commit costs the same however many
+    /// addresses are in use; `allocate_static` puts the addresses back at load.
+    pub fn persistable(&self) -> Pool {
+        Pool {
+            config: self.config.clone(),
+            gateway: self.gateway,
+            allocated: BTreeMap::new(),
+            last_allocated: self.last_allocated,
+        }
+    }
+
     pub fn config(&self) -> &PoolConfig {
         &self.config
     }
