@@ -29,7 +29,7 @@ so process spawn is included for every tool.
 
 Tools:
   berth            `berth network connect bench probe` / `berth network disconnect bench probe`;
-                   background = `berth run -d --network bench -- sleep 100000` containers;
+                   background = `berth run -d --name bgN --network bench -- sleep 100000` containers;
                    the probe is a container on a second network (probenet). NO published port
                    (berth has no port publishing yet).
   netavark         netavark 1.4 setup/teardown (NETAVARK_FW=iptables), 1 published port per container
@@ -117,7 +117,9 @@ class Berth:
         return [self.bin, "-H", self.host, *args]
 
     def bg_add(self, idx):
-        dt, _ = timed(self.cli("run", "-d", "--network", "bench", "--",
+        # explicit names: berth's random-name generator has only 30x24 = 720 names and the
+        # 721st unnamed container spins forever (src/model.rs random_name, containers.rs loop)
+        dt, _ = timed(self.cli("run", "-d", "--name", f"bg{idx}", "--network", "bench", "--",
                                "sleep", "100000"))
         return dt
 

@@ -1,0 +1,69 @@
+# shellcheck shell=bash
+# Helpers sourced by the bench scripts: namespace "holders".
+#
+# A holder is `unshare --net --mount --propagation private --pid --fork -- sh -c '...; exec sleep 1000000'`.
+# Its child is PID 1 of a new PID namespace; everything started with holder_exec lives in
+# the holder's network + mount + PID namespaces, and SIGKILL of that PID 1 tears down all
+# of it (processes, then the network namespace with its links, routes, nft/iptables state).
+# /run is a private tmpfs inside every holder, so nothing the tools write there (netns bind
+# mounts, lock files, docker/containerd sockets) reaches the machine.
+#
+# Kinds:
+#   host    mount proc + sysfs (for the holder's own /sys/class/net) — berth, netavark, CNI
+#   docker  mount proc, keep the machine's /sys (dockerd needs the cgroup v1 mounts under
+#           /sys/fs/cgroup; a fresh sysfs would hide them — the reason `ip netns exec`
+#           cannot be used for dockerd, see anchor-bench/05_docker.sh), plus a private tmpfs
+#           on /etc/docker (dockerd 20.10 writes key.json there).
+
+: "${BENCH_WORK:?BENCH_WORK must be set before sourcing lib.sh}"
+
+# holder_start LABEL KIND  -> sets HOLDER_PID; appends it to $BENCH_WORK/holders.pid
+holder_start() {
+  local label=$1 kind=$2 ready="$BENCH_WORK/holder.$1.ready" setup u c="" i
+  rm -f "$ready"
+  setup='mount -t proc proc /proc && mount -t tmpfs -o mode=755 tmpfs /run'
+  case "$kind" in
+    host) setup="$setup && mount -t sysfs sysfs /sys" ;;
+    docker) setup="$setup && mount -t tmpfs -o mode=755 tmpfs /etc/docker" ;;
+    *) echo "holder_start: unknown kind $kind" >&2; return 1 ;;
+  esac
+  unshare --net --mount --propagation private --pid --fork -- \
+    sh -c "$setup && ip link set lo up && touch '$ready' && exec sleep 1000000" \
+    </dev/null >"$BENCH_WORK/holder.$label.log" 2>&1 &
+  u=$!
+  for i in $(seq 1 200); do
+    [ -z "$c" ] && c=$(awk '{print $1}' "/proc/$u/task/$u/children" 2>/dev/null)
+    [ -n "$c" ] && [ -e "$ready" ] && break
+    kill -0 "$u" 2>/dev/null || break
+    sleep 0.05
+  done
+  if [ -z "$c" ] || [ ! -e "$ready" ]; then
+    echo "holder $label could not be created: $(cat "$BENCH_WORK/holder.$label.log")" >&2
+    [ -n "$c" ] && holder_kill "$c"
+    return 1
+  fi
+  echo "$c" >> "$BENCH_WORK/holders.pid"
+  HOLDER_PID=$c
+}
+
+# holder_exec PID CMD...  (network + mount + pid namespaces of the holder)
+holder_exec() { local p=$1; shift; nsenter -t "$p" -n -m -p -- "$@"; }
+
+# is the PID still one of our holders (guards against PID reuse)?
+holder_is_ours() {
+  [ -r "/proc/$1/cmdline" ] && [ "$(tr '\0' ' ' < "/proc/$1/cmdline")" = "sleep 1000000 " ]
+}
+
+holder_kill() {
+  local p=$1 i
+  holder_is_ours "$p" || return 0
+  kill -9 "$p" 2>/dev/null
+  for i in $(seq 1 100); do [ -e "/proc/$p" ] || break; sleep 0.05; done
+}
+
+holders_kill_all() {
+  local p
+  [ -f "$BENCH_WORK/holders.pid" ] || return 0
+  while read -r p; do [ -n "$p" ] && holder_kill "$p"; done < "$BENCH_WORK/holders.pid"
+  : > "$BENCH_WORK/holders.pid"
+}
