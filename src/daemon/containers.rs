@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::{put_container, put_network, Daemon, Error, Event, Inner, Result};
+use super::{put_container, put_network, without_allocations, Daemon, Error, Event, Inner, Result};
 use crate::model::{
     mac_for, mac_string, new_id, unique_random_name, valid_name, Container, ContainerConfig,
     Driver, Endpoint, EndpointRequest, Network, NetworkMode, State, Status,
@@ -678,7 +678,7 @@ impl Daemon {
         let mut st = self.state.lock().await;
         let nid = st.network_id(net_key)?;
         let cid = st.container_id(ctr_key)?;
-        let net = st.networks[&nid].clone();
+        let net = without_allocations(&st.networks[&nid]);
         let mut c = st.containers[&cid].clone();
         match &c.config.network_mode {
             NetworkMode::Host => {
@@ -774,7 +774,7 @@ impl Daemon {
     ) -> Result<()> {
         let mut st = self.state.lock().await;
         let nid = st.network_id(net_key)?;
-        let net = st.networks[&nid].clone();
+        let net = without_allocations(&st.networks[&nid]);
         let cid = match st.container_id(ctr_key) {
             Ok(id) => id,
             Err(e) if force => {
@@ -804,10 +804,9 @@ impl Daemon {
         let mut ops = Vec::new();
         let removed = pos.map(|p| c.endpoints.remove(p));
         if let Some(ep) = &removed {
-            let mut n = net.clone();
-            release_ep(&mut n, ep);
-            ops.push(put_network(&n));
-            st.networks.insert(nid.clone(), n);
+            let n = st.networks.get_mut(&nid).expect("resolved above");
+            release_ep(n, ep);
+            ops.push(put_network(n));
         }
         ops.push(put_container(&c));
         self.commit(ops)?;
@@ -1068,7 +1067,7 @@ fn allocate_endpoints(st: &mut Inner, c: &Container) -> Result<(Vec<Endpoint>, V
     for (i, (name, req)) in c.config.networks.iter().enumerate() {
         let res = st
             .network_by_name(name)
-            .cloned()
+            .map(without_allocations)
             .ok_or_else(|| Error::NotFound(format!("network {name} not found")))
             .and_then(|net| allocate_one(st, &c.id, &net, req, format!("eth{i}")));
         match res {
