@@ -53,10 +53,24 @@ pub struct RedbStore {
 
 impl RedbStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(|source| StoreError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
+        // A daemon restarted right after a crash may find the lock still held for a moment
+        // by the dying process; a second daemon on the same --root keeps holding it.
+        let mut tries = 0;
+        let db = loop {
+            match Database::create(path) {
+                Ok(db) => break db,
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) if tries < 30 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(source) => {
+                    return Err(StoreError::Open {
+                        path: path.display().to_string(),
+                        source,
+                    })
+                }
+            }
+        };
         let txn = db.begin_write()?;
         txn.open_table(KV)?;
         txn.commit()?;

@@ -97,6 +97,12 @@ fn tcp_within_a_network_and_isolation_across_networks() {
         routes.contains("default via 10.32.0.1 dev eth0"),
         "{routes}"
     );
+    // Back to back, with no pause: the next attach must not trip over the previous
+    // detach's interface, which the kernel may still be deleting.
+    for _ in 0..10 {
+        h.ok(&["network", "disconnect", "front", "both"]);
+        h.ok(&["network", "connect", "front", "both"]);
+    }
     // Disconnect removes the interface and the path.
     h.ok(&["network", "disconnect", "front", "both"]);
     let o = h.berth(&[
@@ -118,7 +124,9 @@ fn egress_is_masqueraded_and_internal_networks_have_no_way_out() {
     // The outside answers with the source address it sees.
     let mut srv =
         h.outside_sh("socat TCP-LISTEN:9000,fork,reuseaddr 'SYSTEM:echo $SOCAT_PEERADDR'");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    wait_until("the outside server to listen", || {
+        h.outside_out("ss -ltn").contains(":9000 ")
+    });
     let seen = client(&h, "bridge", "203.0.113.2", 9000);
     assert_eq!(
         seen, "203.0.113.1",

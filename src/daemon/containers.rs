@@ -740,6 +740,16 @@ impl Daemon {
             undo(&mut st);
             return Err(e);
         }
+        // A detach of this container may still be deleting its veth (and so its ethN).
+        let pending = self
+            .pending_detach
+            .lock()
+            .expect("lock")
+            .remove(&c.id)
+            .unwrap_or_default();
+        for h in pending {
+            let _ = h.await;
+        }
         let path = self.netns_path(&c.id);
         let res = async {
             let nsfd = netlink::open_ns(&path)?;
@@ -816,11 +826,15 @@ impl Daemon {
                 let _ = self.write_hosts(&c, &self.container_dir(&cid));
             }
             let host = self.host.clone();
-            tokio::spawn(async move {
+            let h = tokio::spawn(async move {
                 if let Err(e) = host.delete_link_by_name(&ep.host_ifname).await {
                     tracing::warn!("deleting {}: {e}", ep.host_ifname);
                 }
             });
+            let mut pending = self.pending_detach.lock().expect("lock");
+            let list = pending.entry(cid.clone()).or_default();
+            list.retain(|h| !h.is_finished());
+            list.push(h);
         }
         Ok(())
     }

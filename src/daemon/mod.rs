@@ -51,6 +51,10 @@ pub struct Daemon {
     host: Netlink,
     nft: berth_firewall::Nft,
     events: broadcast::Sender<Event>,
+    /// Veth deletions still running in the background, per container: the sandbox end
+    /// (`ethN`) exists until they finish, so a new attach to that container waits for them.
+    pending_detach:
+        std::sync::Mutex<std::collections::HashMap<String, Vec<tokio::task::JoinHandle<()>>>>,
     pub started: DateTime<Utc>,
 }
 
@@ -74,6 +78,7 @@ impl Daemon {
             host,
             nft: berth_firewall::Nft::default(),
             events,
+            pending_detach: Default::default(),
             started: Utc::now(),
         });
         d.load()?;

@@ -249,6 +249,14 @@ impl Host {
             }
             let _ = c.kill();
             let _ = c.wait();
+            // Dead means gone or a zombie: only then are its files (the store's lock) closed.
+            for k in kids.split_whitespace() {
+                wait_until("the killed daemon to exit", || {
+                    std::fs::read_to_string(format!("/proc/{k}/stat"))
+                        .map(|s| s.rsplit(") ").next().is_some_and(|r| r.starts_with('Z')))
+                        .unwrap_or(true)
+                });
+            }
         }
     }
 
@@ -316,6 +324,17 @@ impl Host {
             .lines()
             .map(String::from)
             .collect()
+    }
+
+    /// Runs a command in the outside namespace and returns its stdout.
+    pub fn outside_out(&self, script: &str) -> String {
+        let out = self.outside.as_ref().expect("host has no outside");
+        let o = Command::new("nsenter")
+            .args(["-t", &out.pid.to_string(), "-n", "--", "sh", "-c", script])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
     pub fn outside_sh(&self, script: &str) -> Child {
