@@ -328,6 +328,10 @@ pub async fn create_netns(path: &Path) -> Result<(Netlink, OwnedFd), NetError> {
         for k in ["all", "default"] {
             let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{k}/accept_dad"), "0");
         }
+        // Interfaces arrive with IPv6 off (as Docker does for IPv4-only networks): no
+        // link-local address, no router solicitations or MLD reports flooded to every port
+        // of the bridge. Endpoints of IPv6 networks switch it back on for their interface.
+        let _ = std::fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
         let pin = || -> Result<OwnedFd, NetError> {
             std::fs::File::create(&p).map_err(NetError::io(format!("create {}", p.display())))?;
             mount(
@@ -376,6 +380,18 @@ pub fn open_ns(path: &Path) -> Result<OwnedFd, NetError> {
     Ok(std::fs::File::open(path)
         .map_err(NetError::io(format!("open {}", path.display())))?
         .into())
+}
+
+/// Writes a sysctl file inside the namespace at `ns` (on a short-lived thread).
+pub async fn sysctl_in(ns: &Path, file: String, value: &'static str) -> Result<(), NetError> {
+    let ns = ns.to_path_buf();
+    on_ns_thread(move || {
+        let f = std::fs::File::open(&ns).map_err(NetError::io(format!("open {}", ns.display())))?;
+        setns(f.as_fd(), CloneFlags::CLONE_NEWNET)
+            .map_err(|e| NetError::io("enter netns")(e.into()))?;
+        std::fs::write(&file, value).map_err(NetError::io(format!("set {file}={value}")))
+    })
+    .await
 }
 
 /// Writes a sysctl of the calling thread's network namespace (the daemon's).

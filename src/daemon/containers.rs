@@ -373,6 +373,11 @@ impl Daemon {
         self.host
             .add_veth_into(&ep.host_ifname, bidx, net.mtu, &ep.ifname, nsfd, mac)
             .await?;
+        // A bridge port needs no address of its own; without IPv6 it sends nothing.
+        let _ = std::fs::write(
+            format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", ep.host_ifname),
+            "1",
+        );
         let inner = async {
             let idx = nsnl.link_index(&ep.ifname).await?.ok_or_else(|| {
                 Error::Internal(format!("{} did not appear in the sandbox", ep.ifname))
@@ -381,6 +386,13 @@ impl Daemon {
                 nsnl.add_address(idx, ip, ep.ipv4_prefix).await?;
             }
             if let Some(ip) = ep.ipv6 {
+                use std::os::fd::AsRawFd;
+                netlink::sysctl_in(
+                    Path::new(&format!("/proc/self/fd/{}", nsfd.as_raw_fd())),
+                    format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", ep.ifname),
+                    "0",
+                )
+                .await?;
                 nsnl.add_address(idx, ip, ep.ipv6_prefix).await?;
             }
             nsnl.set_up(idx).await?;
