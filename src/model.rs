@@ -178,10 +178,6 @@ pub struct Container {
 }
 
 impl Container {
-    pub fn short_id(&self) -> &str {
-        &self.id[..12]
-    }
-
     pub fn is_running(&self) -> bool {
         self.state.status == Status::Running
     }

@@ -82,10 +82,7 @@ impl Netlink {
         let path = path.to_path_buf();
         let rt = tokio::runtime::Handle::current();
         let (conn, handle) = on_ns_thread(move || {
-            let f = std::fs::File::open(&path)
-                .map_err(NetError::io(format!("open {}", path.display())))?;
-            setns(f.as_fd(), CloneFlags::CLONE_NEWNET)
-                .map_err(|e| NetError::io(format!("enter {}", path.display()))(e.into()))?;
+            enter(&path)?;
             let _g = rt.enter();
             let (conn, handle, _) =
                 rtnetlink::new_connection().map_err(NetError::io("open netlink socket"))?;
@@ -298,6 +295,13 @@ fn short(m: LinkMessage) -> LinkInfoShort {
     l
 }
 
+/// Moves the calling thread (a fresh one from `on_ns_thread`) into the namespace at `path`.
+fn enter(path: &Path) -> Result<(), NetError> {
+    let f = std::fs::File::open(path).map_err(NetError::io(format!("open {}", path.display())))?;
+    setns(f.as_fd(), CloneFlags::CLONE_NEWNET)
+        .map_err(|e| NetError::io(format!("enter {}", path.display()))(e.into()))
+}
+
 /// Runs `f` on a fresh OS thread, so namespace changes never leak into a runtime thread.
 async fn on_ns_thread<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, NetError> + Send + 'static,
@@ -386,9 +390,7 @@ pub fn open_ns(path: &Path) -> Result<OwnedFd, NetError> {
 pub async fn sysctl_in(ns: &Path, file: String, value: &'static str) -> Result<(), NetError> {
     let ns = ns.to_path_buf();
     on_ns_thread(move || {
-        let f = std::fs::File::open(&ns).map_err(NetError::io(format!("open {}", ns.display())))?;
-        setns(f.as_fd(), CloneFlags::CLONE_NEWNET)
-            .map_err(|e| NetError::io("enter netns")(e.into()))?;
+        enter(&ns)?;
         std::fs::write(&file, value).map_err(NetError::io(format!("set {file}={value}")))
     })
     .await

@@ -297,14 +297,6 @@ fn ipam_options_on_the_data_path() {
         "printer=10.66.5.1",
         "pubnet",
     ]);
-    let br = h.ok(&[
-        "network",
-        "inspect",
-        "-f",
-        "{{index .Options \"com.docker.network.bridge.name\"}}{{.Id}}",
-        "pubnet",
-    ]);
-    let _ = br;
     h.ok(&[
         "run",
         "-d",

@@ -735,7 +735,6 @@ struct StopQuery {
     t: Option<i64>,
     signal: Option<String>,
     force: Option<String>,
-    condition: Option<String>,
 }
 
 async fn container_stop(
@@ -780,12 +779,7 @@ async fn container_kill(
     no_content()
 }
 
-async fn container_wait(
-    State(d): State<Arc<Daemon>>,
-    Path(id): Path<String>,
-    Query(q): Query<StopQuery>,
-) -> ApiResult {
-    let _ = q.condition;
+async fn container_wait(State(d): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult {
     let code = d.container_wait(&id, None).await?.unwrap_or(255);
     ok(json!({"StatusCode": code, "Error": null}))
 }

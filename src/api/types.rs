@@ -150,7 +150,6 @@ fn ipam_config(r: &EndpointRequest) -> Value {
 
 fn endpoint_settings(
     c: &Container,
-    net_name: &str,
     req: &EndpointRequest,
     ep: Option<&Endpoint>,
     net: Option<&Network>,
@@ -161,7 +160,6 @@ fn endpoint_settings(
     } else {
         json!(req.aliases)
     };
-    let _ = net_name;
     json!({
         "IPAMConfig": ipam_config(req),
         "Links": Value::Null,
@@ -194,7 +192,7 @@ fn networks_map(c: &Container, nets: &[Network]) -> Value {
             };
             out.insert(
                 name.into(),
-                endpoint_settings(c, name, &EndpointRequest::default(), None, by_name(name)),
+                endpoint_settings(c, &EndpointRequest::default(), None, by_name(name)),
             );
         }
         NetworkMode::Container(_) => {}
@@ -202,7 +200,7 @@ fn networks_map(c: &Container, nets: &[Network]) -> Value {
             for (name, req) in &c.config.networks {
                 let net = by_name(name);
                 let ep = net.and_then(|n| c.endpoints.iter().find(|e| e.network_id == n.id));
-                out.insert(name.clone(), endpoint_settings(c, name, req, ep, net));
+                out.insert(name.clone(), endpoint_settings(c, req, ep, net));
             }
         }
     }

@@ -50,8 +50,6 @@ pub struct StopArgs {
 
 #[derive(clap::Args)]
 pub struct StartArgs {
-    #[arg(short, long)]
-    attach: bool,
     #[arg(required = true)]
     names: Vec<String>,
 }
@@ -228,7 +226,6 @@ pub async fn stop(c: &Client, a: StopArgs, verb: &str) -> Result<i32, ClientErro
 }
 
 pub async fn start(c: &Client, a: StartArgs) -> Result<i32, ClientError> {
-    let _ = a.attach;
     for_each(&a.names, |n| async move {
         c.post(&format!("/containers/{}/start", enc(&n)), None)
             .await?;

@@ -70,8 +70,6 @@ pub struct ExecArgs {
     interactive: bool,
     #[arg(short, long)]
     tty: bool,
-    #[arg(short, long)]
-    detach: bool,
     #[arg(short = 'e', long = "env")]
     env: Vec<String>,
     #[arg(short = 'w', long = "workdir")]
@@ -224,7 +222,6 @@ pub fn exec(rt: &tokio::runtime::Runtime, c: &Client, a: ExecArgs) -> i32 {
         "WorkingDir": a.workdir.clone().unwrap_or_default(),
         "Tty": a.tty,
     });
-    let _ = a.detach;
     attach(
         rt,
         c,

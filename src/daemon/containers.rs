@@ -799,10 +799,7 @@ impl Daemon {
         let net = without_allocations(&st.networks[&nid]);
         let cid = match st.container_id(ctr_key) {
             Ok(id) => id,
-            Err(e) if force => {
-                let _ = e;
-                return Ok(());
-            }
+            Err(_) if force => return Ok(()),
             Err(e) => return Err(e),
         };
         let mut c = st.containers[&cid].clone();

@@ -8,7 +8,7 @@ mod networks;
 mod reconcile;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -234,8 +234,4 @@ impl Inner {
             .map(|c| c.name.clone())
             .collect()
     }
-}
-
-pub fn ensure_dir(p: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(p)
 }
