@@ -95,7 +95,8 @@ class Berth:
         self.log = open(os.path.join(workdir, "berth-daemon.log"), "wb")
         self.daemon = subprocess.Popen(
             [self.bin, "daemon", "--root", os.path.join(workdir, "root"),
-             "--run", os.path.join(workdir, "run"), "-H", self.host,
+             # runtime files where production keeps them: /run (the holder's private tmpfs)
+             "--run", "/run/berth", "-H", self.host,
              "--resolv-conf", resolv, "--log-level", log_level],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 30

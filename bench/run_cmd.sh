@@ -67,9 +67,10 @@ trap 'exit 130' INT TERM HUP
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
 # ---------------------------------------------------------------- berth daemon
+# Runtime files where production keeps them: /run/berth, here the holder's private tmpfs.
 echo "nameserver 10.255.255.53" > "$W/resolv.conf"
 holder_start berth-run host || exit 1; HB=$HOLDER_PID
-holder_exec "$HB" "$BERTH" daemon --root "$W/berth-root" --run "$W/berth-run" \
+holder_exec "$HB" "$BERTH" daemon --root "$W/berth-root" --run /run/berth \
   -H "unix://$BSOCK" --resolv-conf "$W/resolv.conf" --log-level warn \
   </dev/null > "$W/berth-daemon.log" 2>&1 &
 ok=0

@@ -77,6 +77,44 @@ impl Netlink {
         Ok(Netlink { handle })
     }
 
+    /// A socket in the calling thread's namespace whose requests are carried out on a
+    /// thread of its own. The kernel does a request's work inside `sendmsg`, and deleting a
+    /// veth takes it tens of milliseconds: on this socket that blocks no runtime worker, so
+    /// API requests are not held up behind background deletions.
+    pub fn current_on_own_thread() -> Result<Netlink, NetError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("berth-netlink".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = tx.send(Err(NetError::io("netlink thread runtime")(e)));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    match rtnetlink::new_connection() {
+                        Ok((conn, handle, _)) => {
+                            let _ = tx.send(Ok(handle));
+                            conn.await
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(NetError::io("open netlink socket")(e)));
+                        }
+                    }
+                })
+            })
+            .map_err(NetError::io("spawn netlink thread"))?;
+        let handle = rx
+            .recv()
+            .map_err(|_| NetError::io("netlink thread")(std::io::ErrorKind::Other.into()))??;
+        Ok(Netlink { handle })
+    }
+
     /// A socket inside the namespace bound at `path` (or `/proc/PID/ns/net`).
     pub async fn open_in(path: &Path) -> Result<Netlink, NetError> {
         let path = path.to_path_buf();
@@ -189,6 +227,7 @@ impl Netlink {
         let mut peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer.to_string())
             .address(mac.to_vec())
+            // Not `.up()`: the kernel opens the peer before the pair is linked (ENOTCONN).
             .setns_by_fd(peer_ns.as_raw_fd());
         if let Some(mtu) = mtu {
             peer_msg = peer_msg.mtu(mtu);

@@ -246,6 +246,10 @@ impl Daemon {
             NetworkMode::Networks | NetworkMode::None => {
                 let path = self.netns_path(&c.id);
                 let (nsnl, nsfd) = netlink::create_netns(&path).await?;
+                self.ns_links
+                    .lock()
+                    .expect("lock")
+                    .insert(c.id.clone(), nsnl.clone());
                 spec.netns = Some(path);
                 let mut first = true;
                 for ep in &c.endpoints {
@@ -300,7 +304,7 @@ impl Daemon {
     }
 
     fn write_files(&self, c: &Container, dir: &Path) -> Result<()> {
-        self.write_hosts(c, dir)?;
+        write_hosts(c, dir)?;
         std::fs::write(dir.join("hostname"), format!("{}\n", c.config.hostname))?;
         std::fs::write(
             dir.join("resolv.conf"),
@@ -315,21 +319,6 @@ impl Daemon {
     }
 
     /// Rewritten in place (same inode): the sandbox sees it through a bind mount.
-    fn write_hosts(&self, c: &Container, dir: &Path) -> Result<()> {
-        let own: Vec<IpAddr> = c
-            .endpoints
-            .iter()
-            .flat_map(|e| e.ipv4.into_iter().chain(e.ipv6))
-            .collect();
-        let hosts = if matches!(c.config.network_mode, NetworkMode::Host) {
-            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
-        } else {
-            sandbox::hosts_file(&c.config.hostname, &own, &c.config.extra_hosts)
-        };
-        std::fs::write(dir.join("hosts"), hosts)?;
-        Ok(())
-    }
-
     fn make_stdio(&self, stdio: Stdio, dir: &Path) -> Result<([OwnedFd; 3], Option<OwnedFd>)> {
         Ok(match stdio {
             Stdio::Fds(fds) => (fds, None),
@@ -363,16 +352,33 @@ impl Daemon {
         default_route: bool,
     ) -> Result<()> {
         let bridge = net.bridge.as_deref().unwrap_or_default();
-        let bidx = self.host.link_index(bridge).await?.ok_or_else(|| {
-            Error::Internal(format!(
-                "bridge {bridge} of network {} is missing: restart the daemon to rebuild it",
-                net.name
-            ))
-        })?;
+        let cached = self.bridge_index.lock().expect("lock").get(bridge).copied();
+        let bidx = match cached {
+            Some(i) => i,
+            None => {
+                let i = self.host.link_index(bridge).await?.ok_or_else(|| {
+                    Error::Internal(format!(
+                        "bridge {bridge} of network {} is missing: restart the daemon to rebuild it",
+                        net.name
+                    ))
+                })?;
+                self.bridge_index
+                    .lock()
+                    .expect("lock")
+                    .insert(bridge.to_string(), i);
+                i
+            }
+        };
         let mac = parse_mac(&ep.mac);
-        self.host
+        if let Err(e) = self
+            .host
             .add_veth_into(&ep.host_ifname, bidx, net.mtu, &ep.ifname, nsfd, mac)
-            .await?;
+            .await
+        {
+            // Perhaps the bridge was deleted behind our back: look it up again next time.
+            self.bridge_index.lock().expect("lock").remove(bridge);
+            return Err(e.into());
+        }
         // A bridge port needs no address of its own; without IPv6 it sends nothing.
         let _ = std::fs::write(
             format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", ep.host_ifname),
@@ -382,10 +388,7 @@ impl Daemon {
             let idx = nsnl.link_index(&ep.ifname).await?.ok_or_else(|| {
                 Error::Internal(format!("{} did not appear in the sandbox", ep.ifname))
             })?;
-            if let Some(ip) = ep.ipv4 {
-                nsnl.add_address(idx, ip, ep.ipv4_prefix).await?;
-            }
-            if let Some(ip) = ep.ipv6 {
+            if ep.ipv6.is_some() {
                 use std::os::fd::AsRawFd;
                 netlink::sysctl_in(
                     Path::new(&format!("/proc/self/fd/{}", nsfd.as_raw_fd())),
@@ -393,14 +396,30 @@ impl Daemon {
                     "0",
                 )
                 .await?;
-                nsnl.add_address(idx, ip, ep.ipv6_prefix).await?;
             }
-            nsnl.set_up(idx).await?;
-            if default_route && !net.internal {
-                for gw in ep.gateway4.iter().chain(ep.gateway6.iter()) {
-                    nsnl.add_default_route(*gw, idx).await?;
-                }
-            }
+            // Pipelined: every request goes out at once and the kernel takes them in order
+            // (addresses, up, then routes, whose gateways need both), one round trip in all.
+            let addrs = futures::future::try_join_all(
+                [(ep.ipv4, ep.ipv4_prefix), (ep.ipv6, ep.ipv6_prefix)]
+                    .into_iter()
+                    .filter_map(|(ip, len)| ip.map(|ip| nsnl.add_address(idx, ip, len))),
+            );
+            let gws: Vec<IpAddr> = if default_route && !net.internal {
+                ep.gateway4
+                    .iter()
+                    .chain(ep.gateway6.iter())
+                    .copied()
+                    .collect()
+            } else {
+                vec![]
+            };
+            let routes = futures::future::try_join_all(
+                gws.into_iter().map(|gw| nsnl.add_default_route(gw, idx)),
+            );
+            let (a, u, r) = tokio::join!(addrs, nsnl.set_up(idx), routes);
+            a?;
+            u?;
+            r?;
             Ok::<_, Error>(())
         }
         .await;
@@ -413,13 +432,14 @@ impl Daemon {
     /// Removes what a sandbox had in the kernel. The host-side veth deletion costs the
     /// kernel tens of milliseconds, so unless `wait` it finishes in the background.
     async fn undo_sandbox(&self, c: &Container, wait: bool) {
+        self.ns_links.lock().expect("lock").remove(&c.id);
         if matches!(
             c.config.network_mode,
             NetworkMode::Networks | NetworkMode::None
         ) {
             netlink::remove_netns(&self.netns_path(&c.id));
         }
-        let host = self.host.clone();
+        let host = self.reaper.clone();
         let names: Vec<String> = c.endpoints.iter().map(|e| e.host_ifname.clone()).collect();
         let work = async move {
             for n in names {
@@ -748,10 +768,8 @@ impl Daemon {
                 release_ep(n, &ep);
             }
         };
-        if let Err(e) = self.commit(vec![put_network(&st.networks[&nid]), put_container(&c)]) {
-            undo(&mut st);
-            return Err(e);
-        }
+        let commit =
+            self.commit_in_background(vec![put_network(&st.networks[&nid]), put_container(&c)]);
         // A detach of this container may still be deleting its veth (and so its ethN).
         let pending = self
             .pending_detach
@@ -763,21 +781,43 @@ impl Daemon {
             let _ = h.await;
         }
         let path = self.netns_path(&c.id);
-        let res = async {
+        let cached = self.ns_links.lock().expect("lock").get(&cid).cloned();
+        // The hosts file is written while the kernel works; a failure rewrites the old one.
+        let hosts = {
+            let (c, dir) = (c.clone(), self.container_dir(&cid));
+            tokio::task::spawn_blocking(move || write_hosts(&c, &dir))
+        };
+        let kernel = async {
             let nsfd = netlink::open_ns(&path)?;
-            let nsnl = Netlink::open_in(&path).await?;
+            let nsnl = match cached {
+                Some(nl) => nl,
+                None => Netlink::open_in(&path).await?,
+            };
             let first = c.endpoints.len() == 1;
             self.attach_kernel(&nsfd, &nsnl, &st.networks[&nid], &ep, first)
                 .await
         }
         .await;
+        let committed = commit
+            .await
+            .map_err(|e| Error::Internal(format!("store commit task: {e}")))
+            .and_then(|r| r.map_err(Error::from));
+        let res = match (kernel, committed) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Ok(()), Err(e)) => {
+                let _ = self.host.delete_link_by_name(&ep.host_ifname).await;
+                Err(e)
+            }
+            (Err(e), _) => Err(e),
+        };
+        let _ = hosts.await;
         match res {
             Ok(()) => {
-                st.containers.insert(cid.clone(), c.clone());
-                let _ = self.write_hosts(&c, &self.container_dir(&cid));
+                st.containers.insert(cid.clone(), c);
                 Ok(())
             }
             Err(e) => {
+                let _ = write_hosts(&st.containers[&cid], &self.container_dir(&cid));
                 undo(&mut st);
                 let _ = self.commit(vec![
                     put_network(&st.networks[&nid]),
@@ -832,9 +872,9 @@ impl Daemon {
         st.containers.insert(cid.clone(), c.clone());
         if let Some(ep) = removed {
             if c.is_running() {
-                let _ = self.write_hosts(&c, &self.container_dir(&cid));
+                let _ = write_hosts(&c, &self.container_dir(&cid));
             }
-            let host = self.host.clone();
+            let host = self.reaper.clone();
             let h = tokio::spawn(async move {
                 if let Err(e) = host.delete_link_by_name(&ep.host_ifname).await {
                     tracing::warn!("deleting {}: {e}", ep.host_ifname);
@@ -859,6 +899,23 @@ impl Daemon {
     pub fn log_path(&self, id: &str) -> PathBuf {
         self.container_dir(id).join(LOG_FILE)
     }
+}
+
+/// The sandbox's /etc/hosts, rewritten in place (it is bind-mounted: a rename would not
+/// be seen inside).
+fn write_hosts(c: &Container, dir: &Path) -> Result<()> {
+    let own: Vec<IpAddr> = c
+        .endpoints
+        .iter()
+        .flat_map(|e| e.ipv4.into_iter().chain(e.ipv6))
+        .collect();
+    let hosts = if matches!(c.config.network_mode, NetworkMode::Host) {
+        std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+    } else {
+        sandbox::hosts_file(&c.config.hostname, &own, &c.config.extra_hosts)
+    };
+    std::fs::write(dir.join("hosts"), hosts)?;
+    Ok(())
 }
 
 fn bad_host(h: &str) -> Error {

@@ -46,15 +46,24 @@ pub enum Event {
 
 pub struct Daemon {
     pub opts: Options,
-    store: Box<dyn Store>,
+    store: Arc<dyn Store>,
     pub(crate) state: Mutex<Inner>,
     host: Netlink,
+    /// For veth deletions, which hold the kernel for tens of milliseconds (see
+    /// `Netlink::current_on_own_thread`).
+    reaper: Netlink,
     nft: berth_firewall::Nft,
     events: broadcast::Sender<Event>,
     /// Veth deletions still running in the background, per container: the sandbox end
     /// (`ethN`) exists until they finish, so a new attach to that container waits for them.
     pending_detach:
         std::sync::Mutex<std::collections::HashMap<String, Vec<tokio::task::JoinHandle<()>>>>,
+    /// A netlink socket inside each running sandbox's namespace, opened when the namespace
+    /// is made: a later `network connect` needs no thread to enter the namespace.
+    ns_links: std::sync::Mutex<std::collections::HashMap<String, Netlink>>,
+    /// Bridge name → ifindex. Bridges live as long as their network (the reconciler
+    /// rebuilds them at start, before any attach), so one lookup per bridge suffices.
+    bridge_index: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     pub started: DateTime<Utc>,
 }
 
@@ -73,9 +82,12 @@ impl Daemon {
         let (events, _) = broadcast::channel(4096);
         let d = Arc::new(Daemon {
             opts,
-            store: Box::new(store),
+            store: Arc::new(store),
+            ns_links: Default::default(),
+            bridge_index: Default::default(),
             state: Mutex::new(Inner::default()),
             host,
+            reaper: Netlink::current_on_own_thread()?,
             nft: berth_firewall::Nft::default(),
             events,
             pending_detach: Default::default(),
@@ -119,6 +131,17 @@ impl Daemon {
 
     pub(crate) fn commit(&self, ops: Vec<Op>) -> Result<()> {
         Ok(self.store.commit(ops)?)
+    }
+
+    /// Starts a commit on a blocking thread, so the caller can do the kernel work while the
+    /// store syncs to disk. The caller must await the result before it answers, and undo
+    /// its kernel work if the commit failed.
+    pub(crate) fn commit_in_background(
+        &self,
+        ops: Vec<Op>,
+    ) -> tokio::task::JoinHandle<std::result::Result<(), crate::store::StoreError>> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.commit(ops))
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
