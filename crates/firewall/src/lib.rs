@@ -13,7 +13,8 @@ mod table;
 pub use apply::Nft;
 pub use error::FirewallError;
 pub use rules::{
-    add_network, delete_table, full_ruleset, remove_network, validate_bridge_name, NetworkRules,
+    add_network, add_ports, delete_table, full_ruleset, remove_network, remove_ports,
+    validate_bridge_name, NetworkRules, PortMapping,
 };
 pub use table::TABLE;
 

@@ -5,6 +5,7 @@
 //! packet costs a constant number of set lookups however many networks exist.
 
 use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 use nftables::batch::Batch;
@@ -12,8 +13,9 @@ use nftables::expr::Expression;
 use nftables::schema::{NfListObject, Nftables};
 
 use crate::table::{
-    add_chains, concat, elements, ifname, prefix, sets, table, SET_BRIDGES, SET_ICC, SET_INTERNAL,
-    SET_MASQ4, SET_MASQ6,
+    add_chains, addr_map, concat, elements, ifname, port_map, prefix, sets, table, MAP_PORTS4,
+    MAP_PORTS4_ANY, MAP_PORTS6, MAP_PORTS6_ANY, SET_BRIDGES, SET_HAIRPIN, SET_ICC, SET_INTERNAL,
+    SET_LOOPBACK4, SET_MASQ4, SET_MASQ6,
 };
 use crate::FirewallError;
 
@@ -47,6 +49,89 @@ impl NetworkRules {
     }
 }
 
+/// One published port as the kernel path sees it: traffic to `host_ip:host_port` (any
+/// local address when unspecified) goes to `target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortMapping {
+    pub proto: berth_ports::Proto,
+    pub host_ip: IpAddr,
+    pub host_port: u16,
+    pub target: SocketAddr,
+}
+
+impl PortMapping {
+    /// Where this mapping lives in the table. A loopback binding is served by the daemon's
+    /// proxy and only guarded here; a binding whose target is of the other family (an IPv6
+    /// host address to an IPv4-only container) is left to the proxy as well.
+    fn elements(&self, e: &mut Elements) {
+        let proto = Expression::String(self.proto.as_str().into());
+        let port = Expression::Number(self.host_port.into());
+        let to_addr = Expression::String(self.target.ip().to_string().into());
+        let to_port = Expression::Number(self.target.port().into());
+        let addr = Expression::String(self.host_ip.to_string().into());
+        match (self.host_ip, self.target.ip()) {
+            (IpAddr::V4(h), _) if h.is_loopback() => {
+                e.push(SET_LOOPBACK4, concat(vec![addr, proto, port]));
+            }
+            (IpAddr::V6(h), _) if h.is_loopback() => {}
+            (IpAddr::V4(_), IpAddr::V6(_)) | (IpAddr::V6(_), IpAddr::V4(_)) => {}
+            (h, _) => {
+                let (base, key) = match h {
+                    IpAddr::V4(h) if h.is_unspecified() => {
+                        (MAP_PORTS4_ANY, concat(vec![proto, port]))
+                    }
+                    IpAddr::V6(h) if h.is_unspecified() => {
+                        (MAP_PORTS6_ANY, concat(vec![proto, port]))
+                    }
+                    IpAddr::V4(_) => (MAP_PORTS4, concat(vec![addr, proto, port])),
+                    IpAddr::V6(_) => (MAP_PORTS6, concat(vec![addr, proto, port])),
+                };
+                e.push(addr_map(base), pair(key.clone(), to_addr));
+                e.push(port_map(base), pair(key, to_port));
+            }
+        }
+    }
+
+    /// Whether the kernel path serves this mapping (otherwise only the proxy does).
+    pub fn in_kernel(&self) -> bool {
+        !self.host_ip.is_loopback() && self.host_ip.is_ipv4() == self.target.is_ipv4()
+    }
+}
+
+fn pair(key: Expression<'static>, value: Expression<'static>) -> Expression<'static> {
+    Expression::List(vec![key, value])
+}
+
+/// Adds a container's published ports: one batch, however many (`-p 9000-9999:...` is one
+/// `nft` run with one element command per map).
+pub fn add_ports(ports: &[PortMapping]) -> Nftables<'static> {
+    let mut e = Elements::default();
+    for p in ports {
+        p.elements(&mut e);
+    }
+    let mut batch = Batch::new();
+    e.push_into(&mut batch, Batch::add);
+    batch.to_nftables()
+}
+
+/// Removes published ports; never fails because one is already gone (add, then delete, in
+/// one transaction). Elements of the maps are keyed without their value, so the add cannot
+/// clash with a different target.
+pub fn remove_ports(ports: &[PortMapping]) -> Nftables<'static> {
+    let mut e = Elements::default();
+    for p in ports {
+        p.elements(&mut e);
+    }
+    let mut batch = Batch::new();
+    batch.add(table());
+    for set in sets() {
+        batch.add(set);
+    }
+    e.push_into(&mut batch, Batch::add);
+    e.push_into(&mut batch, Batch::delete);
+    batch.to_nftables()
+}
+
 /// Linux's own limits (IFNAMSIZ, no "." / "..") plus a conservative charset,
 /// so a name can never smuggle syntax into nft or a shell.
 pub fn validate_bridge_name(name: &str) -> Result<(), FirewallError> {
@@ -73,7 +158,10 @@ pub fn validate_bridge_name(name: &str) -> Result<(), FirewallError> {
 /// The whole table in one atomic batch: `add table` (so the `delete` cannot fail),
 /// `delete table`, then everything anew. There is never a moment without rules,
 /// and leftovers from an older berth are gone.
-pub fn full_ruleset(networks: &[NetworkRules]) -> Result<Nftables<'static>, FirewallError> {
+pub fn full_ruleset(
+    networks: &[NetworkRules],
+    ports: &[PortMapping],
+) -> Result<Nftables<'static>, FirewallError> {
     check_consistent(networks)?;
     let mut batch = Batch::new();
     batch.add(table());
@@ -86,6 +174,9 @@ pub fn full_ruleset(networks: &[NetworkRules]) -> Result<Nftables<'static>, Fire
     let mut all = Elements::default();
     for n in networks {
         all.extend(Elements::of(n));
+    }
+    for p in ports {
+        p.elements(&mut all);
     }
     all.push_into(&mut batch, Batch::add);
     Ok(batch.to_nftables())
@@ -170,6 +261,10 @@ impl Elements {
     fn of(n: &NetworkRules) -> Elements {
         let mut e = Elements::default();
         e.push(SET_BRIDGES, ifname(&n.bridge));
+        e.push(
+            SET_HAIRPIN,
+            concat(vec![ifname(&n.bridge), ifname(&n.bridge)]),
+        );
         if n.internal {
             e.push(SET_INTERNAL, ifname(&n.bridge));
         }
@@ -185,6 +280,10 @@ impl Elements {
     fn everything_of(n: &NetworkRules) -> Elements {
         let mut e = Elements::default();
         e.push(SET_BRIDGES, ifname(&n.bridge));
+        e.push(
+            SET_HAIRPIN,
+            concat(vec![ifname(&n.bridge), ifname(&n.bridge)]),
+        );
         e.push(SET_INTERNAL, ifname(&n.bridge));
         e.push(SET_ICC, concat(vec![ifname(&n.bridge), ifname(&n.bridge)]));
         e.push_subnets(&n.normalized_subnets());

@@ -5,11 +5,14 @@ use std::collections::HashSet;
 
 use ipnet::IpNet;
 use nftables::batch::Batch;
-use nftables::expr::{Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix};
+use nftables::expr::{
+    Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload, PayloadField,
+    Prefix,
+};
 use nftables::schema::{
     Chain, Element, NfListObject, Rule, Set, SetFlag, SetType, SetTypeValue, Table,
 };
-use nftables::stmt::{Match, Operator, Statement};
+use nftables::stmt::{Match, NATFamily, Operator, Statement, NAT};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
 /// The only table berth owns; nothing outside it is ever touched.
@@ -22,13 +25,33 @@ pub(crate) const SET_INTERNAL: &str = "internal";
 pub(crate) const SET_ICC: &str = "icc";
 pub(crate) const SET_MASQ4: &str = "masq4";
 pub(crate) const SET_MASQ6: &str = "masq6";
+/// `bridge . bridge` of every network: DNATed traffic that leaves by the bridge it came in
+/// on (a container reaching a published port of its own network) is masqueraded, or the
+/// answer would go straight back, un-NATed, over the bridge.
+pub(crate) const SET_HAIRPIN: &str = "hairpin";
+/// `addr . proto . port` of ports published on a loopback address: dropped when they arrive
+/// from anywhere but `lo`, even if the host routes 127/8 (`route_localnet`).
+pub(crate) const SET_LOOPBACK4: &str = "loopback4";
+/// Published ports: `[addr .] proto . port` → container address (`*_addr`) and container
+/// port (`*_port`). `*_any` hold ports published on every address (0.0.0.0 / ::) and match
+/// only traffic to a local address. Two maps rather than one with `addr . port` data: nft
+/// 1.0.6 crashes on concatenated map data given as JSON.
+pub(crate) const MAP_PORTS4: &str = "ports4";
+pub(crate) const MAP_PORTS4_ANY: &str = "ports4_any";
+pub(crate) const MAP_PORTS6: &str = "ports6";
+pub(crate) const MAP_PORTS6_ANY: &str = "ports6_any";
 
 const FORWARD: &str = "forward";
 const POSTROUTING: &str = "postrouting";
+const PREROUTING: &str = "prerouting";
+const OUTPUT: &str = "output";
+const RAW_PREROUTING: &str = "raw_prerouting";
 
 // The JSON schema only takes numeric priorities: nft's `filter` and `srcnat`.
 const PRIO_FILTER: i32 = 0;
 const PRIO_SRCNAT: i32 = 100;
+const PRIO_DSTNAT: i32 = -100;
+const PRIO_RAW: i32 = -300;
 
 pub(crate) fn table() -> NfListObject<'static> {
     NfListObject::Table(Table {
@@ -38,10 +61,57 @@ pub(crate) fn table() -> NfListObject<'static> {
     })
 }
 
-pub(crate) fn sets() -> [NfListObject<'static>; 5] {
-    use SetType::{Ifname, Ipv4Addr, Ipv6Addr};
+pub(crate) fn sets() -> [NfListObject<'static>; 15] {
+    use SetType::{Ifname, InetProto, InetService, Ipv4Addr, Ipv6Addr};
     let single = SetTypeValue::Single;
+    let cat = |t: Vec<SetType>| SetTypeValue::Concatenated(t.into());
     [
+        set(SET_HAIRPIN, cat(vec![Ifname, Ifname]), false),
+        set(
+            SET_LOOPBACK4,
+            cat(vec![Ipv4Addr, InetProto, InetService]),
+            false,
+        ),
+        map(
+            addr_map(MAP_PORTS4),
+            cat(vec![Ipv4Addr, InetProto, InetService]),
+            single(Ipv4Addr),
+        ),
+        map(
+            port_map(MAP_PORTS4),
+            cat(vec![Ipv4Addr, InetProto, InetService]),
+            single(InetService),
+        ),
+        map(
+            addr_map(MAP_PORTS4_ANY),
+            cat(vec![InetProto, InetService]),
+            single(Ipv4Addr),
+        ),
+        map(
+            port_map(MAP_PORTS4_ANY),
+            cat(vec![InetProto, InetService]),
+            single(InetService),
+        ),
+        map(
+            addr_map(MAP_PORTS6),
+            cat(vec![Ipv6Addr, InetProto, InetService]),
+            single(Ipv6Addr),
+        ),
+        map(
+            port_map(MAP_PORTS6),
+            cat(vec![Ipv6Addr, InetProto, InetService]),
+            single(InetService),
+        ),
+        map(
+            addr_map(MAP_PORTS6_ANY),
+            cat(vec![InetProto, InetService]),
+            single(Ipv6Addr),
+        ),
+        map(
+            port_map(MAP_PORTS6_ANY),
+            cat(vec![InetProto, InetService]),
+            single(InetService),
+        ),
         set(SET_BRIDGES, single(Ifname), false),
         set(SET_INTERNAL, single(Ifname), false),
         set(
@@ -53,6 +123,46 @@ pub(crate) fn sets() -> [NfListObject<'static>; 5] {
         set(SET_MASQ4, single(Ipv4Addr), true),
         set(SET_MASQ6, single(Ipv6Addr), true),
     ]
+}
+
+pub(crate) fn addr_map(base: &str) -> &'static str {
+    match base {
+        MAP_PORTS4 => "ports4_addr",
+        MAP_PORTS4_ANY => "ports4_any_addr",
+        MAP_PORTS6 => "ports6_addr",
+        _ => "ports6_any_addr",
+    }
+}
+
+pub(crate) fn port_map(base: &str) -> &'static str {
+    match base {
+        MAP_PORTS4 => "ports4_port",
+        MAP_PORTS4_ANY => "ports4_any_port",
+        MAP_PORTS6 => "ports6_port",
+        _ => "ports6_any_port",
+    }
+}
+
+fn map(
+    name: &'static str,
+    key: SetTypeValue<'static>,
+    data: SetTypeValue<'static>,
+) -> NfListObject<'static> {
+    NfListObject::Map(Box::new(nftables::schema::Map {
+        family: FAMILY,
+        table: TABLE.into(),
+        name: name.into(),
+        handle: None,
+        set_type: key,
+        map: data,
+        policy: None,
+        flags: None,
+        elem: None,
+        timeout: None,
+        gc_interval: None,
+        size: None,
+        comment: None,
+    }))
 }
 
 fn set(
@@ -105,6 +215,13 @@ pub(crate) fn add_chains(batch: &mut Batch<'static>) {
         "internal: nothing is routed in",
         [oi(), Drop(None)],
     );
+    // A published port may be reached from another network through the host's address.
+    rule(
+        batch,
+        FORWARD,
+        "published ports",
+        [ct_status_dnat(), Accept(None)],
+    );
     let ib = is_in(meta(Iifname), SET_BRIDGES);
     let ob = is_in(meta(Oifname), SET_BRIDGES);
     rule(
@@ -120,6 +237,13 @@ pub(crate) fn add_chains(batch: &mut Batch<'static>) {
         NfHook::Postrouting,
         PRIO_SRCNAT,
     ));
+    let pair = concat(vec![meta(Iifname), meta(Oifname)]);
+    rule(
+        batch,
+        POSTROUTING,
+        "hairpin",
+        [ct_status_dnat(), is_in(pair, SET_HAIRPIN), Masquerade(None)],
+    );
     for (proto, set) in [("ip", SET_MASQ4), ("ip6", SET_MASQ6)] {
         let from = is_in(payload(proto, "saddr"), set);
         let leaving = not_in(meta(Oifname), SET_BRIDGES);
@@ -131,9 +255,130 @@ pub(crate) fn add_chains(batch: &mut Batch<'static>) {
         );
     }
 
-    // Published ports go here (later issue): maps keyed by `l4proto . dport`
-    // (+ host address) -> `addr . port`, looked up by `dnat` in new `prerouting`
-    // and `output` (dstnat) chains, so ports too are elements, never rules.
+    add_port_chains(batch);
+}
+
+/// Published ports: a `dnat` through a map lookup, so the 10 000th port is one more element
+/// and a packet costs one hash lookup whatever the number of ports. Loopback destinations
+/// are never DNATed (that needs `route_localnet`, which exposes 127/8 to the network): the
+/// daemon's own listening socket on the port serves them as a proxy.
+fn add_port_chains(batch: &mut Batch<'static>) {
+    use MetaKey::{Iifname, L4proto, Nfproto};
+    use Statement::Drop;
+    batch.add(base_chain(
+        RAW_PREROUTING,
+        NfChainType::Filter,
+        NfHook::Prerouting,
+        PRIO_RAW,
+    ));
+    let key = concat(vec![
+        payload("ip", "daddr"),
+        meta(L4proto),
+        payload("th", "dport"),
+    ]);
+    rule(
+        batch,
+        RAW_PREROUTING,
+        "loopback-published ports are for local clients only",
+        [
+            Statement::Match(Match {
+                left: meta(Iifname),
+                right: Expression::String("lo".into()),
+                op: Operator::NEQ,
+            }),
+            is_in(key, SET_LOOPBACK4),
+            Drop(None),
+        ],
+    );
+    for (chain, hook) in [(PREROUTING, NfHook::Prerouting), (OUTPUT, NfHook::Output)] {
+        batch.add(base_chain(chain, NfChainType::NAT, hook, PRIO_DSTNAT));
+        for (fam, nfproto, nat_family, any_map, one_map, loopback) in [
+            (
+                "ip",
+                "ipv4",
+                NATFamily::IP,
+                MAP_PORTS4_ANY,
+                MAP_PORTS4,
+                "127.0.0.0/8",
+            ),
+            (
+                "ip6",
+                "ipv6",
+                NATFamily::IP6,
+                MAP_PORTS6_ANY,
+                MAP_PORTS6,
+                "::1/128",
+            ),
+        ] {
+            let family = Statement::Match(Match {
+                left: meta(Nfproto),
+                right: Expression::String(nfproto.into()),
+                op: Operator::EQ,
+            });
+            let not_loopback = Statement::Match(Match {
+                left: payload(fam, "daddr"),
+                right: prefix(&loopback.parse().expect("constant")),
+                op: Operator::NEQ,
+            });
+            let local = Statement::Match(Match {
+                left: Expression::Named(NamedExpression::Fib(Fib {
+                    result: FibResult::Type,
+                    flags: HashSet::from([FibFlag::Daddr]),
+                })),
+                right: Expression::String("local".into()),
+                op: Operator::EQ,
+            });
+            let any_key = concat(vec![meta(L4proto), payload("th", "dport")]);
+            let addr_key = concat(vec![
+                payload(fam, "daddr"),
+                meta(L4proto),
+                payload("th", "dport"),
+            ]);
+            let lookup = |key: Expression<'static>, map: &str| {
+                Expression::Named(NamedExpression::Map(Box::new(nftables::expr::Map {
+                    key,
+                    data: Expression::String(format!("@{map}").into()),
+                })))
+            };
+            let dnat = |key: Expression<'static>, base: &str| {
+                Statement::DNAT(Some(NAT {
+                    addr: Some(lookup(key.clone(), addr_map(base))),
+                    family: Some(nat_family),
+                    port: Some(lookup(key, port_map(base))),
+                    flags: None,
+                }))
+            };
+            rule(
+                batch,
+                chain,
+                "published on every address",
+                [
+                    family.clone(),
+                    not_loopback.clone(),
+                    local,
+                    dnat(any_key, any_map),
+                ],
+            );
+            rule(
+                batch,
+                chain,
+                "published on one address",
+                [family, not_loopback, dnat(addr_key, one_map)],
+            );
+        }
+    }
+}
+
+fn ct_status_dnat() -> Statement<'static> {
+    Statement::Match(Match {
+        left: Expression::Named(NamedExpression::CT(nftables::expr::CT {
+            key: "status".into(),
+            family: None,
+            dir: None,
+        })),
+        right: Expression::String("dnat".into()),
+        op: Operator::IN,
+    })
 }
 
 fn base_chain(

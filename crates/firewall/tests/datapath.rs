@@ -119,7 +119,7 @@ fn isolation_icc_internal_and_masquerade() {
     assert_allowed(&lab.host, OUT);
     assert_blocked(&lab.a1, OUT);
 
-    nft.apply(&full_ruleset(&[a.clone(), b.clone()]).unwrap())
+    nft.apply(&full_ruleset(&[a.clone(), b.clone()], &[]).unwrap())
         .unwrap();
     assert_allowed(&lab.a2, A1);
     assert_allowed(&lab.a1, OUT);

@@ -2,8 +2,8 @@
 
 use berth_firewall::nftables::schema::Nftables;
 use berth_firewall::{
-    add_network, delete_table, full_ruleset, remove_network, validate_bridge_name, FirewallError,
-    NetworkRules,
+    add_network, add_ports, delete_table, full_ruleset, remove_network, remove_ports,
+    validate_bridge_name, FirewallError, NetworkRules, PortMapping,
 };
 use serde_json::{json, Value};
 
@@ -53,14 +53,103 @@ fn full_ruleset_matches_golden() {
         icc: false,
         ..net("br-b", &["10.2.0.0/24"])
     };
+    let ports = [
+        port("0.0.0.0", 8080, "10.1.0.2:80"),
+        port("::", 8080, "[fd00:1::2]:80"),
+        port("127.0.0.1", 5432, "10.1.0.3:5432"),
+    ];
+    let got = to_json(&full_ruleset(&[a, b], &ports).unwrap());
+    // BLESS=1 rewrites the golden file after a deliberate change (review the diff).
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/full_ruleset.json"
+    );
+    if std::env::var_os("BLESS").is_some() {
+        std::fs::write(path, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
+    }
     let golden: Value =
-        serde_json::from_str(include_str!("golden/full_ruleset.json")).expect("golden is JSON");
-    assert_eq!(to_json(&full_ruleset(&[a, b]).unwrap()), golden);
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("golden is JSON");
+    assert_eq!(got, golden);
+}
+
+fn port(ip: &str, host_port: u16, to: &str) -> PortMapping {
+    PortMapping {
+        proto: berth_ports::Proto::Tcp,
+        host_ip: ip.parse().unwrap(),
+        host_port,
+        target: to.parse().unwrap(),
+    }
+}
+
+#[test]
+fn published_ports_are_map_elements_in_one_batch() {
+    let many: Vec<PortMapping> = (9000..10000)
+        .map(|p| port("0.0.0.0", p, "10.1.0.2:80"))
+        .chain([
+            port("127.0.0.1", 5432, "10.1.0.3:5432"),
+            port("10.0.0.1", 8443, "10.1.0.3:443"),
+            port("::1", 5433, "[fd00::3]:5432"),
+            port("::", 8081, "10.1.0.3:80"),
+        ])
+        .collect();
+    let batch = add_ports(&many);
+    let cmds = element_cmds(&batch);
+    // one element command per map or set, however many ports
+    let names: Vec<&str> = cmds.iter().map(|(_, n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "loopback4",
+            "ports4_addr",
+            "ports4_any_addr",
+            "ports4_any_port",
+            "ports4_port"
+        ]
+    );
+    assert_eq!(
+        added(&batch, "ports4_any_addr")
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1000
+    );
+    assert_eq!(
+        added(&batch, "loopback4"),
+        Some(json!([{"concat": ["127.0.0.1", "tcp", 5432]}]))
+    );
+    assert_eq!(
+        added(&batch, "ports4_port"),
+        Some(json!([[{"concat": ["10.0.0.1", "tcp", 8443]}, 443]]))
+    );
+    // loopback and cross-family bindings are the proxy's: not in the kernel maps
+    assert!(!port("::1", 5433, "[fd00::3]:5432").in_kernel());
+    assert!(!port("::", 8081, "10.1.0.3:80").in_kernel());
+    assert!(port("::", 8081, "[fd00::3]:80").in_kernel());
+    // removal: add then delete the same elements, in one transaction
+    let rm = to_json(&remove_ports(&many));
+    let verbs: Vec<&str> = rm["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            c.as_object()
+                .unwrap()
+                .values()
+                .next()
+                .unwrap()
+                .get("element")
+                .is_some()
+        })
+        .map(|c| c.as_object().unwrap().keys().next().unwrap().as_str())
+        .collect();
+    assert_eq!(verbs.iter().filter(|v| **v == "add").count(), 5);
+    assert_eq!(verbs.iter().filter(|v| **v == "delete").count(), 5);
 }
 
 #[test]
 fn full_ruleset_without_networks_has_no_element_commands() {
-    let batch = full_ruleset(&[]).unwrap();
+    let batch = full_ruleset(&[], &[]).unwrap();
     assert!(element_cmds(&batch).is_empty());
     let v = to_json(&batch);
     let first: Vec<&Value> = v["nftables"].as_array().unwrap().iter().take(3).collect();
@@ -159,7 +248,7 @@ fn remove_network_adds_then_deletes_everything_the_network_could_own() {
         ..net("br-r", &["10.6.0.0/24", "fd00:6::/64"])
     };
     let cmds = element_cmds(&remove_network(&n).unwrap());
-    let sets = ["bridges", "icc", "internal", "masq4", "masq6"];
+    let sets = ["bridges", "hairpin", "icc", "internal", "masq4", "masq6"];
     let adds: Vec<_> = cmds.iter().filter(|c| c.0 == "add").collect();
     let deletes: Vec<_> = cmds.iter().filter(|c| c.0 == "delete").collect();
     assert_eq!(adds.iter().map(|c| c.1.as_str()).collect::<Vec<_>>(), sets);
@@ -235,25 +324,31 @@ fn every_generator_rejects_bad_bridges() {
         Err(FirewallError::InvalidBridgeName { .. })
     ));
     assert!(matches!(
-        full_ruleset(&[net("br-ok", &[]), bad]),
+        full_ruleset(&[net("br-ok", &[]), bad], &[]),
         Err(FirewallError::InvalidBridgeName { .. })
     ));
 }
 
 #[test]
 fn full_ruleset_rejects_duplicate_bridges() {
-    let err =
-        full_ruleset(&[net("br-d", &["10.8.0.0/24"]), net("br-d", &["10.9.0.0/24"])]).unwrap_err();
+    let err = full_ruleset(
+        &[net("br-d", &["10.8.0.0/24"]), net("br-d", &["10.9.0.0/24"])],
+        &[],
+    )
+    .unwrap_err();
     assert!(matches!(err, FirewallError::DuplicateBridge { ref bridge } if bridge == "br-d"));
 }
 
 #[test]
 fn full_ruleset_names_overlapping_masqueraded_networks() {
-    let err = full_ruleset(&[
-        net("br-big", &["10.0.0.0/8"]),
-        net("br-mid", &["192.168.0.0/24"]),
-        net("br-small", &["10.20.0.0/16"]),
-    ])
+    let err = full_ruleset(
+        &[
+            net("br-big", &["10.0.0.0/8"]),
+            net("br-mid", &["192.168.0.0/24"]),
+            net("br-small", &["10.20.0.0/16"]),
+        ],
+        &[],
+    )
     .unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, FirewallError::OverlappingSubnets { .. }));
@@ -264,5 +359,5 @@ fn full_ruleset_names_overlapping_masqueraded_networks() {
         internal: true,
         ..net("br-int", &["10.20.0.0/16"])
     };
-    full_ruleset(&[net("br-big", &["10.0.0.0/8"]), internal]).unwrap();
+    full_ruleset(&[net("br-big", &["10.0.0.0/8"]), internal], &[]).unwrap();
 }

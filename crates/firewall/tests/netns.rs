@@ -32,12 +32,16 @@ fn snapshot(nft: &Nft) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
+/// The fixed skeleton: 6 forward/postrouting rules, hairpin, published-port forward accept,
+/// the loopback guard and 4 DNAT rules in each of prerouting and output.
+const RULES: usize = 17;
+
 #[test]
 fn full_ruleset_applies_and_lists() {
     require_root!();
     let ns = Netns::new("full");
     let nft = ns.nft();
-    nft.apply(&full_ruleset(&samples()).unwrap()).unwrap();
+    nft.apply(&full_ruleset(&samples(), &[]).unwrap()).unwrap();
 
     let table = nft.list_table().unwrap().expect("table exists");
     assert_eq!(
@@ -74,9 +78,30 @@ fn full_ruleset_applies_and_lists() {
                 Some(100),
                 accept
             ),
+            (
+                "raw_prerouting".into(),
+                Some(NfChainType::Filter),
+                Some(NfHook::Prerouting),
+                Some(-300),
+                accept
+            ),
+            (
+                "prerouting".into(),
+                Some(NfChainType::NAT),
+                Some(NfHook::Prerouting),
+                Some(-100),
+                accept
+            ),
+            (
+                "output".into(),
+                Some(NfChainType::NAT),
+                Some(NfHook::Output),
+                Some(-100),
+                accept
+            ),
         ]
     );
-    assert_eq!(rules(&table).len(), 6);
+    assert_eq!(rules(&table).len(), RULES);
 }
 
 #[test]
@@ -84,19 +109,19 @@ fn full_ruleset_twice_replaces_atomically() {
     require_root!();
     let ns = Netns::new("twice");
     let nft = ns.nft();
-    nft.apply(&full_ruleset(&samples()).unwrap()).unwrap();
-    nft.apply(&full_ruleset(&samples()).unwrap()).unwrap();
-    assert_eq!(rules(&nft.list_table().unwrap().unwrap()).len(), 6);
+    nft.apply(&full_ruleset(&samples(), &[]).unwrap()).unwrap();
+    nft.apply(&full_ruleset(&samples(), &[]).unwrap()).unwrap();
+    assert_eq!(rules(&nft.list_table().unwrap().unwrap()).len(), RULES);
 
     let only = network("br-z", &["10.26.0.0/16"]);
-    nft.apply(&full_ruleset(std::slice::from_ref(&only)).unwrap())
+    nft.apply(&full_ruleset(std::slice::from_ref(&only), &[]).unwrap())
         .unwrap();
     let table = nft.list_table().unwrap().unwrap();
     assert_eq!(elements(&table, "bridges"), set_of(&["br-z"]));
     assert_eq!(elements(&table, "internal"), set_of(&[]));
     assert_eq!(elements(&table, "masq4"), set_of(&["10.26.0.0/16"]));
     assert_eq!(elements(&table, "masq6"), set_of(&[]));
-    assert_eq!(rules(&table).len(), 6, "rules replaced, not appended");
+    assert_eq!(rules(&table).len(), RULES, "rules replaced, not appended");
 }
 
 #[test]
@@ -104,7 +129,7 @@ fn add_then_remove_leaves_sets_as_before() {
     require_root!();
     let ns = Netns::new("addrm");
     let nft = ns.nft();
-    nft.apply(&full_ruleset(&samples()).unwrap()).unwrap();
+    nft.apply(&full_ruleset(&samples(), &[]).unwrap()).unwrap();
     let before = snapshot(&nft);
 
     let d = network("br-d", &["10.4.0.0/24", "fd00:4::/64"]);
@@ -124,7 +149,7 @@ fn add_then_remove_leaves_sets_as_before() {
         nft.apply(&remove_network(&n).unwrap()).unwrap();
     }
     assert!(snapshot(&nft).iter().all(|(_, elems)| elems.is_empty()));
-    assert_eq!(rules(&nft.list_table().unwrap().unwrap()).len(), 6);
+    assert_eq!(rules(&nft.list_table().unwrap().unwrap()).len(), RULES);
 }
 
 #[test]
@@ -132,7 +157,7 @@ fn removing_an_absent_network_succeeds() {
     require_root!();
     let ns = Netns::new("absent");
     let nft = ns.nft();
-    nft.apply(&full_ruleset(&samples()).unwrap()).unwrap();
+    nft.apply(&full_ruleset(&samples(), &[]).unwrap()).unwrap();
     let before = snapshot(&nft);
 
     let ghost = network("br-ghost", &["10.9.0.0/24", "fd00:9::/64"]);
@@ -182,7 +207,7 @@ fn delete_table_is_idempotent_and_list_reports_absence() {
     let nft = ns.nft();
     assert!(nft.list_table().unwrap().is_none());
     nft.apply(&delete_table()).unwrap();
-    nft.apply(&full_ruleset(&samples()).unwrap()).unwrap();
+    nft.apply(&full_ruleset(&samples(), &[]).unwrap()).unwrap();
     assert!(nft.list_table().unwrap().is_some());
     nft.apply(&delete_table()).unwrap();
     nft.apply(&delete_table()).unwrap();
@@ -194,7 +219,7 @@ fn rejected_batches_report_nft_stderr_and_change_nothing() {
     require_root!();
     let ns = Netns::new("reject");
     let nft = ns.nft();
-    nft.apply(&full_ruleset(&samples()).unwrap()).unwrap();
+    nft.apply(&full_ruleset(&samples(), &[]).unwrap()).unwrap();
     let before = snapshot(&nft);
     // Overlaps br-a's masqueraded 10.1.0.0/24: the interval set refuses it, and
     // the whole batch (including the bridge element) is rolled back.
