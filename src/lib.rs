@@ -6,6 +6,7 @@ pub mod cli;
 pub mod daemon;
 pub mod model;
 pub mod netlink;
+pub mod proxy;
 pub mod sandbox;
 pub mod store;
 

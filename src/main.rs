@@ -38,6 +38,8 @@ fn daemon(args: DaemonArgs, socket: std::path::PathBuf) -> anyhow::Result<()> {
             run: args.run,
             socket: socket.clone(),
             resolv_conf: args.resolv_conf,
+            userland_proxy: args.userland_proxy,
+            port_range: args.port_range,
         };
         let d: Arc<Daemon> = Daemon::open(opts).await?;
         if let Some(parent) = socket.parent() {

@@ -109,6 +109,15 @@ pub struct ContainerConfig {
     pub network_mode_name: String,
     /// Networks to join at start, in order: the first gets eth0 and the default route.
     pub networks: Vec<(String, EndpointRequest)>,
+    /// `--expose` and every `-p` container port (docker's `Config.ExposedPorts`).
+    #[serde(default)]
+    pub exposed_ports: std::collections::BTreeSet<berth_ports::PortProto>,
+    /// `-p` as the API received it: container port → (HostIp, HostPort) strings.
+    #[serde(default)]
+    pub port_bindings: BTreeMap<berth_ports::PortProto, Vec<(String, String)>>,
+    /// `-P`: every exposed port without a binding gets an ephemeral one.
+    #[serde(default)]
+    pub publish_all: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +184,9 @@ pub struct Container {
     pub state: State,
     /// Attachments while running, in attach order (eth0 first).
     pub endpoints: Vec<Endpoint>,
+    /// Host ports published while running (allocated anew at every start).
+    #[serde(default)]
+    pub ports: Vec<berth_ports::Published>,
 }
 
 impl Container {

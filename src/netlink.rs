@@ -239,12 +239,21 @@ impl Netlink {
         if let Some(mtu) = mtu {
             b = b.mtu(mtu);
         }
-        self.handle
-            .link()
-            .add(b.build())
-            .execute()
-            .await
-            .map_err(NetError::nl(format!("create veth {host} ↔ {peer}")))
+        // Hairpin mode on the bridge port, pipelined behind the creation (addressed by name,
+        // so it needs no round trip for the index): with br_netfilter loaded, a container's
+        // connection to its own published port is bridged back out of the port it came in by.
+        let port = rtnetlink::LinkBridgePort::new(0)
+            .name(host.to_string())
+            .append_info_data(netlink_packet_route::link::InfoBridgePort::HairpinMode(
+                true,
+            ))
+            .build();
+        let (created, hairpin) = tokio::join!(
+            self.handle.link().add(b.build()).execute(),
+            self.handle.link().set_port(port).execute()
+        );
+        created.map_err(NetError::nl(format!("create veth {host} ↔ {peer}")))?;
+        hairpin.map_err(NetError::nl(format!("hairpin mode on {host}")))
     }
 
     pub async fn add_default_route(&self, gw: IpAddr, oif: u32) -> Result<(), NetError> {

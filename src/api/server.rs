@@ -491,6 +491,17 @@ struct HostConfigJson {
     dns_options: Option<Vec<String>>,
     extra_hosts: Option<Vec<String>>,
     auto_remove: bool,
+    port_bindings: Option<BTreeMap<String, Option<Vec<PortBindingJson>>>>,
+    publish_all_ports: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PortBindingJson {
+    #[serde(rename = "HostIp")]
+    host_ip: String,
+    #[serde(rename = "HostPort")]
+    host_port: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -511,6 +522,7 @@ struct CreateJson {
     entrypoint: Option<Vec<String>>,
     working_dir: String,
     labels: Option<BTreeMap<String, String>>,
+    exposed_ports: Option<BTreeMap<String, Value>>,
     host_config: Option<HostConfigJson>,
     networking_config: Option<NetworkingConfigJson>,
 }
@@ -558,6 +570,21 @@ async fn container_create(
         labels: r.labels.unwrap_or_default(),
         network_mode: hc.network_mode.unwrap_or_default(),
         endpoints,
+        exposed_ports: r.exposed_ports.unwrap_or_default().into_keys().collect(),
+        port_bindings: hc
+            .port_bindings
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| {
+                let list = v
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|b| (b.host_ip, b.host_port))
+                    .collect();
+                (k, list)
+            })
+            .collect(),
+        publish_all: hc.publish_all_ports,
     };
     let id = d.container_create(req).await?;
     Ok(json_response(

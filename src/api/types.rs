@@ -220,7 +220,7 @@ pub fn container_summary(c: &Container, nets: &[Network], now: DateTime<Utc>) ->
         "ImageID": "",
         "Command": command_string(c),
         "Created": c.created.timestamp(),
-        "Ports": [],
+        "Ports": summary_ports(c),
         "Labels": sorted(&c.config.labels),
         "State": c.state.status.as_str(),
         "Status": status,
@@ -228,6 +228,69 @@ pub fn container_summary(c: &Container, nets: &[Network], now: DateTime<Utc>) ->
         "NetworkSettings": { "Networks": networks_map(c, nets) },
         "Mounts": [],
     })
+}
+
+/// The summary's `Ports`: one entry per binding, and exposed-only ports without address.
+fn summary_ports(c: &Container) -> Value {
+    let mut out: Vec<Value> = Vec::new();
+    for (pp, bindings) in crate::daemon::ports_map(c) {
+        match bindings {
+            None => out.push(json!({"PrivatePort": pp.port, "Type": pp.proto.as_str()})),
+            Some(list) => {
+                for (ip, port) in list {
+                    out.push(json!({
+                        "IP": ip,
+                        "PrivatePort": pp.port,
+                        "PublicPort": port.parse::<u16>().unwrap_or(0),
+                        "Type": pp.proto.as_str(),
+                    }))
+                }
+            }
+        }
+    }
+    Value::Array(out)
+}
+
+fn network_ports(c: &Container) -> Value {
+    let mut m = serde_json::Map::new();
+    for (pp, bindings) in crate::daemon::ports_map(c) {
+        let v = match bindings {
+            None => Value::Null,
+            Some(list) => json!(list
+                .into_iter()
+                .map(|(ip, port)| json!({"HostIp": ip, "HostPort": port}))
+                .collect::<Vec<_>>()),
+        };
+        m.insert(pp.to_string(), v);
+    }
+    Value::Object(m)
+}
+
+fn port_bindings(c: &Container) -> Value {
+    let mut m = serde_json::Map::new();
+    for (pp, list) in &c.config.port_bindings {
+        m.insert(
+            pp.to_string(),
+            json!(list
+                .iter()
+                .map(|(ip, port)| json!({"HostIp": ip, "HostPort": port}))
+                .collect::<Vec<_>>()),
+        );
+    }
+    Value::Object(m)
+}
+
+fn exposed_ports(c: &Container) -> Value {
+    if c.config.exposed_ports.is_empty() {
+        return Value::Null;
+    }
+    Value::Object(
+        c.config
+            .exposed_ports
+            .iter()
+            .map(|pp| (pp.to_string(), json!({})))
+            .collect(),
+    )
 }
 
 pub fn status_string(c: &Container, now: DateTime<Utc>) -> String {
@@ -312,7 +375,7 @@ pub fn container_inspect(c: &Container, nets: &[Network], p: &Paths) -> Value {
         "ExecIDs": Value::Null,
         "HostConfig": {
             "NetworkMode": c.config.network_mode_name,
-            "PortBindings": {},
+            "PortBindings": port_bindings(c),
             "RestartPolicy": { "Name": "no", "MaximumRetryCount": 0 },
             "AutoRemove": c.config.auto_remove,
             "Dns": c.config.dns.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
@@ -320,7 +383,7 @@ pub fn container_inspect(c: &Container, nets: &[Network], p: &Paths) -> Value {
             "DnsSearch": c.config.dns_search,
             "ExtraHosts": extra_hosts,
             "Links": Value::Null,
-            "PublishAllPorts": false,
+            "PublishAllPorts": c.config.publish_all,
         },
         "Config": {
             "Hostname": c.config.hostname,
@@ -338,12 +401,13 @@ pub fn container_inspect(c: &Container, nets: &[Network], p: &Paths) -> Value {
             "WorkingDir": c.config.working_dir,
             "Entrypoint": Value::Null,
             "Labels": sorted(&c.config.labels),
+            "ExposedPorts": exposed_ports(c),
         },
         "NetworkSettings": {
             "Bridge": "",
             "SandboxID": if sandbox_key.is_empty() { String::new() } else { c.id.clone() },
             "SandboxKey": sandbox_key,
-            "Ports": {},
+            "Ports": network_ports(c),
             "HairpinMode": false,
             "LinkLocalIPv6Address": "",
             "LinkLocalIPv6PrefixLen": 0,

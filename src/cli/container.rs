@@ -119,7 +119,7 @@ pub async fn ps(c: &Client, a: PsArgs) -> Result<i32, ClientError> {
                 "Command": short_command(s["Command"].as_str().unwrap_or_default(), a.no_trunc),
                 "CreatedAt": chrono::DateTime::from_timestamp(created, 0).map(|t| t.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string()).unwrap_or_default(),
                 "RunningFor": format!("{} ago", berth_format::human_duration(ago)),
-                "Ports": "",
+                "Ports": berth_ports::displayable_ports(&api_ports(&s["Ports"])),
                 "State": s["State"],
                 "Status": s["Status"],
                 "Names": names.join(","),
@@ -155,6 +155,67 @@ pub async fn ps(c: &Client, a: PsArgs) -> Result<i32, ClientError> {
         ("Size", "SIZE"),
     ];
     Ok(super::output::print_list(&template, &rows, &headers))
+}
+
+fn api_ports(v: &Value) -> Vec<berth_ports::ApiPort> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| berth_ports::ApiPort {
+                    ip: p["IP"].as_str().unwrap_or_default().to_string(),
+                    private_port: p["PrivatePort"].as_u64().unwrap_or(0) as u16,
+                    public_port: p["PublicPort"].as_u64().unwrap_or(0) as u16,
+                    proto: p["Type"].as_str().unwrap_or("tcp").to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[derive(clap::Args)]
+pub struct PortArgs {
+    container: String,
+    /// PRIVATE_PORT[/PROTO]
+    port: Option<String>,
+}
+
+/// `docker port`: the container's published ports, from its inspect data.
+pub async fn port(c: &Client, a: PortArgs) -> Result<i32, ClientError> {
+    let v = c
+        .get(&format!("/containers/{}/json", enc(&a.container)))
+        .await?;
+    let ports: Vec<berth_ports::PortEntry> = v["NetworkSettings"]["Ports"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, b)| {
+                    let list = b.as_array().map(|l| {
+                        l.iter()
+                            .map(|x| {
+                                (
+                                    x["HostIp"].as_str().unwrap_or_default().to_string(),
+                                    x["HostPort"].as_str().unwrap_or_default().to_string(),
+                                )
+                            })
+                            .collect()
+                    });
+                    (k.clone(), list)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    match berth_ports::port_lines(&ports, a.port.as_deref(), &a.container) {
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            Ok(0)
+        }
+        Err(msg) => {
+            eprintln!("{msg}");
+            Ok(1)
+        }
+    }
 }
 
 /// Containers first, then networks, like `docker inspect` without --type.

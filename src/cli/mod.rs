@@ -37,7 +37,7 @@ pub enum Cmd {
     #[command(subcommand)]
     Network(network::NetworkCmd),
     /// Create and start a container running a host program in its own network sandbox
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Run a command in a running container
     Exec(run::ExecArgs),
     /// List containers
@@ -46,6 +46,8 @@ pub enum Cmd {
     Inspect(container::InspectArgs),
     /// Fetch the output of a container
     Logs(container::LogsArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(container::PortArgs),
     /// Stop one or more running containers
     Stop(container::StopArgs),
     /// Start one or more stopped containers
@@ -86,6 +88,17 @@ pub struct DaemonArgs {
     /// Log filter (tracing env-filter syntax)
     #[arg(long, default_value = "info", env = "BERTH_LOG")]
     pub log_level: String,
+    /// Who serves published ports: `auto` = nftables DNAT, with the daemon's proxy for
+    /// loopback clients and IPv6-to-IPv4; `always` = the proxy for everything
+    #[arg(long, value_enum, default_value = "auto")]
+    pub userland_proxy: crate::daemon::ProxyMode,
+    /// Ephemeral host ports, START-END (default: the kernel's ip_local_port_range)
+    #[arg(long, value_parser = parse_port_range)]
+    pub port_range: Option<berth_ports::PortRange>,
+}
+
+fn parse_port_range(s: &str) -> Result<berth_ports::PortRange, String> {
+    berth_ports::PortRange::parse(s, s, "port").map_err(|e| e.to_string())
 }
 
 pub fn socket_path(host: &Option<String>, run: Option<&PathBuf>) -> PathBuf {
@@ -106,11 +119,12 @@ pub fn main(cli: Cli) -> i32 {
         .expect("runtime");
     let res = match cli.cmd {
         Cmd::Network(c) => rt.block_on(network::run(&client, c)),
-        Cmd::Run(a) => return run::run(&rt, &client, a),
+        Cmd::Run(a) => return run::run(&rt, &client, *a),
         Cmd::Exec(a) => return run::exec(&rt, &client, a),
         Cmd::Ps(a) => rt.block_on(container::ps(&client, a)),
         Cmd::Inspect(a) => rt.block_on(container::inspect(&client, a)),
         Cmd::Logs(a) => rt.block_on(container::logs(&client, a)),
+        Cmd::Port(a) => rt.block_on(container::port(&client, a)),
         Cmd::Stop(a) => rt.block_on(container::stop(&client, a, "stop")),
         Cmd::Restart(a) => rt.block_on(container::stop(&client, a, "restart")),
         Cmd::Start(a) => rt.block_on(container::start(&client, a)),

@@ -59,6 +59,15 @@ pub struct RunArgs {
     workdir: Option<String>,
     #[arg(short = 'l', long = "label")]
     label: Vec<String>,
+    /// Publish a container's port(s) to the host: [IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]
+    #[arg(short = 'p', long = "publish", value_parser = parse_publish)]
+    publish: Vec<berth_ports::PublishSpec>,
+    /// Publish all exposed ports to ephemeral host ports
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
+    /// Expose a port or a range of ports: PORT[-END][/PROTO]
+    #[arg(long = "expose", value_parser = parse_expose)]
+    expose: Vec<Vec<berth_ports::PortProto>>,
     /// The host program to run, and its arguments
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
@@ -92,7 +101,37 @@ fn env_list(list: &[String]) -> Vec<String> {
         .collect()
 }
 
+fn parse_publish(s: &str) -> Result<berth_ports::PublishSpec, String> {
+    s.parse().map_err(|e: berth_ports::PortError| e.to_string())
+}
+
+fn parse_expose(s: &str) -> Result<Vec<berth_ports::PortProto>, String> {
+    berth_ports::parse_expose(s).map_err(|e| e.to_string())
+}
+
+/// docker CLI's `ExposedPorts` and `PortBindings` from -p/--expose.
+fn port_fields(a: &RunArgs) -> (Map<String, Value>, Map<String, Value>) {
+    let mut exposed = Map::new();
+    let mut bindings: Map<String, Value> = Map::new();
+    for pp in a.expose.iter().flatten() {
+        exposed.insert(pp.to_string(), json!({}));
+    }
+    for spec in &a.publish {
+        for (pp, ip, port) in spec.bindings() {
+            exposed.insert(pp.to_string(), json!({}));
+            let list = bindings
+                .entry(pp.to_string())
+                .or_insert_with(|| Value::Array(vec![]));
+            if let Value::Array(l) = list {
+                l.push(json!({"HostIp": ip, "HostPort": port}));
+            }
+        }
+    }
+    (exposed, bindings)
+}
+
 fn create_body(a: &RunArgs) -> Value {
+    let (exposed, bindings) = port_fields(a);
     let mode = a
         .network
         .first()
@@ -140,8 +179,11 @@ fn create_body(a: &RunArgs) -> Value {
         "Image": "",
         "WorkingDir": a.workdir.clone().unwrap_or_default(),
         "Labels": labels,
+        "ExposedPorts": exposed,
         "HostConfig": {
             "NetworkMode": mode,
+            "PortBindings": bindings,
+            "PublishAllPorts": a.publish_all,
             "Dns": a.dns,
             "DnsSearch": a.dns_search,
             "DnsOptions": a.dns_option,

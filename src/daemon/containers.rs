@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
+use super::ports;
 use super::{put_container, put_network, without_allocations, Daemon, Error, Event, Inner, Result};
 use crate::model::{
     mac_for, mac_string, new_id, unique_random_name, valid_name, Container, ContainerConfig,
@@ -37,6 +38,11 @@ pub struct ContainerCreate {
     pub labels: std::collections::BTreeMap<String, String>,
     pub network_mode: String,
     pub endpoints: Vec<(String, EndpointRequest)>,
+    /// `Config.ExposedPorts` keys ("80/tcp").
+    pub exposed_ports: Vec<String>,
+    /// `HostConfig.PortBindings`: "80/tcp" → (HostIp, HostPort).
+    pub port_bindings: Vec<(String, Vec<(String, String)>)>,
+    pub publish_all: bool,
 }
 
 /// Where a process's stdio goes.
@@ -116,6 +122,27 @@ impl Daemon {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let mut exposed_ports = std::collections::BTreeSet::new();
+        let mut port_bindings = std::collections::BTreeMap::new();
+        for k in &req.exposed_ports {
+            exposed_ports.insert(
+                k.parse::<berth_ports::PortProto>()
+                    .map_err(ports::port_error)?,
+            );
+        }
+        for (k, list) in &req.port_bindings {
+            let pp = k
+                .parse::<berth_ports::PortProto>()
+                .map_err(ports::port_error)?;
+            for (ip, port) in list {
+                berth_ports::BindingRequest::parse(pp, ip, port).map_err(ports::port_error)?;
+            }
+            exposed_ports.insert(pp);
+            if !list.is_empty() {
+                port_bindings.insert(pp, list.clone());
+            }
+        }
+        ports::check_mode(&mode, !port_bindings.is_empty() || req.publish_all)?;
         let hostname = if req.hostname.is_empty() {
             id[..12].to_string()
         } else {
@@ -142,6 +169,9 @@ impl Daemon {
                 network_mode: mode,
                 network_mode_name: mode_name,
                 networks,
+                exposed_ports,
+                port_bindings,
+                publish_all: req.publish_all,
             },
             state: State {
                 status: Status::Created,
@@ -156,6 +186,7 @@ impl Daemon {
                 restart_count: 0,
             },
             endpoints: vec![],
+            ports: vec![],
         };
         self.commit(vec![put_container(&c)])?;
         st.containers.insert(id.clone(), c);
@@ -182,18 +213,33 @@ impl Daemon {
         let mut c = st.containers[&id].clone();
         let dir = self.container_dir(&id);
         std::fs::create_dir_all(&dir)?;
-        // 1. Addresses, committed before the kernel is touched.
+        // 1. Addresses and host ports, committed before the kernel is touched.
         let (endpoints, net_ops) = allocate_endpoints(&mut st, &c)?;
         c.endpoints = endpoints;
+        let taken = match self.take_ports(&mut st, &c) {
+            Ok(t) => t,
+            Err(e) => {
+                release_endpoints(&mut st, &c);
+                return Err(e);
+            }
+        };
+        c.ports = taken.published.clone();
         let mut ops = net_ops;
         ops.push(put_container(&c));
         if let Err(e) = self.commit(ops) {
             release_endpoints(&mut st, &c);
             return Err(e);
         }
-        // 2. Kernel.
-        match self.build_and_spawn(&st, &mut c, &dir, stdio).await {
+        // 2. Kernel: the DNAT elements (harmless until the address exists), then the sandbox.
+        let mapped = ports::mappings(&c, self.opts.userland_proxy);
+        let kernel = match self.install_ports(&mapped) {
+            Ok(()) => self.build_and_spawn(&st, &mut c, &dir, stdio).await,
+            Err(e) => Err(e),
+        };
+        match kernel {
             Ok((shim_pid, pid, master)) => {
+                self.serve_ports(&mut st, &c, taken);
+                st.installed.insert(id.clone(), mapped);
                 c.state.status = Status::Running;
                 c.state.pid = pid;
                 c.state.pid_start = sandbox::proc_start_time(pid).unwrap_or(0);
@@ -210,6 +256,8 @@ impl Daemon {
                 Ok(master)
             }
             Err(e) => {
+                self.uninstall_ports(&mapped);
+                drop(taken);
                 self.undo_sandbox(&c, true).await;
                 let mut ops = release_endpoints(&mut st, &c);
                 let mut old = st.containers[&id].clone();
@@ -499,6 +547,8 @@ impl Daemon {
     pub(crate) async fn mark_exited(&self, st: &mut Inner, mut c: Container, code: i64) {
         let before = c.clone();
         let mut ops = release_endpoints(st, &c);
+        self.release_ports(st, &c);
+        c.ports.clear();
         c.endpoints.clear();
         c.state.status = Status::Exited;
         c.state.exit_code = code;
@@ -813,6 +863,7 @@ impl Daemon {
         let _ = hosts.await;
         match res {
             Ok(()) => {
+                self.retarget_ports(&mut st, &c);
                 st.containers.insert(cid.clone(), c);
                 Ok(())
             }
@@ -870,6 +921,9 @@ impl Daemon {
         ops.push(put_container(&c));
         self.commit(ops)?;
         st.containers.insert(cid.clone(), c.clone());
+        if c.is_running() {
+            self.retarget_ports(&mut st, &c);
+        }
         if let Some(ep) = removed {
             if c.is_running() {
                 let _ = write_hosts(&c, &self.container_dir(&cid));

@@ -5,7 +5,9 @@
 mod containers;
 pub mod error;
 mod networks;
+mod ports;
 mod reconcile;
+pub use ports::{ports_map, ProxyMode};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -29,12 +31,21 @@ pub struct Options {
     pub socket: PathBuf,
     /// Where the host's resolver configuration is read from (containers get a filtered copy).
     pub resolv_conf: PathBuf,
+    pub userland_proxy: ProxyMode,
+    /// Ephemeral host ports; `None`: the kernel's `ip_local_port_range`.
+    pub port_range: Option<berth_ports::PortRange>,
 }
 
 #[derive(Default)]
 pub struct Inner {
     pub networks: BTreeMap<String, Network>,
     pub containers: BTreeMap<String, Container>,
+    /// Every published host port, held by its socket.
+    pub(crate) ports: std::collections::HashMap<ports::PortKey, ports::Holder>,
+    /// Where the next ephemeral port search starts (no immediate reuse, as Docker).
+    pub(crate) port_cursor: u16,
+    /// The DNAT elements in the kernel, per container (removal needs their exact values).
+    pub(crate) installed: std::collections::HashMap<String, Vec<berth_firewall::PortMapping>>,
 }
 
 /// Something that changed, for waiters (and, later, the event stream).
@@ -111,6 +122,7 @@ impl Daemon {
         let Inner {
             networks,
             containers,
+            ..
         } = &mut *st;
         for c in containers.values() {
             for e in &c.endpoints {

@@ -36,6 +36,9 @@ impl Daemon {
         for c in ctrs.iter().filter(|c| c.state.status == Status::Running) {
             if sandbox::alive(c.state.shim_pid, c.state.shim_start) {
                 tracing::info!(container = %c.name, "re-adopting running container");
+                let mut st = self.state.lock().await;
+                self.readopt_ports(&mut st, c);
+                drop(st);
                 self.watch(c.id.clone(), c.state.shim_pid, c.state.shim_start);
             } else {
                 let code = sandbox::read_exit(&self.container_dir(&c.id))
@@ -74,7 +77,13 @@ impl Daemon {
 
         // The firewall table, rebuilt whole in one atomic batch: no moment without rules.
         let rules: Vec<_> = nets.iter().filter_map(|n| n.firewall_rules()).collect();
-        self.nft.apply(&berth_firewall::full_ruleset(&rules)?)?;
+        let mapped: Vec<_> = {
+            let st = self.state.lock().await;
+            st.installed.values().flatten().copied().collect()
+        };
+        self.nft
+            .apply(&berth_firewall::full_ruleset(&rules, &mapped)?)?;
+        self.nft.ensure_policy_table()?;
 
         // Leftovers.
         let (_, ctrs) = self.snapshot().await;

@@ -40,6 +40,20 @@ impl Nft {
         Ok(())
     }
 
+    /// Creates the admin's policy table if it does not exist; an existing one (with the
+    /// admin's elements) is left exactly as it is.
+    pub fn ensure_policy_table(&self) -> Result<(), FirewallError> {
+        match self.run(&["list", "table", "inet", crate::POLICY_TABLE], None) {
+            Ok(_) => Ok(()),
+            Err(Failure::Exit(stderr)) if stderr.contains("Error: No such file or directory") => {
+                self.run(&["-f", "-"], Some(crate::policy_table_text().into_bytes()))
+                    .map(|_| ())
+                    .map_err(|f| f.into_error(|stderr| FirewallError::Rejected { stderr }))
+            }
+            Err(f) => Err(f.into_error(|stderr| FirewallError::ListFailed { stderr })),
+        }
+    }
+
     /// The current `inet berth` table, or `None` if it does not exist.
     pub fn list_table(&self) -> Result<Option<Nftables<'static>>, FirewallError> {
         match self.run(&["-j", "list", "table", "inet", TABLE], None) {

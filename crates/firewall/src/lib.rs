@@ -7,11 +7,13 @@
 
 mod apply;
 mod error;
+mod policy;
 mod rules;
 mod table;
 
 pub use apply::Nft;
 pub use error::FirewallError;
+pub use policy::{policy_table_text, POLICY_TABLE};
 pub use rules::{
     add_network, add_ports, delete_table, full_ruleset, remove_network, remove_ports,
     validate_bridge_name, NetworkRules, PortMapping,

@@ -14,8 +14,8 @@ use nftables::schema::{NfListObject, Nftables};
 
 use crate::table::{
     add_chains, addr_map, concat, elements, ifname, port_map, prefix, sets, table, MAP_PORTS4,
-    MAP_PORTS4_ANY, MAP_PORTS6, MAP_PORTS6_ANY, SET_BRIDGES, SET_HAIRPIN, SET_ICC, SET_INTERNAL,
-    SET_LOOPBACK4, SET_MASQ4, SET_MASQ6,
+    MAP_PORTS4_ANY, MAP_PORTS6, MAP_PORTS6_ANY, SET_BRIDGES, SET_HAIRPIN4, SET_HAIRPIN6, SET_ICC,
+    SET_INTERNAL, SET_LOOPBACK4, SET_MASQ4, SET_MASQ6,
 };
 use crate::FirewallError;
 
@@ -261,10 +261,7 @@ impl Elements {
     fn of(n: &NetworkRules) -> Elements {
         let mut e = Elements::default();
         e.push(SET_BRIDGES, ifname(&n.bridge));
-        e.push(
-            SET_HAIRPIN,
-            concat(vec![ifname(&n.bridge), ifname(&n.bridge)]),
-        );
+        e.push_hairpin(&n.bridge, &n.normalized_subnets());
         if n.internal {
             e.push(SET_INTERNAL, ifname(&n.bridge));
         }
@@ -280,10 +277,7 @@ impl Elements {
     fn everything_of(n: &NetworkRules) -> Elements {
         let mut e = Elements::default();
         e.push(SET_BRIDGES, ifname(&n.bridge));
-        e.push(
-            SET_HAIRPIN,
-            concat(vec![ifname(&n.bridge), ifname(&n.bridge)]),
-        );
+        e.push_hairpin(&n.bridge, &n.normalized_subnets());
         e.push(SET_INTERNAL, ifname(&n.bridge));
         e.push(SET_ICC, concat(vec![ifname(&n.bridge), ifname(&n.bridge)]));
         e.push_subnets(&n.normalized_subnets());
@@ -292,6 +286,16 @@ impl Elements {
 
     fn push(&mut self, set: &'static str, elem: Expression<'static>) {
         self.0.entry(set).or_default().push(elem);
+    }
+
+    fn push_hairpin(&mut self, bridge: &str, subnets: &[IpNet]) {
+        for s in subnets {
+            let set = match s {
+                IpNet::V4(_) => SET_HAIRPIN4,
+                IpNet::V6(_) => SET_HAIRPIN6,
+            };
+            self.push(set, concat(vec![ifname(bridge), prefix(s)]));
+        }
     }
 
     fn push_subnets(&mut self, subnets: &[IpNet]) {

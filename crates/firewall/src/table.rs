@@ -25,10 +25,13 @@ pub(crate) const SET_INTERNAL: &str = "internal";
 pub(crate) const SET_ICC: &str = "icc";
 pub(crate) const SET_MASQ4: &str = "masq4";
 pub(crate) const SET_MASQ6: &str = "masq6";
-/// `bridge . bridge` of every network: DNATed traffic that leaves by the bridge it came in
-/// on (a container reaching a published port of its own network) is masqueraded, or the
-/// answer would go straight back, un-NATed, over the bridge.
-pub(crate) const SET_HAIRPIN: &str = "hairpin";
+/// `bridge . subnet` of every network: DNATed traffic that leaves by a bridge to which its
+/// client belongs (a container reaching a published port of its own network, or its own)
+/// is masqueraded, or the answer would go straight back, un-NATed, over the bridge. Keyed
+/// on the source address, not the input interface: with br_netfilter loaded, the bridge's
+/// postrouting hook has no input interface.
+pub(crate) const SET_HAIRPIN4: &str = "hairpin4";
+pub(crate) const SET_HAIRPIN6: &str = "hairpin6";
 /// `addr . proto . port` of ports published on a loopback address: dropped when they arrive
 /// from anywhere but `lo`, even if the host routes 127/8 (`route_localnet`).
 pub(crate) const SET_LOOPBACK4: &str = "loopback4";
@@ -61,12 +64,13 @@ pub(crate) fn table() -> NfListObject<'static> {
     })
 }
 
-pub(crate) fn sets() -> [NfListObject<'static>; 15] {
+pub(crate) fn sets() -> [NfListObject<'static>; 16] {
     use SetType::{Ifname, InetProto, InetService, Ipv4Addr, Ipv6Addr};
     let single = SetTypeValue::Single;
     let cat = |t: Vec<SetType>| SetTypeValue::Concatenated(t.into());
     [
-        set(SET_HAIRPIN, cat(vec![Ifname, Ifname]), false),
+        set(SET_HAIRPIN4, cat(vec![Ifname, Ipv4Addr]), true),
+        set(SET_HAIRPIN6, cat(vec![Ifname, Ipv6Addr]), true),
         set(
             SET_LOOPBACK4,
             cat(vec![Ipv4Addr, InetProto, InetService]),
@@ -237,13 +241,15 @@ pub(crate) fn add_chains(batch: &mut Batch<'static>) {
         NfHook::Postrouting,
         PRIO_SRCNAT,
     ));
-    let pair = concat(vec![meta(Iifname), meta(Oifname)]);
-    rule(
-        batch,
-        POSTROUTING,
-        "hairpin",
-        [ct_status_dnat(), is_in(pair, SET_HAIRPIN), Masquerade(None)],
-    );
+    for (proto, set) in [("ip", SET_HAIRPIN4), ("ip6", SET_HAIRPIN6)] {
+        let key = concat(vec![meta(Oifname), payload(proto, "saddr")]);
+        rule(
+            batch,
+            POSTROUTING,
+            "hairpin",
+            [ct_status_dnat(), is_in(key, set), Masquerade(None)],
+        );
+    }
     for (proto, set) in [("ip", SET_MASQ4), ("ip6", SET_MASQ6)] {
         let from = is_in(payload(proto, "saddr"), set);
         let leaving = not_in(meta(Oifname), SET_BRIDGES);

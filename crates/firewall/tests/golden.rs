@@ -248,7 +248,9 @@ fn remove_network_adds_then_deletes_everything_the_network_could_own() {
         ..net("br-r", &["10.6.0.0/24", "fd00:6::/64"])
     };
     let cmds = element_cmds(&remove_network(&n).unwrap());
-    let sets = ["bridges", "hairpin", "icc", "internal", "masq4", "masq6"];
+    let sets = [
+        "bridges", "hairpin4", "hairpin6", "icc", "internal", "masq4", "masq6",
+    ];
     let adds: Vec<_> = cmds.iter().filter(|c| c.0 == "add").collect();
     let deletes: Vec<_> = cmds.iter().filter(|c| c.0 == "delete").collect();
     assert_eq!(adds.iter().map(|c| c.1.as_str()).collect::<Vec<_>>(), sets);

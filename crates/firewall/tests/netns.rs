@@ -32,9 +32,9 @@ fn snapshot(nft: &Nft) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
-/// The fixed skeleton: 6 forward/postrouting rules, hairpin, published-port forward accept,
+/// The fixed skeleton: 6 forward/postrouting rules, hairpin (v4, v6), published-port forward accept,
 /// the loopback guard and 4 DNAT rules in each of prerouting and output.
-const RULES: usize = 17;
+const RULES: usize = 18;
 
 #[test]
 fn full_ruleset_applies_and_lists() {

@@ -10,5 +10,5 @@ mod spec;
 
 pub use alloc::{conflicts, plan, BindingRequest, Claims, Published};
 pub use error::PortError;
-pub use render::{displayable_ports, natural_less, port_lines, ApiPort};
+pub use render::{displayable_ports, natural_less, port_lines, ApiPort, PortEntry};
 pub use spec::{parse_expose, PortProto, PortRange, Proto, PublishSpec};

@@ -90,11 +90,15 @@ fn form_group(key: &str, start: u16, last: u16) -> String {
     format!("{group}/{kind}")
 }
 
+/// One entry of inspect's `NetworkSettings.Ports`: "80/tcp" → its (HostIp, HostPort)
+/// bindings, `None` when the port is only exposed.
+pub type PortEntry = (String, Option<Vec<(String, String)>>);
+
 /// `docker port` from the inspect `NetworkSettings.Ports` map (key "80/tcp" → bindings as
 /// (HostIp, HostPort); `None` = exposed only). With `filter` ("80" or "80/udp") only that
 /// port's addresses are printed; an unpublished port is an error, in docker's words.
 pub fn port_lines(
-    ports: &[(String, Option<Vec<(String, String)>>)],
+    ports: &[PortEntry],
     filter: Option<&str>,
     container: &str,
 ) -> Result<Vec<String>, String> {

@@ -1,0 +1,390 @@
+//! Published ports with real traffic: clients in an "outside" namespace (203.0.113.2) reach
+//! the host (203.0.113.1) of a daemon running in its own namespaces.
+
+mod common;
+use common::{wait_until, Host};
+
+/// A TCP server in a container that answers every connection with the client's address.
+const WHO: &str = "SYSTEM:echo $SOCAT_PEERADDR";
+
+fn wait_listening(h: &Host, ctr: &str, port: u16) {
+    wait_until("server to listen", || {
+        h.berth(&[
+            "exec",
+            ctr,
+            "sh",
+            "-c",
+            &format!("ss -lntu | grep -q ':{port} '"),
+        ])
+        .status
+        .success()
+    });
+}
+
+/// One TCP exchange from the outside namespace; the reply, or "" on failure.
+fn from_outside(h: &Host, target: &str) -> String {
+    unmap(&h.outside_out(&format!(
+        "socat -T2 - TCP:{target},connect-timeout=2 </dev/null 2>/dev/null"
+    )))
+}
+
+/// A dual-stack server prints IPv4 peers as `[::ffff:a.b.c.d]` (in full): back to IPv4.
+fn unmap(reply: &str) -> String {
+    let r = reply.trim();
+    r.strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .and_then(|x| x.parse::<std::net::Ipv6Addr>().ok())
+        .and_then(|v6| v6.to_ipv4_mapped())
+        .map(|v4| v4.to_string())
+        .unwrap_or_else(|| r.to_string())
+}
+
+/// The same from the daemon's host namespace itself.
+fn from_host(h: &Host, target: &str) -> String {
+    let o = h.ns.sh(&format!(
+        "socat -T2 - TCP:{target},connect-timeout=2 </dev/null 2>/dev/null"
+    ));
+    unmap(&String::from_utf8_lossy(&o.stdout))
+}
+
+fn port_lines(h: &Host, args: &[&str]) -> Vec<String> {
+    let mut a = vec!["port"];
+    a.extend_from_slice(args);
+    h.ok(&a).lines().map(String::from).collect()
+}
+
+fn add_outside_ipv6(h: &Host) {
+    h.ns.sh_ok("ip addr add 2001:db8::1/64 dev uplink nodad");
+    h.outside_out("ip addr add 2001:db8::2/64 dev wan nodad");
+}
+
+#[test]
+fn every_publish_form_with_real_clients() {
+    need_root!();
+    let mut h = Host::with_outside();
+    add_outside_ipv6(&h);
+    h.start_daemon();
+    h.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "10.41.0.0/24",
+        "--subnet",
+        "fd00:41::/64",
+        "web",
+    ]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "web",
+        "-p",
+        "8080:80",
+        "-p",
+        "8081:80",
+        "-p",
+        "127.0.0.1::80",
+        "-p",
+        "9000-9002:81-83",
+        "-p",
+        "7000-7100:80",
+        "--expose",
+        "5000",
+        "--",
+        "socat",
+        "TCP6-LISTEN:80,ipv6only=0,fork,reuseaddr",
+        WHO,
+    ]);
+    wait_listening(&h, "web", 80);
+
+    // `berth port`, as `docker port` prints it
+    let lines = port_lines(&h, &["web"]);
+    let loopback = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("80/tcp -> 127.0.0.1:"))
+        .expect("a loopback binding")
+        .to_string();
+    for want in [
+        "80/tcp -> 0.0.0.0:8080",
+        "80/tcp -> [::]:8080",
+        "80/tcp -> 0.0.0.0:8081",
+        "80/tcp -> 0.0.0.0:7000",
+        "81/tcp -> 0.0.0.0:9000",
+        "83/tcp -> 0.0.0.0:9002",
+        "83/tcp -> [::]:9002",
+    ] {
+        assert!(lines.iter().any(|l| l == want), "{want} in {lines:?}");
+    }
+    assert!(port_lines(&h, &["web", "83"]) == ["0.0.0.0:9002", "[::]:9002"]);
+    let o = h.berth(&["port", "web", "5000"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("No public port '5000' published for web"));
+    let ps = h.ok(&["ps", "--format", "{{.Ports}}"]);
+    assert!(ps.contains("0.0.0.0:8080->80/tcp"), "{ps}");
+    assert!(ps.contains("5000/tcp"), "{ps}");
+
+    // kernel path from another host: the server sees the real client address
+    assert_eq!(from_outside(&h, "203.0.113.1:8080"), "203.0.113.2");
+    assert_eq!(from_outside(&h, "203.0.113.1:8081"), "203.0.113.2");
+    assert_eq!(from_outside(&h, "203.0.113.1:7000"), "203.0.113.2");
+    // IPv6, kernel path, source preserved
+    // (the first IPv6 exchange may wait for neighbour discovery on the outside link)
+    let mut v6 = String::new();
+    wait_until("IPv6 through the published port", || {
+        v6 = from_outside(&h, "[2001:db8::1]:8080");
+        !v6.is_empty()
+    });
+    let peer: std::net::Ipv6Addr = v6.trim_matches(['[', ']']).parse().expect(&v6);
+    assert_eq!(peer, "2001:db8::2".parse::<std::net::Ipv6Addr>().unwrap());
+    // from the host itself, to its own address (output chain)
+    assert_eq!(from_host(&h, "203.0.113.1:8080"), "203.0.113.1");
+    // from the host to loopback: the daemon's proxy serves
+    assert!(!from_host(&h, &format!("127.0.0.1:{loopback}")).is_empty());
+    assert!(!from_host(&h, "127.0.0.1:8080").is_empty());
+    assert!(!from_host(&h, "[::1]:8080").is_empty());
+
+    // a loopback binding is for local clients only: not from another host, not even when
+    // that host routes 127/8 to us and we accept martians (route_localnet)
+    assert_eq!(from_outside(&h, &format!("203.0.113.1:{loopback}")), "");
+    h.ns.sh_ok(
+        "sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.uplink.route_localnet=1",
+    );
+    h.outside_out(
+        "ip route del local 127.0.0.0/8 dev lo table local; \
+         ip route add 127.0.0.1/32 via 203.0.113.1 dev wan",
+    );
+    assert_eq!(from_outside(&h, &format!("127.0.0.1:{loopback}")), "");
+
+    // hairpin: a container of the same network through the host's address, and the
+    // publishing container to its own port
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "peer",
+        "--network",
+        "web",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    for who in ["peer", "web"] {
+        let o = h.berth(&[
+            "exec",
+            who,
+            "socat",
+            "-T2",
+            "-",
+            "TCP:203.0.113.1:8080,connect-timeout=2",
+        ]);
+        let reply = String::from_utf8_lossy(&o.stdout);
+        assert!(!reply.trim().is_empty(), "hairpin from {who}: {o:?}");
+    }
+
+    // the real docker client shows the same
+    if let Ok(o) = std::process::Command::new("docker")
+        .arg("--version")
+        .output()
+    {
+        if o.status.success() {
+            let d = h.docker(&["port", "web"]);
+            assert_eq!(String::from_utf8_lossy(&d.stdout), h.ok(&["port", "web"]));
+            let d = h.docker(&["ps", "--format", "{{.Names}} {{.Ports}}"]);
+            assert_eq!(
+                String::from_utf8_lossy(&d.stdout),
+                h.ok(&["ps", "--format", "{{.Names}} {{.Ports}}"])
+            );
+        }
+    }
+
+    // stopped: no stale rule, connection refused
+    h.ok(&["stop", "-t", "1", "web"]);
+    assert_eq!(from_outside(&h, "203.0.113.1:8080"), "");
+    let maps = h.ns.sh_ok("nft list map inet berth ports4_any_addr");
+    assert!(!maps.contains("8080"), "{maps}");
+    assert!(h.ok(&["port", "web"]).trim().is_empty());
+}
+
+#[test]
+fn udp_ephemeral_restart_and_conflicts() {
+    need_root!();
+    let mut h = Host::with_outside();
+    h.start_daemon();
+    h.ok(&["network", "create", "--subnet", "10.42.0.0/24", "app"]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "dns",
+        "--network",
+        "app",
+        "-p",
+        "5353:53/udp",
+        "--",
+        "socat",
+        "UDP-RECVFROM:53,fork",
+        "SYSTEM:echo udp-$SOCAT_PEERADDR",
+    ]);
+    wait_listening(&h, "dns", 53);
+    let reply = h.outside_out("echo q | socat -T2 - UDP:203.0.113.1:5353");
+    assert_eq!(reply.trim(), "udp-203.0.113.2");
+    let local = h.ns.sh_ok("echo q | socat -T2 - UDP:127.0.0.1:5353");
+    assert!(local.starts_with("udp-"), "proxied UDP: {local}");
+
+    // ephemeral: from ip_local_port_range, and a new one after restart (seed 002)
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "eph",
+        "--network",
+        "app",
+        "-p",
+        "80",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let first = port_lines(&h, &["eph", "80"]);
+    let range = h.ns.sh_ok("cat /proc/sys/net/ipv4/ip_local_port_range");
+    let lo: u16 = range.split_whitespace().next().unwrap().parse().unwrap();
+    let p1: u16 = first[0].rsplit(':').next().unwrap().parse().unwrap();
+    assert!(p1 >= lo, "{p1} in {range}");
+    h.ok(&["restart", "-t", "1", "eph"]);
+    let second = port_lines(&h, &["eph", "80"]);
+    assert_ne!(first, second);
+
+    // conflicts are found before anything changes
+    let links_before = h.links();
+    let nft_before = h.ns.sh_ok("nft list table inet berth");
+    let e = h.fails(&[
+        "run",
+        "-d",
+        "--network",
+        "app",
+        "-p",
+        "5353:53/udp",
+        "--",
+        "sleep",
+        "9",
+    ]);
+    assert!(
+        e.contains("Bind for 0.0.0.0:5353 failed: port is already allocated"),
+        "{e}"
+    );
+    let mut squatter = h.ns.spawn("exec socat TCP-LISTEN:6000,reuseaddr,fork -");
+    wait_until("host process to listen", || {
+        h.ns.sh_ok("ss -ltn").contains(":6000 ")
+    });
+    let e = h.fails(&[
+        "run",
+        "-d",
+        "--network",
+        "app",
+        "-p",
+        "6000:80",
+        "--",
+        "sleep",
+        "9",
+    ]);
+    assert!(e.contains("a process on the host holds this port"), "{e}");
+    let _ = squatter.kill();
+    let _ = squatter.wait();
+    assert_eq!(h.links(), links_before);
+    assert_eq!(h.ns.sh_ok("nft list table inet berth"), nft_before);
+
+    // bad input, and drivers without an address of their own
+    let e = h.fails(&["run", "-d", "-p", "80:abc", "--", "true"]);
+    assert!(e.contains("not a valid container port"), "{e}");
+    let e = h.fails(&[
+        "run",
+        "-d",
+        "--network",
+        "host",
+        "-p",
+        "80:80",
+        "--",
+        "true",
+    ]);
+    assert!(e.contains("--network host"), "{e}");
+    let e = h.fails(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "-P",
+        "--expose",
+        "80",
+        "--",
+        "true",
+    ]);
+    assert!(e.contains("--network none"), "{e}");
+}
+
+#[test]
+fn published_ports_survive_a_daemon_crash_and_obey_the_admin_policy() {
+    need_root!();
+    let mut h = Host::with_outside();
+    h.start_daemon();
+    h.ok(&["network", "create", "--subnet", "10.43.0.0/24", "app"]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "app",
+        "-P",
+        "--expose",
+        "80",
+        "--",
+        "socat",
+        "TCP-LISTEN:80,fork,reuseaddr",
+        WHO,
+    ]);
+    wait_listening(&h, "web", 80);
+    let port = port_lines(&h, &["web", "80"])[0]
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let target = format!("203.0.113.1:{port}");
+    assert_eq!(from_outside(&h, &target), "203.0.113.2");
+
+    h.kill9_daemon();
+    assert_eq!(
+        from_outside(&h, &target),
+        "203.0.113.2",
+        "kernel path without a daemon"
+    );
+    h.start_daemon();
+    assert_eq!(from_outside(&h, &target), "203.0.113.2");
+    assert!(
+        !from_host(&h, &format!("127.0.0.1:{port}")).is_empty(),
+        "proxy is back"
+    );
+    assert_eq!(port_lines(&h, &["web", "80"])[0], format!("0.0.0.0:{port}"));
+
+    // the admin's policy table comes before berth's DNAT
+    h.ns.sh_ok(&format!(
+        "nft add element inet berth_policy deny4 '{{ 203.0.113.2 . tcp . {port} }}'"
+    ));
+    assert_eq!(from_outside(&h, &target), "");
+    h.ns.sh_ok(&format!(
+        "nft delete element inet berth_policy deny4 '{{ 203.0.113.2 . tcp . {port} }}'; \
+         nft add element inet berth_policy restricted '{{ tcp . {port} }}'"
+    ));
+    assert_eq!(from_outside(&h, &target), "", "restricted, not allowed");
+    h.ns.sh_ok(&format!(
+        "nft add element inet berth_policy allow4 '{{ 203.0.113.0/24 . tcp . {port} }}'"
+    ));
+    assert_eq!(from_outside(&h, &target), "203.0.113.2");
+    // a daemon restart leaves the admin's elements alone
+    h.kill9_daemon();
+    h.start_daemon();
+    let pol = h.ns.sh_ok("nft list table inet berth_policy");
+    assert!(pol.contains("203.0.113.0/24 . tcp"), "{pol}");
+}
