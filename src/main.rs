@@ -29,6 +29,7 @@ fn daemon(args: DaemonArgs, socket: std::path::PathBuf) -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("the daemon manages network namespaces, links and nftables: run it as root");
     }
+    raise_nofile();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -60,4 +61,21 @@ fn daemon(args: DaemonArgs, socket: std::path::PathBuf) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&socket);
         Ok(())
     })
+}
+
+/// Every published port holds a socket (two with IPv6), and every running container a
+/// pidfd and a netlink socket: 10 000 published ports need more than the usual 1024
+/// descriptors. Raised as dockerd does, to the kernel's maximum (capped at 2^20).
+fn raise_nofile() {
+    let max = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(1 << 20)
+        .min(1 << 20);
+    let res = nix::sys::resource::Resource::RLIMIT_NOFILE;
+    if nix::sys::resource::setrlimit(res, max, max).is_err() {
+        if let Ok((_, hard)) = nix::sys::resource::getrlimit(res) {
+            let _ = nix::sys::resource::setrlimit(res, hard, hard);
+        }
+    }
 }

@@ -29,7 +29,30 @@ pub const UDP_IDLE: Duration = Duration::from_secs(90);
 /// Upper bound on concurrent UDP flows per binding, so a flood of source addresses cannot
 /// exhaust the daemon's descriptors.
 pub const UDP_MAX_FLOWS: usize = 4096;
+/// A direction moves to `splice` once it has carried this much: short exchanges (one
+/// request, one answer) are cheaper with a plain read/write than with a pipe pair to make.
+const SPLICE_AFTER: usize = 256 << 10;
 const SPLICE_CHUNK: usize = 1 << 20;
+const COPY_BUF: usize = 16 << 10;
+
+/// The proxy's own runtime: one thread, so a connection's two directions and its accept
+/// never hand work to another thread (cheaper per connection than the daemon's shared,
+/// work-stealing runtime), and API requests never wait behind a busy proxy.
+fn runtime() -> &'static tokio::runtime::Handle {
+    static RT: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("proxy runtime");
+        let handle = rt.handle().clone();
+        std::thread::Builder::new()
+            .name("berth-proxy".into())
+            .spawn(move || rt.block_on(std::future::pending::<()>()))
+            .expect("proxy thread");
+        handle
+    })
+}
 
 /// A bound (not yet serving) host port.
 pub enum Held {
@@ -75,15 +98,21 @@ pub fn serve(
     held: Held,
     target: watch::Receiver<Option<SocketAddr>>,
 ) -> io::Result<Option<tokio::task::JoinHandle<()>>> {
+    let rt = runtime();
+    // Registered with the proxy runtime's reactor, so converted inside it.
     Ok(match held {
-        Held::Tcp(l) => {
-            let l = TcpListener::from_std(l)?;
-            Some(tokio::spawn(serve_tcp(l, target)))
-        }
-        Held::Udp(u) => {
-            let u = UdpSocket::from_std(u)?;
-            Some(tokio::spawn(serve_udp(Arc::new(u), target)))
-        }
+        Held::Tcp(l) => Some(rt.spawn(async move {
+            match TcpListener::from_std(l) {
+                Ok(l) => serve_tcp(l, target).await,
+                Err(e) => tracing::warn!("proxy listener: {e}"),
+            }
+        })),
+        Held::Udp(u) => Some(rt.spawn(async move {
+            match UdpSocket::from_std(u) {
+                Ok(u) => serve_udp(Arc::new(u), target).await,
+                Err(e) => tracing::warn!("proxy socket: {e}"),
+            }
+        })),
         Held::None => None,
     })
 }
@@ -154,8 +183,43 @@ fn splice(from: i32, to: i32, len: usize) -> io::Result<usize> {
 }
 
 async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<()> {
-    let (pr, pw) = pipe()?;
     let res = async {
+        // Plain copies first; bulk transfers go on with splice.
+        let mut buf = vec![0u8; COPY_BUF];
+        let mut carried = 0;
+        while carried < SPLICE_AFTER {
+            let n = from
+                .async_io(Interest::READABLE, || {
+                    let n =
+                        unsafe { libc::read(from.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                    if n < 0 {
+                        Err(io::Error::last_os_error())
+                    } else {
+                        Ok(n as usize)
+                    }
+                })
+                .await?;
+            if n == 0 {
+                return Ok(());
+            }
+            let mut off = 0;
+            while off < n {
+                off += to
+                    .async_io(Interest::WRITABLE, || {
+                        let w = unsafe {
+                            libc::write(to.as_raw_fd(), buf[off..n].as_ptr().cast(), n - off)
+                        };
+                        if w < 0 {
+                            Err(io::Error::last_os_error())
+                        } else {
+                            Ok(w as usize)
+                        }
+                    })
+                    .await?;
+            }
+            carried += n;
+        }
+        let (pr, pw) = pipe()?;
         loop {
             let n = from
                 .async_io(Interest::READABLE, || {

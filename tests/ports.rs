@@ -388,3 +388,54 @@ fn published_ports_survive_a_daemon_crash_and_obey_the_admin_policy() {
     let pol = h.ns.sh_ok("nft list table inet berth_policy");
     assert!(pol.contains("203.0.113.0/24 . tcp"), "{pol}");
 }
+
+#[test]
+fn userland_proxy_always_serves_everything_with_half_close() {
+    need_root!();
+    let mut h = Host::with_outside();
+    h.start_daemon_with(&["--userland-proxy", "always"]);
+    h.ok(&["network", "create", "--subnet", "10.44.0.0/24", "app"]);
+    // reads until the client's half-close, then answers: the half-close must cross the proxy
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "wc",
+        "--network",
+        "app",
+        "-p",
+        "8080:80",
+        "--",
+        "socat",
+        "TCP-LISTEN:80,fork,reuseaddr",
+        "SYSTEM:wc -c",
+    ]);
+    wait_listening(&h, "wc", 80);
+    let maps = h.ns.sh_ok("nft list map inet berth ports4_any_addr");
+    assert!(
+        !maps.contains("8080"),
+        "no kernel path in this mode: {maps}"
+    );
+    // 300 KB: past the proxy's switch from copying to splice
+    let n = h.outside_out(
+        "head -c 300000 /dev/zero | socat -T5 - TCP:203.0.113.1:8080,connect-timeout=2",
+    );
+    assert_eq!(n.trim(), "300000");
+    // behind the proxy the container sees the gateway, not the client (docs/ports.md)
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "who",
+        "--network",
+        "app",
+        "-p",
+        "8081:80",
+        "--",
+        "socat",
+        "TCP-LISTEN:80,fork,reuseaddr",
+        WHO,
+    ]);
+    wait_listening(&h, "who", 80);
+    assert_eq!(from_outside(&h, "203.0.113.1:8081"), "10.44.0.1");
+}

@@ -43,26 +43,42 @@ impl Drop for Holder {
 }
 
 /// Taking ports for one container: the other containers' bindings first, then a real
-/// socket (which finds ports held by host processes).
-struct Taker<'a> {
-    held: &'a HashMap<PortKey, Holder>,
+/// socket (which finds ports held by host processes). Bindings are indexed by protocol and
+/// port, so a container publishing 10 000 ports checks each against the few addresses
+/// already on that port, not against every binding.
+struct Taker {
+    by_port: HashMap<(Proto, u16), Vec<IpAddr>>,
     new: Vec<(PortKey, Held)>,
     bind_error: Option<(PortKey, std::io::Error)>,
 }
 
-impl Claims for Taker<'_> {
+impl Taker {
+    fn new(held: &HashMap<PortKey, Holder>) -> Taker {
+        let mut by_port: HashMap<(Proto, u16), Vec<IpAddr>> = HashMap::new();
+        for (proto, ip, port) in held.keys() {
+            by_port.entry((*proto, *port)).or_default().push(*ip);
+        }
+        Taker {
+            by_port,
+            new: vec![],
+            bind_error: None,
+        }
+    }
+}
+
+impl Claims for Taker {
     fn take(&mut self, proto: Proto, ip: IpAddr, port: u16) -> bool {
         let key = (proto, ip, port);
-        if self
-            .held
-            .keys()
-            .chain(self.new.iter().map(|(k, _)| k))
-            .any(|k| conflicts(*k, key))
+        let same_port = self.by_port.entry((proto, port)).or_default();
+        if same_port
+            .iter()
+            .any(|other| conflicts((proto, *other, port), key))
         {
             return false;
         }
         match proxy::bind(proto, ip, port) {
             Ok(h) => {
+                same_port.push(ip);
                 self.new.push((key, h));
                 true
             }
@@ -74,6 +90,9 @@ impl Claims for Taker<'_> {
     }
 
     fn give_back(&mut self, proto: Proto, ip: IpAddr, port: u16) {
+        if let Some(v) = self.by_port.get_mut(&(proto, port)) {
+            v.retain(|i| *i != ip);
+        }
         self.new.retain(|(k, _)| *k != (proto, ip, port));
     }
 }
@@ -202,11 +221,7 @@ impl Daemon {
             });
         }
         let range = self.opts.port_range.unwrap_or_else(ephemeral_range);
-        let mut taker = Taker {
-            held: &st.ports,
-            new: vec![],
-            bind_error: None,
-        };
+        let mut taker = Taker::new(&st.ports);
         let mut cursor = st.port_cursor;
         let res = plan(&reqs, range, &mut cursor, host_has_ipv6(), &mut taker);
         match res {
@@ -225,10 +240,14 @@ impl Daemon {
                 ) = (&e, &taker.bind_error)
                 {
                     if bport == port && (bip == ip || ip.is_unspecified()) {
-                        return Err(Error::Conflict(format!(
-                            "Bind for {} failed: {be} (a process on the host holds this port; pick another host port or stop that process)",
-                            SocketAddr::new(*bip, *bport)
-                        )));
+                        let addr = SocketAddr::new(*bip, *bport);
+                        return Err(if be.kind() == std::io::ErrorKind::AddrInUse {
+                            Error::Conflict(format!(
+                                "Bind for {addr} failed: {be} (a process on the host holds this port; pick another host port or stop that process)"
+                            ))
+                        } else {
+                            Error::Internal(format!("cannot hold host port {addr}: {be}"))
+                        });
                     }
                 }
                 Err(port_error(e))
@@ -239,12 +258,13 @@ impl Daemon {
     /// Starts serving taken ports (the kernel elements were added before the container
     /// started): the proxy tasks begin, the ports become the container's.
     pub(crate) fn serve_ports(&self, st: &mut Inner, c: &Container, taken: Taken) {
+        let by_key: HashMap<PortKey, &Published> = c
+            .ports
+            .iter()
+            .map(|p| ((p.container.proto, p.host_ip, p.host_port), p))
+            .collect();
         for (key, held) in taken.held {
-            let published = c
-                .ports
-                .iter()
-                .find(|p| (p.container.proto, p.host_ip, p.host_port) == key);
-            let target = published.and_then(|p| target_of(c, p));
+            let target = by_key.get(&key).and_then(|p| target_of(c, p));
             let (tx, rx) = watch::channel(target);
             let task = match proxy::serve(held, rx) {
                 Ok(t) => t,

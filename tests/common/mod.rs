@@ -196,6 +196,11 @@ impl Host {
     }
 
     pub fn start_daemon(&mut self) {
+        self.start_daemon_with(&[]);
+    }
+
+    /// The daemon with extra flags (e.g. `--userland-proxy always`).
+    pub fn start_daemon_with(&mut self, extra: &[&str]) {
         let d = self.dir.path();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -213,6 +218,7 @@ impl Host {
             .arg(d.join("resolv.conf"))
             .arg("-H")
             .arg(format!("unix://{}", self.socket().display()))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
