@@ -118,10 +118,12 @@ cp "$W/dockerd.log" "$OUT/dockerd.log" 2>/dev/null
 # ---------------------------------------------------------------- hyperfine
 Bc run --rm --network bench -- true || { echo "berth run --rm failed"; exit 1; }
 cmds=(-n "berth none" "$BERTH -H unix://$BSOCK run --rm --network none -- true"
-      -n "berth bridge" "$BERTH -H unix://$BSOCK run --rm --network bench -- true")
+      -n "berth bridge" "$BERTH -H unix://$BSOCK run --rm --network bench -- true"
+      -n "berth bridge -p 80" "$BERTH -H unix://$BSOCK run --rm --network bench -p 80 -- true")
 if [ $DOCKER_OK = 1 ]; then
   cmds+=(-n "docker none" "$DOCKER -H unix://$DSOCK run --rm --network none bx/busybox true"
-         -n "docker bridge" "$DOCKER -H unix://$DSOCK run --rm --network dev bx/busybox true")
+         -n "docker bridge" "$DOCKER -H unix://$DSOCK run --rm --network dev bx/busybox true"
+         -n "docker bridge -p 80" "$DOCKER -H unix://$DSOCK run --rm --network dev -p 80 bx/busybox true")
 fi
 timeout 1200 hyperfine -N --runs "$RUNS" --warmup 2 --export-json "$OUT/run_cmd.hyperfine.json" \
   "${cmds[@]}" 2>&1 | tee "$OUT/run_cmd.hyperfine.txt"

@@ -91,17 +91,20 @@ def main():
         res = rc.get("results", {})
         bn = res.get("berth none", {}).get("median_ms")
         bb = res.get("berth bridge", {}).get("median_ms")
-        for name, base in (("berth none", bn), ("berth bridge", bb),
-                           ("docker none", bn), ("docker bridge", bb)):
+        bp = res.get("berth bridge -p 80", {}).get("median_ms")
+        for name, base in (("berth none", bn), ("berth bridge", bb), ("berth bridge -p 80", bp),
+                           ("docker none", bn), ("docker bridge", bb),
+                           ("docker bridge -p 80", bp)):
             r = res.get(name)
             if not r:
                 continue
-            tool = (f"berth run --rm --network {'none' if 'none' in name else 'bench'} -- true"
+            net = "none" if "none" in name else ("bench" if name.startswith("berth") else "dev")
+            pub = " -p 80" if name.endswith("-p 80") else ""
+            tool = (f"berth run --rm --network {net}{pub} -- true"
                     if name.startswith("berth") else
-                    f"docker 20.10 run --rm --network {'none' if 'none' in name else 'dev'} "
-                    f"bx/busybox true")
+                    f"docker 20.10 run --rm --network {net}{pub} bx/busybox true")
             rows.append([f"run --rm true (hyperfine, {rc.get('runs')} runs)", "-", tool,
-                         "none", num(r["median_ms"]), "-",
+                         "1 published" if pub else "none", num(r["median_ms"]), "-",
                          "1.0×" if name.startswith("berth") else ratio(r["median_ms"], base),
                          "-"])
     w = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(hdr)]
