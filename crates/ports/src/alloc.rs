@@ -24,18 +24,7 @@ impl BindingRequest {
     /// "9000-9100").
     pub fn parse(container: PortProto, host_ip: &str, host_port: &str) -> Result<Self, PortError> {
         let whole = format!("{host_ip}:{host_port}:{container}");
-        let ip = if host_ip.is_empty() {
-            None
-        } else {
-            let bare = host_ip
-                .strip_prefix('[')
-                .and_then(|i| i.strip_suffix(']'))
-                .unwrap_or(host_ip);
-            Some(bare.parse().map_err(|_| PortError::Spec {
-                spec: whole.clone(),
-                reason: format!("\"{host_ip}\" is not an IP address"),
-            })?)
-        };
+        let ip = crate::spec::host_ip(host_ip, &whole)?;
         let ports = if host_port.is_empty() {
             None
         } else {

@@ -143,6 +143,20 @@ fn spec_err(spec: &str, reason: impl Into<String>) -> PortError {
     }
 }
 
+/// A host address as docker takes it: empty for "all", brackets around IPv6 optional.
+pub(crate) fn host_ip(ip: &str, whole: &str) -> Result<Option<IpAddr>, PortError> {
+    if ip.is_empty() {
+        return Ok(None);
+    }
+    let bare = ip
+        .strip_prefix('[')
+        .and_then(|i| i.strip_suffix(']'))
+        .unwrap_or(ip);
+    bare.parse()
+        .map(Some)
+        .map_err(|_| spec_err(whole, format!("\"{ip}\" is not an IP address")))
+}
+
 fn port(s: &str, whole: &str, what: &str) -> Result<u16, PortError> {
     match s.parse::<u16>() {
         Ok(p) if p > 0 && s.bytes().all(|b| b.is_ascii_digit()) => Ok(p),
@@ -194,18 +208,7 @@ impl FromStr for PublishSpec {
         } else {
             Some(PortRange::parse(host, s, "host port")?)
         };
-        let host_ip = if ip.is_empty() {
-            None
-        } else {
-            let bare = ip
-                .strip_prefix('[')
-                .and_then(|i| i.strip_suffix(']'))
-                .unwrap_or(ip);
-            Some(
-                bare.parse::<IpAddr>()
-                    .map_err(|_| spec_err(s, format!("\"{ip}\" is not an IP address")))?,
-            )
-        };
+        let host_ip = host_ip(ip, s)?;
         if let Some(h) = host_ports {
             if h.len() != container.len() && container.len() != 1 {
                 return Err(PortError::RangeMismatch {
