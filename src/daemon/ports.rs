@@ -206,8 +206,11 @@ pub fn ephemeral_range() -> PortRange {
         })
 }
 
+/// Whether `::` bindings go with 0.0.0.0 ones (as Docker does when the host has IPv6);
+/// probed once.
 fn host_has_ipv6() -> bool {
-    std::net::TcpListener::bind("[::1]:0").is_ok()
+    static V6: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *V6.get_or_init(|| std::net::TcpListener::bind("[::1]:0").is_ok())
 }
 
 impl Daemon {
