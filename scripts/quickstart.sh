@@ -49,9 +49,17 @@ run run --rm --network container:joined1 -- socat - TCP:127.0.0.1:3333
 run run -d --name default1 -- sleep 600
 run inspect --format '{{ .NetworkSettings.IPAddress }}' default1
 run network connect dev default1
+# published ports (seeds 001 and 002): a fixed port, and an ephemeral one on loopback only
+run run -d --name pg -p 8080:80 -p 127.0.0.1::5432 -- socat TCP-LISTEN:80,fork,reuseaddr SYSTEM:'echo hello through a published port'
+sleep 0.3
+run port pg
+printf '\n\033[1m$ curl-like client on the demo host: socat - TCP:127.0.0.1:8080\033[0m\n'
+nsenter -t "$NS" -n -- socat -T2 - TCP:127.0.0.1:8080 </dev/null
+run restart -t 1 pg
+run port pg 5432
 run ps
 run network inspect --format '{{range .Containers}}{{.Name}} {{.IPv4Address}}{{"\n"}}{{end}}' dev
-run rm -f es web joined1 default1
+run rm -f es web joined1 default1 pg
 run network prune -f
 run network ls
 printf '\nThe same daemon answers the docker CLI: DOCKER_HOST=%s docker network ls\n' "$BERTH_HOST"
