@@ -131,7 +131,8 @@ fn every_publish_form_with_real_clients() {
     assert_eq!(from_outside(&h, "203.0.113.1:8081"), "203.0.113.2");
     assert_eq!(from_outside(&h, "203.0.113.1:7000"), "203.0.113.2");
     // IPv6, kernel path, source preserved
-    // (the first IPv6 exchange may wait for neighbour discovery on the outside link)
+    // The first IPv6 exchange after the network is made fails about one time in three (a 2 s
+    // connect timeout, then it works); not explained yet, see docs/ports.md "Limits".
     let mut v6 = String::new();
     wait_until("IPv6 through the published port", || {
         v6 = from_outside(&h, "[2001:db8::1]:8080");
