@@ -273,6 +273,114 @@ impl Netlink {
         }
     }
 
+    /// The transparent proxy's return path: packets marked `mark` (answers of containers to
+    /// client addresses the proxy connected from) are delivered locally, to the proxy's
+    /// socket, instead of being forwarded to the client. Idempotent.
+    pub async fn ensure_local_delivery(&self, mark: u32, table: u32) -> Result<(), NetError> {
+        use netlink_packet_route::route::RouteType;
+        use netlink_packet_route::rule::RuleAction;
+        let ok = |r: Result<(), rtnetlink::Error>, what: &str| match r {
+            Err(e) if errno_of(&e) == libc::EEXIST => Ok(()),
+            r => r.map_err(NetError::nl(what.to_string())),
+        };
+        let lo = self.link_index("lo").await?.unwrap_or(1);
+        let r4 = self
+            .handle
+            .rule()
+            .add()
+            .v4()
+            .fw_mark(mark)
+            .table_id(table)
+            .action(RuleAction::ToTable)
+            .execute()
+            .await;
+        ok(r4, "add policy rule (IPv4)")?;
+        let r6 = self
+            .handle
+            .rule()
+            .add()
+            .v6()
+            .fw_mark(mark)
+            .table_id(table)
+            .action(RuleAction::ToTable)
+            .execute()
+            .await;
+        ok(r6, "add policy rule (IPv6)")?;
+        let m4 = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
+            .output_interface(lo)
+            .table_id(table)
+            .kind(RouteType::Local)
+            .scope(netlink_packet_route::route::RouteScope::Host)
+            .build();
+        ok(
+            self.handle.route().add(m4).execute().await,
+            "add local route (IPv4)",
+        )?;
+        let m6 = RouteMessageBuilder::<Ipv6Addr>::new()
+            .destination_prefix(Ipv6Addr::UNSPECIFIED, 0)
+            .output_interface(lo)
+            .table_id(table)
+            .kind(RouteType::Local)
+            .build();
+        ok(
+            self.handle.route().add(m6).execute().await,
+            "add local route (IPv6)",
+        )
+    }
+
+    /// Undoes `ensure_local_delivery` (a daemon restarted without `--userland-proxy always`):
+    /// the policy rules pointing at `table`, and the routes in it.
+    pub async fn remove_local_delivery(&self, table: u32) -> Result<(), NetError> {
+        use netlink_packet_route::rule::RuleAttribute;
+        for v in [rtnetlink::IpVersion::V4, rtnetlink::IpVersion::V6] {
+            let rules: Vec<_> = self
+                .handle
+                .rule()
+                .get(v)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(NetError::nl("list policy rules"))?;
+            for r in rules {
+                if r.attributes.contains(&RuleAttribute::Table(table)) {
+                    self.handle
+                        .rule()
+                        .del(r)
+                        .execute()
+                        .await
+                        .map_err(NetError::nl("delete policy rule"))?;
+                }
+            }
+        }
+        for msg in [
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        ] {
+            let routes: Vec<_> = self
+                .handle
+                .route()
+                .get(msg)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(NetError::nl("list routes"))?;
+            for r in routes {
+                let in_table = u32::from(r.header.table) == table
+                    || r.attributes.contains(&RouteAttribute::Table(table));
+                if in_table {
+                    self.handle
+                        .route()
+                        .del(r)
+                        .execute()
+                        .await
+                        .map_err(NetError::nl("delete route"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Destinations of the routes in the main tables (both families), so new networks can
     /// avoid subnets the host already reaches another way.
     pub async fn route_destinations(&self) -> Result<Vec<IpNet>, NetError> {

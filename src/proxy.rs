@@ -54,6 +54,43 @@ fn runtime() -> &'static tokio::runtime::Handle {
     })
 }
 
+/// Whether upstream connections take the client's address (`IP_TRANSPARENT`), so the
+/// container sees who connected. Set by the daemon once the return path (policy routing of
+/// `berth_firewall::PROXY_MARK`) is in place.
+static TRANSPARENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_transparent(on: bool) {
+    TRANSPARENT.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Connects to `to` on behalf of `client`: from the client's own address when transparent
+/// proxying is on and possible (same family, not a loopback client), else from the host's.
+async fn connect_upstream(client: SocketAddr, to: SocketAddr) -> io::Result<TcpStream> {
+    let transparent = TRANSPARENT.load(std::sync::atomic::Ordering::Relaxed)
+        && client.is_ipv4() == to.is_ipv4()
+        && !client.ip().is_loopback();
+    if transparent {
+        let sock = if to.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        let s2 = socket2::SockRef::from(&sock);
+        let prepared = if to.is_ipv4() {
+            s2.set_ip_transparent_v4(true)
+        } else {
+            s2.set_ip_transparent_v6(true)
+        }
+        .and_then(|_| s2.set_mark(berth_firewall::PROXY_SOCKET_MARK))
+        .and_then(|_| sock.bind(SocketAddr::new(client.ip(), 0)));
+        match prepared {
+            Ok(()) => return sock.connect(to).await,
+            Err(e) => tracing::debug!("transparent upstream from {client}: {e}; plain connect"),
+        }
+    }
+    TcpStream::connect(to).await
+}
+
 /// A bound (not yet serving) host port.
 pub enum Held {
     Tcp(std::net::TcpListener),
@@ -119,7 +156,7 @@ pub fn serve(
 
 async fn serve_tcp(l: TcpListener, target: watch::Receiver<Option<SocketAddr>>) {
     loop {
-        let (client, _) = match l.accept().await {
+        let (client, peer) = match l.accept().await {
             Ok(c) => c,
             Err(e) => {
                 // EMFILE and the like: back off instead of spinning.
@@ -133,7 +170,7 @@ async fn serve_tcp(l: TcpListener, target: watch::Receiver<Option<SocketAddr>>) 
         };
         tokio::spawn(async move {
             let _ = client.set_nodelay(true);
-            let Ok(upstream) = TcpStream::connect(to).await else {
+            let Ok(upstream) = connect_upstream(peer, to).await else {
                 return;
             };
             let _ = upstream.set_nodelay(true);

@@ -422,7 +422,7 @@ fn userland_proxy_always_serves_everything_with_half_close() {
         "head -c 300000 /dev/zero | socat -T5 - TCP:203.0.113.1:8080,connect-timeout=2",
     );
     assert_eq!(n.trim(), "300000");
-    // behind the proxy the container sees the gateway, not the client (docs/ports.md)
+    // transparent proxying: behind the proxy the container still sees the real client
     h.ok(&[
         "run",
         "-d",
@@ -438,5 +438,19 @@ fn userland_proxy_always_serves_everything_with_half_close() {
         WHO,
     ]);
     wait_listening(&h, "who", 80);
-    assert_eq!(from_outside(&h, "203.0.113.1:8081"), "10.44.0.1");
+    assert_eq!(from_outside(&h, "203.0.113.1:8081"), "203.0.113.2");
+    // a client on the host itself cannot be passed on (127.0.0.1 means nothing inside)
+    assert_eq!(from_host(&h, "127.0.0.1:8081"), "10.44.0.1");
+    // the return path is berth's own policy rule and table, gone when the mode is
+    assert!(h.ns.sh_ok("ip rule").contains("fwmark 0xb1 lookup 177"));
+    h.kill9_daemon();
+    h.start_daemon();
+    assert!(!h.ns.sh_ok("ip rule; ip -6 rule").contains("lookup 177"));
+    assert!(h
+        .ns
+        .sh_ok("ip route show table 177; ip -6 route show table 177")
+        .trim()
+        .is_empty());
+    // and the published ports still answer, through the kernel path now
+    assert_eq!(from_outside(&h, "203.0.113.1:8081"), "203.0.113.2");
 }

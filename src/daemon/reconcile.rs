@@ -13,6 +13,9 @@ use crate::model::{Driver, Status};
 use crate::netlink;
 use crate::sandbox;
 
+/// The routing table of the transparent proxy's return path (one local route).
+const PROXY_TABLE: u32 = 0xb1;
+
 fn is_hex(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit())
 }
@@ -84,6 +87,22 @@ impl Daemon {
         self.nft
             .apply(&berth_firewall::full_ruleset(&rules, &mapped)?)?;
         self.nft.ensure_policy_table()?;
+        if self.opts.userland_proxy == super::ProxyMode::Always {
+            // Remote clients reach containers through the proxy: let it connect from their
+            // address, with the return path through policy routing.
+            match self
+                .host
+                .ensure_local_delivery(berth_firewall::PROXY_MARK, PROXY_TABLE)
+                .await
+            {
+                Ok(()) => crate::proxy::set_transparent(true),
+                Err(e) => tracing::warn!(
+                    "transparent proxying off (containers will see the gateway as the client): {e}"
+                ),
+            }
+        } else if let Err(e) = self.host.remove_local_delivery(PROXY_TABLE).await {
+            tracing::warn!("removing the transparent proxy's policy rules: {e}");
+        }
 
         // Leftovers.
         let (_, ctrs) = self.snapshot().await;

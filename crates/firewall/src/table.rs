@@ -49,6 +49,16 @@ const POSTROUTING: &str = "postrouting";
 const PREROUTING: &str = "prerouting";
 const OUTPUT: &str = "output";
 const RAW_PREROUTING: &str = "raw_prerouting";
+const MARK_PREROUTING: &str = "mark_prerouting";
+const MARK_OUTPUT: &str = "mark_output";
+/// The routing mark of answers to the transparent proxy's upstream connections: policy
+/// routing delivers packets with it locally, to the proxy (see the daemon's
+/// `ensure_local_delivery`). Set from the conntrack mark in prerouting.
+pub const PROXY_MARK: u32 = 0xb1;
+/// The proxy's upstream sockets carry this mark (not `PROXY_MARK`, or their own packets would
+/// be routed back to the host); `mark_output` turns it into the connection's conntrack mark.
+pub const PROXY_SOCKET_MARK: u32 = 0xb2;
+const PRIO_MANGLE: i32 = -150;
 
 // The JSON schema only takes numeric priorities: nft's `filter` and `srcnat`.
 const PRIO_FILTER: i32 = 0;
@@ -262,6 +272,62 @@ pub(crate) fn add_chains(batch: &mut Batch<'static>) {
     }
 
     add_port_chains(batch);
+    add_mark_chains(batch);
+}
+
+fn add_mark_chains(batch: &mut Batch<'static>) {
+    let ct_mark = || {
+        Expression::Named(NamedExpression::CT(nftables::expr::CT {
+            key: "mark".into(),
+            family: None,
+            dir: None,
+        }))
+    };
+    let mark = Expression::Number(PROXY_MARK);
+    batch.add(base_chain(
+        MARK_OUTPUT,
+        NfChainType::Route,
+        NfHook::Output,
+        PRIO_MANGLE,
+    ));
+    rule(
+        batch,
+        MARK_OUTPUT,
+        "transparent proxy: its connections remember the mark",
+        [
+            Statement::Match(Match {
+                left: meta(MetaKey::Mark),
+                right: Expression::Number(PROXY_SOCKET_MARK),
+                op: Operator::EQ,
+            }),
+            Statement::Mangle(nftables::stmt::Mangle {
+                key: ct_mark(),
+                value: mark.clone(),
+            }),
+        ],
+    );
+    batch.add(base_chain(
+        MARK_PREROUTING,
+        NfChainType::Filter,
+        NfHook::Prerouting,
+        PRIO_MANGLE,
+    ));
+    rule(
+        batch,
+        MARK_PREROUTING,
+        "transparent proxy: answers go back to the proxy",
+        [
+            Statement::Match(Match {
+                left: ct_mark(),
+                right: mark,
+                op: Operator::EQ,
+            }),
+            Statement::Mangle(nftables::stmt::Mangle {
+                key: meta(MetaKey::Mark),
+                value: ct_mark(),
+            }),
+        ],
+    );
 }
 
 /// Published ports: a `dnat` through a map lookup, so the 10 000th port is one more element

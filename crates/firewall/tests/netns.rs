@@ -34,7 +34,7 @@ fn snapshot(nft: &Nft) -> Vec<(String, Vec<String>)> {
 
 /// The fixed skeleton: 6 forward/postrouting rules, hairpin (v4, v6), published-port forward accept,
 /// the loopback guard and 4 DNAT rules in each of prerouting and output.
-const RULES: usize = 18;
+const RULES: usize = 20;
 
 #[test]
 fn full_ruleset_applies_and_lists() {
@@ -97,6 +97,20 @@ fn full_ruleset_applies_and_lists() {
                 Some(NfChainType::NAT),
                 Some(NfHook::Output),
                 Some(-100),
+                accept
+            ),
+            (
+                "mark_output".into(),
+                Some(NfChainType::Route),
+                Some(NfHook::Output),
+                Some(-150),
+                accept
+            ),
+            (
+                "mark_prerouting".into(),
+                Some(NfChainType::Filter),
+                Some(NfHook::Prerouting),
+                Some(-150),
                 accept
             ),
         ]
