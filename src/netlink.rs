@@ -353,37 +353,23 @@ impl Netlink {
                 }
             }
         }
-        for msg in [
-            RouteMessageBuilder::<Ipv4Addr>::new().build(),
-            RouteMessageBuilder::<Ipv6Addr>::new().build(),
-        ] {
-            let routes: Vec<_> = self
-                .handle
-                .route()
-                .get(msg)
-                .execute()
-                .try_collect()
-                .await
-                .map_err(NetError::nl("list routes"))?;
-            for r in routes {
-                let in_table = u32::from(r.header.table) == table
-                    || r.attributes.contains(&RouteAttribute::Table(table));
-                if in_table {
-                    self.handle
-                        .route()
-                        .del(r)
-                        .execute()
-                        .await
-                        .map_err(NetError::nl("delete route"))?;
-                }
+        for r in self.all_routes().await? {
+            let in_table = u32::from(r.header.table) == table
+                || r.attributes.contains(&RouteAttribute::Table(table));
+            if in_table {
+                self.handle
+                    .route()
+                    .del(r)
+                    .execute()
+                    .await
+                    .map_err(NetError::nl("delete route"))?;
             }
         }
         Ok(())
     }
 
-    /// Destinations of the routes in the main tables (both families), so new networks can
-    /// avoid subnets the host already reaches another way.
-    pub async fn route_destinations(&self) -> Result<Vec<IpNet>, NetError> {
+    /// Every route of both families, in every table.
+    async fn all_routes(&self) -> Result<Vec<netlink_packet_route::route::RouteMessage>, NetError> {
         let mut out = Vec::new();
         for msg in [
             RouteMessageBuilder::<Ipv4Addr>::new().build(),
@@ -397,24 +383,32 @@ impl Netlink {
                 .try_collect()
                 .await
                 .map_err(NetError::nl("list routes"))?;
-            for r in routes {
-                if r.header.table != 254 && r.header.table != 0 {
-                    continue;
-                }
-                let len = r.header.destination_prefix_length;
-                if len == 0 {
-                    continue;
-                }
-                for a in &r.attributes {
-                    if let RouteAttribute::Destination(d) = a {
-                        let ip: Option<IpAddr> = match d {
-                            RouteAddress::Inet(v) => Some((*v).into()),
-                            RouteAddress::Inet6(v) => Some((*v).into()),
-                            _ => None,
-                        };
-                        if let Some(n) = ip.and_then(|ip| IpNet::new(ip, len).ok()) {
-                            out.push(n.trunc());
-                        }
+            out.extend(routes);
+        }
+        Ok(out)
+    }
+
+    /// Destinations of the routes in the main tables (both families), so new networks can
+    /// avoid subnets the host already reaches another way.
+    pub async fn route_destinations(&self) -> Result<Vec<IpNet>, NetError> {
+        let mut out = Vec::new();
+        for r in self.all_routes().await? {
+            if r.header.table != 254 && r.header.table != 0 {
+                continue;
+            }
+            let len = r.header.destination_prefix_length;
+            if len == 0 {
+                continue;
+            }
+            for a in &r.attributes {
+                if let RouteAttribute::Destination(d) = a {
+                    let ip: Option<IpAddr> = match d {
+                        RouteAddress::Inet(v) => Some((*v).into()),
+                        RouteAddress::Inet6(v) => Some((*v).into()),
+                        _ => None,
+                    };
+                    if let Some(n) = ip.and_then(|ip| IpNet::new(ip, len).ok()) {
+                        out.push(n.trunc());
                     }
                 }
             }
