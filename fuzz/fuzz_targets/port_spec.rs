@@ -19,7 +19,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = parse_expose(s);
     let _ = s.parse::<PortProto>();
     if let Some((ip, port)) = s.split_once('|') {
-        let pp = PortProto { port: 80, proto: berth_ports::Proto::Tcp };
+        let pp = PortProto {
+            port: 80,
+            proto: berth_ports::Proto::Tcp,
+        };
         let _ = BindingRequest::parse(pp, ip, port);
     }
 });
