@@ -74,11 +74,11 @@ pub(crate) fn table() -> NfListObject<'static> {
     })
 }
 
-pub(crate) fn sets() -> [NfListObject<'static>; 16] {
+pub(crate) fn sets() -> Vec<NfListObject<'static>> {
     use SetType::{Ifname, InetProto, InetService, Ipv4Addr, Ipv6Addr};
     let single = SetTypeValue::Single;
     let cat = |t: Vec<SetType>| SetTypeValue::Concatenated(t.into());
-    [
+    let mut out = vec![
         set(SET_HAIRPIN4, cat(vec![Ifname, Ipv4Addr]), true),
         set(SET_HAIRPIN6, cat(vec![Ifname, Ipv6Addr]), true),
         set(
@@ -86,46 +86,18 @@ pub(crate) fn sets() -> [NfListObject<'static>; 16] {
             cat(vec![Ipv4Addr, InetProto, InetService]),
             false,
         ),
-        map(
-            addr_map(MAP_PORTS4),
-            cat(vec![Ipv4Addr, InetProto, InetService]),
-            single(Ipv4Addr),
-        ),
-        map(
-            port_map(MAP_PORTS4),
-            cat(vec![Ipv4Addr, InetProto, InetService]),
-            single(InetService),
-        ),
-        map(
-            addr_map(MAP_PORTS4_ANY),
-            cat(vec![InetProto, InetService]),
-            single(Ipv4Addr),
-        ),
-        map(
-            port_map(MAP_PORTS4_ANY),
-            cat(vec![InetProto, InetService]),
-            single(InetService),
-        ),
-        map(
-            addr_map(MAP_PORTS6),
-            cat(vec![Ipv6Addr, InetProto, InetService]),
-            single(Ipv6Addr),
-        ),
-        map(
-            port_map(MAP_PORTS6),
-            cat(vec![Ipv6Addr, InetProto, InetService]),
-            single(InetService),
-        ),
-        map(
-            addr_map(MAP_PORTS6_ANY),
-            cat(vec![InetProto, InetService]),
-            single(Ipv6Addr),
-        ),
-        map(
-            port_map(MAP_PORTS6_ANY),
-            cat(vec![InetProto, InetService]),
-            single(InetService),
-        ),
+    ];
+    // Each kind of published port: a map to the container's address and one to its port.
+    for (base, key, addr) in [
+        (MAP_PORTS4, vec![Ipv4Addr, InetProto, InetService], Ipv4Addr),
+        (MAP_PORTS4_ANY, vec![InetProto, InetService], Ipv4Addr),
+        (MAP_PORTS6, vec![Ipv6Addr, InetProto, InetService], Ipv6Addr),
+        (MAP_PORTS6_ANY, vec![InetProto, InetService], Ipv6Addr),
+    ] {
+        out.push(map(addr_map(base), cat(key.clone()), single(addr)));
+        out.push(map(port_map(base), cat(key), single(InetService)));
+    }
+    out.extend([
         set(SET_BRIDGES, single(Ifname), false),
         set(SET_INTERNAL, single(Ifname), false),
         set(
@@ -136,7 +108,8 @@ pub(crate) fn sets() -> [NfListObject<'static>; 16] {
         // Interval sets hold whole subnets as one element each.
         set(SET_MASQ4, single(Ipv4Addr), true),
         set(SET_MASQ6, single(Ipv6Addr), true),
-    ]
+    ]);
+    out
 }
 
 pub(crate) fn addr_map(base: &str) -> &'static str {
