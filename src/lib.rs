@@ -4,11 +4,13 @@
 pub mod api;
 pub mod cli;
 pub mod daemon;
+pub mod dns;
 pub mod model;
 pub mod netlink;
 pub mod proxy;
 pub mod sandbox;
 pub mod store;
 
+pub use berth_dns as dnsindex;
 pub use berth_firewall as firewall;
 pub use berth_ipam as ipam;

@@ -41,6 +41,8 @@ fn daemon(args: DaemonArgs, socket: std::path::PathBuf) -> anyhow::Result<()> {
             resolv_conf: args.resolv_conf,
             userland_proxy: args.userland_proxy,
             port_range: args.port_range,
+            dns_host_address: args.dns_host_address.0,
+            dns_upstream_timeout: args.dns_upstream_timeout,
         };
         let d: Arc<Daemon> = Daemon::open(opts).await?;
         if let Some(parent) = socket.parent() {

@@ -118,6 +118,9 @@ pub struct ContainerConfig {
     /// `-P`: every exposed port without a binding gets an ephemeral one.
     #[serde(default)]
     pub publish_all: bool,
+    /// `--link NAME:ALIAS`: (target container name, alias).
+    #[serde(default)]
+    pub links: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,6 +190,12 @@ pub struct Container {
     /// Host ports published while running (allocated anew at every start).
     #[serde(default)]
     pub ports: Vec<berth_ports::Published>,
+    /// Legacy links on the default bridge, resolved at start: `/etc/hosts` lines
+    /// (address, names) and environment variables. Static until the next start, as in Docker.
+    #[serde(default)]
+    pub link_hosts: Vec<(IpAddr, String)>,
+    #[serde(default)]
+    pub link_env: Vec<String>,
 }
 
 impl Container {

@@ -164,7 +164,10 @@ impl Netlink {
         mtu: Option<u32>,
         addrs: &[(IpAddr, u8)],
     ) -> Result<u32, NetError> {
-        let mut b = LinkBridge::new(name);
+        // A fixed address: a bridge without one takes the lowest of its ports', so it
+        // changes when a container leaves, and every sandbox's cached neighbour entry for
+        // the gateway points nowhere until ARP gives up on it (seconds of lost traffic).
+        let mut b = LinkBridge::new(name).address(bridge_mac(name).to_vec());
         if let Some(mtu) = mtu {
             b = b.mtu(mtu);
         }
@@ -550,4 +553,17 @@ pub async fn sysctl_in(ns: &Path, file: String, value: &'static str) -> Result<(
 pub fn sysctl(key: &str, value: &str) -> Result<(), NetError> {
     let path: PathBuf = Path::new("/proc/sys").join(key.replace('.', "/"));
     std::fs::write(&path, value).map_err(NetError::io(format!("set {key}={value}")))
+}
+
+/// A locally administered unicast MAC derived from the bridge's name: stable across
+/// daemon restarts (the reconciler recreates bridges with the same address).
+pub fn bridge_mac(name: &str) -> [u8; 6] {
+    // FNV-1a: no dependency, and good enough to spread names over 46 bits.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    [(b[2] & 0xfe) | 0x02, b[3], b[4], b[5], b[6], b[7]]
 }

@@ -27,7 +27,7 @@ use crate::model::EndpointRequest;
 
 pub const UPGRADE_PROTO: &str = "berth-stdio";
 
-struct ApiError(Error);
+pub(crate) struct ApiError(Error);
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
@@ -44,7 +44,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T = axum::response::Response> = Result<T, ApiError>;
+pub(crate) type ApiResult<T = axum::response::Response> = Result<T, ApiError>;
 
 fn json_response(status: StatusCode, v: &Value) -> axum::response::Response {
     let mut body = serde_json::to_vec(v).expect("json");
@@ -118,6 +118,8 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/_ping", get(ping).head(ping))
         .route("/version", get(version))
         .route("/info", get(info))
+        .route("/events", get(super::discovery::events))
+        .route("/catalog", get(super::discovery::catalog_get))
         .route("/networks", get(network_list))
         .route("/networks/create", post(network_create))
         .route("/networks/prune", post(network_prune))
@@ -228,6 +230,7 @@ async fn info(State(d): State<Arc<Daemon>>) -> ApiResult {
         "Networks": nets.len(),
         "BerthRun": d.opts.run.display().to_string(),
         "BerthSocket": d.opts.socket.display().to_string(),
+        "BerthDNS": d.dns.host_addr().map(|a| a.to_string()).unwrap_or_default(),
         "Warnings": null,
     }))
 }
@@ -490,6 +493,7 @@ struct HostConfigJson {
     dns_search: Option<Vec<String>>,
     dns_options: Option<Vec<String>>,
     extra_hosts: Option<Vec<String>>,
+    links: Option<Vec<String>>,
     auto_remove: bool,
     port_bindings: Option<BTreeMap<String, Option<Vec<PortBindingJson>>>>,
     publish_all_ports: bool,
@@ -566,6 +570,7 @@ async fn container_create(
         dns_search: hc.dns_search.unwrap_or_default(),
         dns_options: hc.dns_options.unwrap_or_default(),
         extra_hosts: hc.extra_hosts.unwrap_or_default(),
+        links: hc.links.unwrap_or_default(),
         auto_remove: hc.auto_remove,
         labels: r.labels.unwrap_or_default(),
         network_mode: hc.network_mode.unwrap_or_default(),

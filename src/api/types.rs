@@ -382,7 +382,11 @@ pub fn container_inspect(c: &Container, nets: &[Network], p: &Paths) -> Value {
             "DnsOptions": c.config.dns_options,
             "DnsSearch": c.config.dns_search,
             "ExtraHosts": extra_hosts,
-            "Links": Value::Null,
+            "Links": if c.config.links.is_empty() {
+                Value::Null
+            } else {
+                json!(c.config.links.iter().map(|(t, a)| format!("/{t}:/{}/{a}", c.name)).collect::<Vec<_>>())
+            },
             "PublishAllPorts": c.config.publish_all,
         },
         "Config": {

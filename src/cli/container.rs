@@ -354,8 +354,24 @@ pub async fn version(c: &Client) -> Result<i32, ClientError> {
     Ok(0)
 }
 
-pub async fn info(c: &Client) -> Result<i32, ClientError> {
+#[derive(clap::Args)]
+pub struct InfoArgs {
+    /// Go template over the API's /info object (e.g. '{{.BerthDNS}}')
+    #[arg(short, long)]
+    format: Option<String>,
+}
+
+pub async fn info(c: &Client, a: InfoArgs) -> Result<i32, ClientError> {
     let v = c.get("/info").await?;
+    if a.format.is_some() {
+        return Ok(match super::output::print_objects(&[v], &a.format) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("{e}");
+                1
+            }
+        });
+    }
     println!("Server:");
     println!(" Containers: {}", v["Containers"]);
     println!("  Running: {}", v["ContainersRunning"]);
@@ -377,5 +393,12 @@ pub async fn info(c: &Client) -> Result<i32, ClientError> {
     println!(" Run Dir: {}", v["BerthRun"].as_str().unwrap_or_default());
     println!(" Socket: {}", v["BerthSocket"].as_str().unwrap_or_default());
     println!(" Name: {}", v["Name"].as_str().unwrap_or_default());
+    println!(
+        " Host DNS: {}",
+        v["BerthDNS"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("(none)")
+    );
     Ok(0)
 }

@@ -2,6 +2,7 @@
 //! presentation — every operation is a call to the daemon's API.
 
 mod container;
+mod discovery;
 mod network;
 mod output;
 mod run;
@@ -63,7 +64,11 @@ pub enum Cmd {
     /// Show the berth version information
     Version,
     /// Display system-wide information
-    Info,
+    Info(container::InfoArgs),
+    /// Get real time events from the daemon (container and network)
+    Events(discovery::EventsArgs),
+    /// The service catalog: every name with its endpoints (blocking with --index)
+    Catalog(discovery::CatalogArgs),
     /// (internal) supervise one container process
     #[command(hide = true)]
     Shim {
@@ -95,6 +100,47 @@ pub struct DaemonArgs {
     /// Ephemeral host ports, START-END (default: the kernel's ip_local_port_range)
     #[arg(long, value_parser = parse_port_range)]
     pub port_range: Option<berth_ports::PortRange>,
+    /// Where the host itself asks the embedded resolver for `NAME.NETWORK`
+    /// (`berth info` prints it); `none` to have no host listener
+    #[arg(long, default_value = "127.0.0.11:53", value_parser = parse_dns_host)]
+    pub dns_host_address: DnsListen,
+    /// How long the embedded resolver waits for one upstream resolver before trying the
+    /// next (all failing: SERVFAIL)
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub dns_upstream_timeout: std::time::Duration,
+}
+
+/// An optional listen address (`none`: no listener).
+#[derive(Debug, Clone, Copy)]
+pub struct DnsListen(pub Option<std::net::SocketAddr>);
+
+fn parse_dns_host(s: &str) -> Result<DnsListen, String> {
+    if s == "none" || s.is_empty() {
+        return Ok(DnsListen(None));
+    }
+    s.parse::<std::net::SocketAddr>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()))
+        .map(|a| DnsListen(Some(a)))
+        .map_err(|_| format!("{s:?} is not IP[:PORT] (or `none`)"))
+}
+
+/// `500ms`, `2s`, `1m` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (like 500ms, 2s, 1m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    if !(0.0..=86400.0 * 365.0).contains(&secs) {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 fn parse_port_range(s: &str) -> Result<berth_ports::PortRange, String> {
@@ -132,7 +178,9 @@ pub fn main(cli: Cli) -> i32 {
         Cmd::Rm(a) => rt.block_on(container::rm(&client, a)),
         Cmd::Wait(a) => rt.block_on(container::wait(&client, a)),
         Cmd::Version => rt.block_on(container::version(&client)),
-        Cmd::Info => rt.block_on(container::info(&client)),
+        Cmd::Info(a) => rt.block_on(container::info(&client, a)),
+        Cmd::Events(a) => rt.block_on(discovery::events(&client, a)),
+        Cmd::Catalog(a) => rt.block_on(discovery::catalog(&client, a)),
         Cmd::Daemon(_) | Cmd::Shim { .. } => unreachable!("handled in main"),
     };
     match res {

@@ -53,6 +53,9 @@ pub struct RunArgs {
     dns_option: Vec<String>,
     #[arg(long = "add-host")]
     add_host: Vec<String>,
+    /// Add a link to another container (NAME[:ALIAS])
+    #[arg(long = "link")]
+    link: Vec<String>,
     #[arg(short = 'e', long = "env")]
     env: Vec<String>,
     #[arg(short = 'w', long = "workdir")]
@@ -188,6 +191,7 @@ fn create_body(a: &RunArgs) -> Value {
             "DnsSearch": a.dns_search,
             "DnsOptions": a.dns_option,
             "ExtraHosts": a.add_host,
+            "Links": a.link,
             "AutoRemove": a.rm,
         },
         "NetworkingConfig": { "EndpointsConfig": endpoints },

@@ -34,6 +34,8 @@ pub struct ContainerCreate {
     pub dns_search: Vec<String>,
     pub dns_options: Vec<String>,
     pub extra_hosts: Vec<String>,
+    /// `HostConfig.Links`: "name:alias" (or docker's "/name:/container/alias").
+    pub links: Vec<String>,
     pub auto_remove: bool,
     pub labels: std::collections::BTreeMap<String, String>,
     pub network_mode: String,
@@ -99,6 +101,7 @@ impl Daemon {
             m => m.to_string(),
         };
         let (mode, networks) = plan_mode(&st, &mode_name, &req)?;
+        let links = super::discovery::parse_links(&st, &req.links, &mode)?;
         let extra_hosts = req
             .extra_hosts
             .iter()
@@ -172,6 +175,7 @@ impl Daemon {
                 exposed_ports,
                 port_bindings,
                 publish_all: req.publish_all,
+                links,
             },
             state: State {
                 status: Status::Created,
@@ -187,8 +191,11 @@ impl Daemon {
             },
             endpoints: vec![],
             ports: vec![],
+            link_hosts: vec![],
+            link_env: vec![],
         };
         self.commit(vec![put_container(&c)])?;
+        self.emit_container(&c, "create", &[]);
         st.containers.insert(id.clone(), c);
         Ok(id)
     }
@@ -213,9 +220,20 @@ impl Daemon {
         let mut c = st.containers[&id].clone();
         let dir = self.container_dir(&id);
         std::fs::create_dir_all(&dir)?;
+        self.dns_refresh_upstreams();
         // 1. Addresses and host ports, committed before the kernel is touched.
         let (endpoints, net_ops) = allocate_endpoints(&mut st, &c)?;
         c.endpoints = endpoints;
+        match super::discovery::resolve_links(&st, &c) {
+            Ok(l) => {
+                c.link_hosts = l.hosts;
+                c.link_env = l.env;
+            }
+            Err(e) => {
+                release_endpoints(&mut st, &c);
+                return Err(e);
+            }
+        }
         let taken = match self.take_ports(&mut st, &c) {
             Ok(t) => t,
             Err(e) => {
@@ -250,6 +268,9 @@ impl Daemon {
                 c.state.exit_code = 0;
                 c.state.error.clear();
                 self.commit(vec![put_container(&c)])?;
+                self.dns_sync(&c);
+                self.emit_connects(&st, &c, "connect");
+                self.emit_container(&c, "start", &[]);
                 st.containers.insert(id.clone(), c.clone());
                 drop(st);
                 self.watch(id, shim_pid, c.state.shim_start);
@@ -354,15 +375,7 @@ impl Daemon {
     fn write_files(&self, c: &Container, dir: &Path) -> Result<()> {
         write_hosts(c, dir)?;
         std::fs::write(dir.join("hostname"), format!("{}\n", c.config.hostname))?;
-        std::fs::write(
-            dir.join("resolv.conf"),
-            sandbox::resolv_conf(
-                &self.host_resolv(),
-                &c.config.dns,
-                &c.config.dns_search,
-                &c.config.dns_options,
-            ),
-        )?;
+        std::fs::write(dir.join("resolv.conf"), self.resolv_conf_for(c))?;
         Ok(())
     }
 
@@ -550,6 +563,8 @@ impl Daemon {
         self.release_ports(st, &c);
         c.ports.clear();
         c.endpoints.clear();
+        c.link_hosts.clear();
+        c.link_env.clear();
         c.state.status = Status::Exited;
         c.state.exit_code = code;
         c.state.finished_at = Some(Utc::now());
@@ -563,6 +578,12 @@ impl Daemon {
         }
         if let Err(e) = self.commit(ops) {
             tracing::error!(container = %c.id, "recording exit: {e}");
+        }
+        self.dns_forget(&c.id);
+        self.emit_connects(st, &before, "disconnect");
+        self.emit_container(&c, "die", &[("exitCode", code.to_string())]);
+        if remove {
+            self.emit_container(&c, "destroy", &[]);
         }
         self.undo_sandbox(&before, false).await;
         let id = c.id.clone();
@@ -638,7 +659,9 @@ impl Daemon {
             )));
         }
         sandbox::pidfd_signal(c.state.pid, c.state.pid_start, sig)
-            .map_err(|e| Error::Internal(format!("signal container {key}: {e}")))
+            .map_err(|e| Error::Internal(format!("signal container {key}: {e}")))?;
+        self.emit_container(c, "kill", &[("signal", sig.to_string())]);
+        Ok(())
     }
 
     /// SIGTERM, then SIGKILL after `timeout`.
@@ -651,6 +674,14 @@ impl Daemon {
             let _ = self.container_kill(key, libc::SIGKILL).await;
             self.container_wait(key, Some(Duration::from_secs(30)))
                 .await?;
+        }
+        let st = self.state.lock().await;
+        if let Some(c) = st
+            .container_id(key)
+            .ok()
+            .and_then(|id| st.containers.get(&id))
+        {
+            self.emit_container(c, "stop", &[]);
         }
         Ok(())
     }
@@ -684,7 +715,9 @@ impl Daemon {
             )));
         }
         self.commit(vec![Op::Delete(format!("containers/{id}"))])?;
-        st.containers.remove(&id);
+        if let Some(c) = st.containers.remove(&id) {
+            self.emit_container(&c, "destroy", &[]);
+        }
         let _ = std::fs::remove_dir_all(self.container_dir(&id));
         let _ = self.events.send(Event::Removed { id });
         Ok(())
@@ -864,6 +897,9 @@ impl Daemon {
         match res {
             Ok(()) => {
                 self.retarget_ports(&mut st, &c);
+                self.dns_sync(&c);
+                self.write_resolv(&c);
+                self.emit_network(&st.networks[&nid], "connect", Some(&c));
                 st.containers.insert(cid.clone(), c);
                 Ok(())
             }
@@ -923,10 +959,18 @@ impl Daemon {
         st.containers.insert(cid.clone(), c.clone());
         if c.is_running() {
             self.retarget_ports(&mut st, &c);
+            self.dns_sync(&c);
+        }
+        if let Some(ep) = &removed {
+            // The event names the address the container had there.
+            let mut was = c.clone();
+            was.endpoints.push(ep.clone());
+            self.emit_network(&net, "disconnect", Some(&was));
         }
         if let Some(ep) = removed {
             if c.is_running() {
                 let _ = write_hosts(&c, &self.container_dir(&cid));
+                self.write_resolv(&c);
             }
             let host = self.reaper.clone();
             let h = tokio::spawn(async move {
@@ -950,6 +994,17 @@ impl Daemon {
         )
     }
 
+    /// Rewrites a running sandbox's resolv.conf in place (its resolver addresses follow
+    /// its networks).
+    fn write_resolv(&self, c: &Container) {
+        if c.config.network_mode == NetworkMode::Networks {
+            let path = self.container_dir(&c.id).join("resolv.conf");
+            if let Err(e) = std::fs::write(&path, self.resolv_conf_for(c)) {
+                tracing::warn!(container = %c.name, "rewriting resolv.conf: {e}");
+            }
+        }
+    }
+
     pub fn log_path(&self, id: &str) -> PathBuf {
         self.container_dir(id).join(LOG_FILE)
     }
@@ -966,7 +1021,9 @@ fn write_hosts(c: &Container, dir: &Path) -> Result<()> {
     let hosts = if matches!(c.config.network_mode, NetworkMode::Host) {
         std::fs::read_to_string("/etc/hosts").unwrap_or_default()
     } else {
-        sandbox::hosts_file(&c.config.hostname, &own, &c.config.extra_hosts)
+        let mut extra = c.config.extra_hosts.clone();
+        extra.extend(c.link_hosts.iter().map(|(ip, n)| (n.clone(), *ip)));
+        sandbox::hosts_file(&c.config.hostname, &own, &extra)
     };
     std::fs::write(dir.join("hosts"), hosts)?;
     Ok(())
@@ -995,7 +1052,7 @@ fn container_env(c: &Container) -> Vec<String> {
     if c.config.tty {
         env.push("TERM=xterm".into());
     }
-    for e in &c.config.env {
+    for e in c.link_env.iter().chain(&c.config.env) {
         let key = e.split('=').next().unwrap_or_default();
         env.retain(|x| x.split('=').next() != Some(key));
         env.push(e.clone());

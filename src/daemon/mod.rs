@@ -3,7 +3,9 @@
 //! kernel and the records back when a step fails.
 
 mod containers;
+mod discovery;
 pub mod error;
+pub mod events;
 mod networks;
 mod ports;
 mod reconcile;
@@ -34,6 +36,9 @@ pub struct Options {
     pub userland_proxy: ProxyMode,
     /// Ephemeral host ports; `None`: the kernel's `ip_local_port_range`.
     pub port_range: Option<berth_ports::PortRange>,
+    /// The embedded resolver's listener for the host itself.
+    pub dns_host_address: Option<std::net::SocketAddr>,
+    pub dns_upstream_timeout: std::time::Duration,
 }
 
 #[derive(Default)]
@@ -76,6 +81,12 @@ pub struct Daemon {
     /// rebuilds them at start, before any attach), so one lookup per bridge suffices.
     bridge_index: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     pub started: DateTime<Utc>,
+    /// The embedded resolver; its index follows every attach and detach.
+    pub dns: Arc<crate::dns::Resolver>,
+    /// The public event stream and the catalog's change index.
+    pub journal: events::Journal,
+    /// The host resolv.conf's modification time when its resolvers were last read.
+    resolv_mtime: std::sync::Mutex<Option<std::time::SystemTime>>,
 }
 
 impl Daemon {
@@ -91,6 +102,14 @@ impl Daemon {
         let store = RedbStore::open(&opts.root.join("berth.db"))?;
         let host = Netlink::current()?;
         let (events, _) = broadcast::channel(4096);
+        let services = std::fs::read_to_string("/etc/services").unwrap_or_default();
+        let dns = crate::dns::Resolver::start(
+            berth_dns::Index::new(vec![], berth_dns::Services::parse(&services)),
+            crate::dns::Config {
+                upstream_timeout: opts.dns_upstream_timeout,
+                host_addr: opts.dns_host_address,
+            },
+        )?;
         let d = Arc::new(Daemon {
             opts,
             store: Arc::new(store),
@@ -103,9 +122,17 @@ impl Daemon {
             events,
             pending_detach: Default::default(),
             started: Utc::now(),
+            dns,
+            journal: Default::default(),
+            resolv_mtime: Default::default(),
         });
         d.load()?;
         d.reconcile().await?;
+        d.dns_refresh_upstreams();
+        {
+            let st = d.state.lock().await;
+            d.dns_rebuild(&st);
+        }
         Ok(d)
     }
 

@@ -280,11 +280,17 @@ impl Daemon {
             user_subnets,
         };
         self.commit(vec![put_network(&net)])?;
-        if let Err(e) = self.apply_network(&net).await {
+        let applied = match self.apply_network(&net).await {
+            Ok(()) => self.dns_add_network(&net),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = applied {
+            self.dns_remove_network(&net.id);
             self.undo_network_kernel(&net).await;
             let _ = self.commit(vec![Op::Delete(format!("networks/{}", net.id))]);
             return Err(e);
         }
+        self.emit_network(&net, "create", None);
         st.networks.insert(net.id.clone(), net.clone());
         Ok(net)
     }
@@ -354,6 +360,8 @@ impl Daemon {
         }
         self.commit(vec![Op::Delete(format!("networks/{id}"))])?;
         st.networks.remove(&id);
+        self.dns_remove_network(&id);
+        self.emit_network(&net, "destroy", None);
         drop(st);
         let errs = self.undo_network_kernel(&net).await;
         if !errs.is_empty() {
