@@ -394,6 +394,14 @@ fn garbage_idle_tcp_and_the_host_resolver() {
     // Bare names are for sandboxes only.
     let o = h.ns.sh("dig +short +time=2 +tries=1 @127.0.0.11 alpha");
     assert!(!String::from_utf8_lossy(&o.stdout).contains("10.35."));
+
+    // A daemon killed and started again answers for the containers it re-adopts.
+    h.kill9_daemon();
+    h.start_daemon();
+    assert_eq!(short(&h, "beta", "alpha"), vec![h.ip_of("alpha", "net6")]);
+    let o =
+        h.ns.sh_ok("dig +short +time=2 +tries=1 @127.0.0.11 beta.net6");
+    assert_eq!(o.trim(), h.ip_of("beta", "net6"));
 }
 
 #[test]

@@ -8,6 +8,7 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, PTR, SRV};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
+use crate::fast::{self, Fast};
 use crate::index::{Asker, Index, Member, Network, Proto, View};
 
 /// Short: a name can move to another address at any time (a restarted replica), and
@@ -29,6 +30,17 @@ pub enum Reply {
 
 /// Answers `query` from whoever `asker` is. `tcp`: no size limit (2-byte length framing).
 pub fn answer(index: &Index, asker: Asker<'_>, query: &[u8], tcp: bool) -> Reply {
+    if let (Asker::Network { network, source }, false) = (asker, tcp) {
+        let mut out = Vec::with_capacity(128);
+        if let Fast::Done = fast::answer(index, network, source, query, &mut out) {
+            return Reply::Answer(out);
+        }
+    }
+    general(index, asker, query, tcp)
+}
+
+/// Every query the fast path leaves: full decoding and encoding with hickory.
+pub(crate) fn general(index: &Index, asker: Asker<'_>, query: &[u8], tcp: bool) -> Reply {
     if query.len() < 12 || query[2] & 0x80 != 0 {
         return Reply::Drop;
     }

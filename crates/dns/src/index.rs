@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::fast::Lookup;
 use crate::services::Services;
 
 pub type NetId = Arc<str>;
@@ -416,6 +417,61 @@ impl Index {
             }
         }
         None
+    }
+
+    /// `find` for the fast path: the same search, straight from the listener and source,
+    /// without building a view.
+    pub(crate) fn lookup<'a>(&'a self, network: &str, source: IpAddr, name: &str) -> Lookup<'a> {
+        let client = self
+            .clients
+            .get(&source)
+            .and_then(|l| l.iter().find(|(n, _)| &**n == network))
+            .map(|(_, c)| c);
+        let name = client
+            .and_then(|c| c.links.iter().find(|(alias, _)| alias == name))
+            .map_or(name, |(_, target)| target.as_str());
+        let in_table = |id: &str, n: &str| self.tables.get(id).and_then(|t| t.names.get(n));
+        let visible = |id: &str| match client {
+            Some(c) => c.networks.iter().any(|n| &**n == id),
+            None => id == network,
+        };
+        let mut hit = None;
+        if visible(network) {
+            hit = in_table(network, name);
+        }
+        if hit.is_none() {
+            if let Some(c) = client {
+                hit = c
+                    .networks
+                    .iter()
+                    .filter(|n| &***n != network)
+                    .find_map(|n| in_table(n, name));
+            }
+        }
+        if hit.is_none() {
+            hit = name.match_indices('.').find_map(|(i, _)| {
+                let id = self.by_name.get(&name[i + 1..])?;
+                if !visible(id) {
+                    return None;
+                }
+                in_table(id, &name[..i])
+            });
+        }
+        if let Some(h) = hit {
+            return Lookup::Found(h);
+        }
+        let refuse = match client {
+            Some(c) => c.internal_only || c.upstreams.is_empty(),
+            None => self
+                .tables
+                .get(network)
+                .is_none_or(|t| t.meta.internal || self.upstreams.is_empty()),
+        };
+        if refuse {
+            Lookup::Refuse
+        } else {
+            Lookup::Elsewhere
+        }
     }
 
     /// The container name (and its network) holding an address on a network in view.

@@ -3,6 +3,7 @@
 //! upstream relay; everything that decides what a query gets lives here, free of I/O.
 
 mod answer;
+mod fast;
 mod index;
 mod services;
 #[cfg(test)]

@@ -472,3 +472,38 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// The fast path gives what the general path gives: same rcode, flags, question, OPT,
+    /// and the same set of addresses (order rotates per query).
+    #[test]
+    fn fast_path_agrees_with_the_general_path(
+        name in prop::sample::select(vec!["es", "ES", "es.dev", "es.prod", "www", "search", "db", "nosuch", "many", "es2", "web.dev", "a00000000000", "x.y.z"]),
+        aaaa in any::<bool>(),
+        edns in prop::option::of(0u16..5000),
+        who in 0usize..6,
+    ) {
+        let mut ix = world();
+        for i in 0..60u8 {
+            ix.upsert_sandbox(sandbox(&format!("m{i:03}"), &format!("m{i:03}"), &[("prod", &["many"], 20 + i)]));
+        }
+        let askers = [from("dev", 3), from("prod", 3), from("prod", 4), from("back", 6), from("dev", 99), from("bridge", 7)];
+        let t = if aaaa { RecordType::AAAA } else { RecordType::A };
+        let q = query_with(&format!("{name}."), t, edns);
+        let general = crate::answer::general(&ix, askers[who], &q, false);
+        let fast = answer(&ix, askers[who], &q, false);
+        match (general, fast) {
+            (Reply::Answer(g), Reply::Answer(f)) => {
+                let (g, f) = (Message::from_vec(&g).unwrap(), Message::from_vec(&f).unwrap());
+                prop_assert_eq!(g.metadata, f.metadata);
+                prop_assert_eq!(&g.queries, &f.queries);
+                prop_assert_eq!(g.edns.is_some(), f.edns.is_some());
+                prop_assert_eq!(sorted(addrs(&g)).len(), sorted(addrs(&f)).len());
+                if !g.metadata.truncation {
+                    prop_assert_eq!(sorted(addrs(&g)), sorted(addrs(&f)));
+                }
+            }
+            (g, f) => prop_assert_eq!(g, f),
+        }
+    }
+}

@@ -12,10 +12,14 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use berth_dns::{answer, error_reply, Asker, Index, NetId, Reply, ResponseCode};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::os::fd::AsRawFd;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+
+mod mmsg;
 
 /// Open TCP connections per resolver; more are closed at once (aardvark-dns's
 /// CVE-2024-8418: one idle client could block every other).
@@ -151,43 +155,75 @@ impl Resolver {
         Ok(tasks)
     }
 
+    /// Every query queued on the socket in one call, their answers in one more: under
+    /// load a wake-up serves up to `mmsg::BATCH` queries.
     async fn serve_udp(self: Arc<Self>, sock: Arc<UdpSocket>, network: Option<NetId>) {
-        let mut buf = vec![0u8; 65535];
+        let fd = sock.as_raw_fd();
+        let mut batch = mmsg::RecvBatch::default();
+        let mut out: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(mmsg::BATCH);
         loop {
-            let (n, src) = match sock.recv_from(&mut buf).await {
-                Ok(r) => r,
+            let n = match sock.try_io(Interest::READABLE, || batch.recv(fd)) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if sock.readable().await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 // ICMP errors from earlier sends surface here; the socket is fine.
                 Err(_) => continue,
             };
-            let reply = {
+            {
                 let ix = self.index.load();
-                answer(&ix, asker(&network, src), &buf[..n], false)
-            };
-            match reply {
-                Reply::Answer(b) => {
-                    let _ = sock.send_to(&b, src).await;
+                for i in 0..n {
+                    let (data, src) = batch.get(i);
+                    let Some(src) = src else { continue };
+                    let Some(q) = data else { continue };
+                    match answer(&ix, asker(&network, src), q, false) {
+                        Reply::Answer(b) => out.push((b, src)),
+                        Reply::Drop => {}
+                        Reply::Forward(ups) => self.forward_udp(q.to_vec(), ups, sock.clone(), src),
+                    }
                 }
-                Reply::Drop => {}
-                Reply::Forward(ups) => {
-                    let query = buf[..n].to_vec();
-                    let me = self.clone();
-                    let sock = sock.clone();
-                    match self.forwards.clone().try_acquire_owned() {
-                        Ok(permit) => {
-                            tokio::spawn(async move {
-                                let r = me.relay(&query, &ups, false).await;
-                                drop(permit);
-                                if let Some(r) = r {
-                                    let _ = sock.send_to(&r, src).await;
-                                }
-                            });
-                        }
-                        Err(_) => {
-                            if let Some(r) = error_reply(&query, ResponseCode::ServFail, false) {
-                                let _ = sock.send_to(&r, src).await;
-                            }
+            }
+            let mut sent = 0;
+            while sent < out.len() {
+                match sock.try_io(Interest::WRITABLE, || mmsg::send_batch(fd, &out[sent..])) {
+                    Ok(k) => sent += k.max(1),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if sock.writable().await.is_err() {
+                            return;
                         }
                     }
+                    // One unsendable answer (an address gone): skip it, keep the rest.
+                    Err(_) => sent += 1,
+                }
+            }
+            out.clear();
+        }
+    }
+
+    fn forward_udp(
+        self: &Arc<Self>,
+        query: Vec<u8>,
+        ups: Arc<[SocketAddr]>,
+        sock: Arc<UdpSocket>,
+        src: SocketAddr,
+    ) {
+        match self.forwards.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let r = me.relay(&query, &ups, false).await;
+                    drop(permit);
+                    if let Some(r) = r {
+                        let _ = sock.send_to(&r, src).await;
+                    }
+                });
+            }
+            Err(_) => {
+                if let Some(r) = error_reply(&query, ResponseCode::ServFail, false) {
+                    let _ = sock.try_send_to(&r, src);
                 }
             }
         }
