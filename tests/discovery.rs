@@ -7,6 +7,11 @@ use common::{wait_until, Host};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A long-running berth command (a follower) with its stdout piped.
+fn follow(h: &Host, args: &[&str]) -> std::process::Child {
+    berth_cmd(h, args).stdout(Stdio::piped()).spawn().unwrap()
+}
+
 fn berth_cmd(h: &Host, args: &[&str]) -> Command {
     let mut c = Command::new(common::berth_bin());
     c.arg("-H")
@@ -27,21 +32,13 @@ fn catalog_blocking_query_sees_a_new_container_at_once() {
         .parse()
         .unwrap();
     // A follower blocks on the catalog …
-    let waiter = berth_cmd(
+    let index = index.to_string();
+    let waiter = follow(
         &h,
         &[
-            "catalog",
-            "--index",
-            &index.to_string(),
-            "--wait",
-            "30s",
-            "--format",
-            "json",
+            "catalog", "--index", &index, "--wait", "30s", "--format", "json",
         ],
-    )
-    .stdout(Stdio::piped())
-    .spawn()
-    .unwrap();
+    );
     std::thread::sleep(Duration::from_millis(300));
     // … a container starts …
     h.ok(&[
@@ -70,7 +67,7 @@ fn catalog_blocking_query_sees_a_new_container_at_once() {
         "catalog answered {took:?} after run returned"
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(v["Index"].as_u64().unwrap() > index);
+    assert!(v["Index"].as_u64().unwrap() > index.parse().unwrap());
     let ip = h.ip_of("web", "app");
     let services = v["Services"].as_array().unwrap();
     for name in ["web", "www"] {
@@ -119,19 +116,11 @@ fn events_follow_containers_and_networks() {
         .stdout(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let mut nets = berth_cmd(
+    let tmpl = "{{.Action}} {{.Actor.Attributes.name}}";
+    let mut nets = follow(
         &h,
-        &[
-            "events",
-            "--filter",
-            "type=network",
-            "--format",
-            "{{.Action}} {{.Actor.Attributes.name}}",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .spawn()
-    .unwrap();
+        &["events", "--filter", "type=network", "--format", tmpl],
+    );
     std::thread::sleep(Duration::from_millis(300));
     h.ok(&["network", "create", "--subnet", "10.42.0.0/24", "app"]);
     h.ok(&[

@@ -69,6 +69,14 @@ fn status(out: &str) -> String {
         .to_string()
 }
 
+/// A container that sleeps, with these `run` flags.
+fn sleeper(h: &Host, name: &str, flags: &[&str]) {
+    let mut a = vec!["--name", name];
+    a.extend_from_slice(flags);
+    a.extend_from_slice(&["--", "sleep", "300"]);
+    run(h, &a);
+}
+
 fn run(h: &Host, args: &[&str]) {
     let mut a = vec!["run", "-d"];
     a.extend_from_slice(args);
@@ -101,38 +109,9 @@ fn names_aliases_scoping_round_robin_and_lifecycle() {
             "SYSTEM:echo es-on-dev",
         ],
     );
-    run(
-        &h,
-        &[
-            "--name",
-            "es2",
-            "--network",
-            "prod",
-            "--network-alias",
-            "es",
-            "--",
-            "sleep",
-            "300",
-        ],
-    );
-    run(
-        &h,
-        &[
-            "--name",
-            "es3",
-            "--network",
-            "prod",
-            "--network-alias",
-            "es",
-            "--",
-            "sleep",
-            "300",
-        ],
-    );
-    run(
-        &h,
-        &["--name", "web", "--network", "dev", "--", "sleep", "300"],
-    );
+    sleeper(&h, "es2", &["--network", "prod", "--network-alias", "es"]);
+    sleeper(&h, "es3", &["--network", "prod", "--network-alias", "es"]);
+    sleeper(&h, "web", &["--network", "dev"]);
     h.ok(&["network", "connect", "--alias", "www", "prod", "web"]);
     let es = h.ip_of("es", "dev");
     let (es2, es3) = (h.ip_of("es2", "prod"), h.ip_of("es3", "prod"));
@@ -198,10 +177,7 @@ fn names_aliases_scoping_round_robin_and_lifecycle() {
     assert!(short(&h, "es2", "web").is_empty());
     let rc = h.ok(&["exec", "web", "cat", "/etc/resolv.conf"]);
     assert!(!rc.contains("10.32.0.1"), "{rc}");
-    run(
-        &h,
-        &["--name", "late", "--network", "prod", "--", "sleep", "300"],
-    );
+    sleeper(&h, "late", &["--network", "prod"]);
     assert_eq!(short(&h, "es2", "late"), [h.ip_of("late", "prod")]);
     h.ok(&["rm", "-f", "late"]);
     assert!(short(&h, "es2", "late").is_empty());
@@ -211,21 +187,10 @@ fn names_aliases_scoping_round_robin_and_lifecycle() {
     // PTR, both ways of naming an SRV port.
     let rev = dig(&h, "web", &format!("+short -x {es}"));
     assert_eq!(rev.trim(), "es.dev.");
-    run(
+    sleeper(
         &h,
-        &[
-            "--name",
-            "api",
-            "--network",
-            "prod",
-            "--expose",
-            "8080",
-            "-p",
-            "53/udp",
-            "--",
-            "sleep",
-            "300",
-        ],
+        "api",
+        &["--network", "prod", "--expose", "8080", "-p", "53/udp"],
     );
     let srv = dig(&h, "es2", "+short SRV _8080._tcp.api");
     assert_eq!(srv.trim(), "0 0 8080 api.prod.");
@@ -252,37 +217,10 @@ fn forwarding_truncation_failures_and_internal_networks() {
         "10.34.0.0/24",
         "sealed",
     ]);
-    run(
-        &h,
-        &["--name", "c", "--network", "app", "--", "sleep", "300"],
-    );
-    run(
-        &h,
-        &[
-            "--name",
-            "own",
-            "--network",
-            "app",
-            "--dns",
-            "203.0.113.9",
-            "--",
-            "sleep",
-            "300",
-        ],
-    );
-    run(
-        &h,
-        &[
-            "--name",
-            "inner",
-            "--network",
-            "sealed",
-            "--",
-            "sleep",
-            "300",
-        ],
-    );
-    run(&h, &["--name", "old", "--", "sleep", "300"]);
+    sleeper(&h, "c", &["--network", "app"]);
+    sleeper(&h, "own", &["--network", "app", "--dns", "203.0.113.9"]);
+    sleeper(&h, "inner", &["--network", "sealed"]);
+    sleeper(&h, "old", &[]);
 
     // External names are forwarded: over UDP, and over TCP.
     assert_eq!(short(&h, "c", "ext.test"), ["192.0.2.7"]);
@@ -335,14 +273,8 @@ fn garbage_idle_tcp_and_the_host_resolver() {
         "fd35::/64",
         "net6",
     ]);
-    run(
-        &h,
-        &["--name", "alpha", "--network", "net6", "--", "sleep", "300"],
-    );
-    run(
-        &h,
-        &["--name", "beta", "--network", "net6", "--", "sleep", "300"],
-    );
+    sleeper(&h, "alpha", &["--network", "net6"]);
+    sleeper(&h, "beta", &["--network", "net6"]);
     let a4 = h.ip_of("alpha", "net6");
     assert_eq!(short(&h, "beta", "alpha"), [a4]);
     let aaaa = short(&h, "beta", "AAAA alpha");
@@ -410,33 +342,11 @@ fn links_hosts_and_environment() {
     let mut h = Host::new();
     h.start_daemon();
     // Legacy links on the default bridge (seed 004): /etc/hosts and docker's variables.
-    run(
+    sleeper(&h, "db", &["--expose", "5432", "-e", "POSTGRES_USER=app"]);
+    sleeper(
         &h,
-        &[
-            "--name",
-            "db",
-            "--expose",
-            "5432",
-            "-e",
-            "POSTGRES_USER=app",
-            "--",
-            "sleep",
-            "300",
-        ],
-    );
-    run(
-        &h,
-        &[
-            "--name",
-            "web",
-            "--link",
-            "db:pg",
-            "--add-host",
-            "extra.example:192.0.2.9",
-            "--",
-            "sleep",
-            "300",
-        ],
+        "web",
+        &["--link", "db:pg", "--add-host", "extra.example:192.0.2.9"],
     );
     let db = h.ip_of("db", "bridge");
     let hosts = h.ok(&["exec", "web", "cat", "/etc/hosts"]);
@@ -470,28 +380,9 @@ fn links_hosts_and_environment() {
 
     // On a user network a link is a resolver alias for the linking container only.
     h.ok(&["network", "create", "--subnet", "10.36.0.0/24", "u"]);
-    run(
-        &h,
-        &["--name", "cache", "--network", "u", "--", "sleep", "300"],
-    );
-    run(
-        &h,
-        &[
-            "--name",
-            "app",
-            "--network",
-            "u",
-            "--link",
-            "cache:kv",
-            "--",
-            "sleep",
-            "300",
-        ],
-    );
-    run(
-        &h,
-        &["--name", "other", "--network", "u", "--", "sleep", "300"],
-    );
+    sleeper(&h, "cache", &["--network", "u"]);
+    sleeper(&h, "app", &["--network", "u", "--link", "cache:kv"]);
+    sleeper(&h, "other", &["--network", "u"]);
     assert_eq!(short(&h, "app", "kv"), [h.ip_of("cache", "u")]);
     assert!(short(&h, "other", "kv").is_empty());
 
