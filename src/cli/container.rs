@@ -174,9 +174,9 @@ fn api_ports(v: &Value) -> Vec<berth_ports::ApiPort> {
 
 #[derive(clap::Args)]
 pub struct PortArgs {
-    container: String,
+    pub(crate) container: String,
     /// PRIVATE_PORT[/PROTO]
-    port: Option<String>,
+    pub(crate) port: Option<String>,
 }
 
 /// `docker port`: the container's published ports, from its inspect data.

@@ -1,6 +1,7 @@
 //! The `berth` command line: docker-compatible flags and output, no logic beyond
 //! presentation — every operation is a call to the daemon's API.
 
+mod compose;
 mod container;
 mod discovery;
 mod network;
@@ -69,6 +70,8 @@ pub enum Cmd {
     Events(discovery::EventsArgs),
     /// The service catalog: every name with its endpoints (blocking with --index)
     Catalog(discovery::CatalogArgs),
+    /// Run multi-service applications from a Compose file
+    Compose(compose::ComposeArgs),
     /// (internal) supervise one container process
     #[command(hide = true)]
     Shim {
@@ -181,6 +184,7 @@ pub fn main(cli: Cli) -> i32 {
         Cmd::Info(a) => rt.block_on(container::info(&client, a)),
         Cmd::Events(a) => rt.block_on(discovery::events(&client, a)),
         Cmd::Catalog(a) => rt.block_on(discovery::catalog(&client, a)),
+        Cmd::Compose(a) => return compose::main(&rt, &client, a),
         Cmd::Daemon(_) | Cmd::Shim { .. } => unreachable!("handled in main"),
     };
     match res {

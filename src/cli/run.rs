@@ -79,16 +79,16 @@ pub struct RunArgs {
 #[derive(clap::Args)]
 pub struct ExecArgs {
     #[arg(short, long)]
-    interactive: bool,
+    pub(crate) interactive: bool,
     #[arg(short, long)]
-    tty: bool,
+    pub(crate) tty: bool,
     #[arg(short = 'e', long = "env")]
-    env: Vec<String>,
+    pub(crate) env: Vec<String>,
     #[arg(short = 'w', long = "workdir")]
-    workdir: Option<String>,
-    container: String,
+    pub(crate) workdir: Option<String>,
+    pub(crate) container: String,
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
+    pub(crate) command: Vec<String>,
 }
 
 /// `-e NAME` takes the value from this environment, as docker does.

@@ -1,0 +1,691 @@
+//! `berth compose`: a Compose file turned into API calls, as docker compose does it — the
+//! daemon knows nothing of projects; containers and networks carry compose's labels, and
+//! every command finds its objects by them.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use berth_compose::plan::{
+    self, LABEL_HASH, LABEL_NETWORK, LABEL_NUMBER, LABEL_PROJECT, LABEL_SERVICE,
+};
+use berth_compose::{Context, Project, Source};
+use serde_json::{json, Value};
+
+use super::enc;
+use crate::api::client::{Client, ClientError};
+
+#[derive(clap::Args)]
+pub struct ComposeArgs {
+    /// Compose file(s); later ones override earlier ones (default: compose.yaml,
+    /// compose.yml, docker-compose.yml or docker-compose.yaml here, plus its override file)
+    #[arg(short = 'f', long = "file")]
+    file: Vec<PathBuf>,
+    /// Project name (default: top-level `name:`, else the project directory's name)
+    #[arg(short = 'p', long = "project-name")]
+    project: Option<String>,
+    /// Variables for interpolation (default: .env in the project directory)
+    #[arg(long)]
+    env_file: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: ComposeCmd,
+}
+
+#[derive(clap::Subcommand)]
+enum ComposeCmd {
+    /// Create and start the services' containers (and their networks)
+    Up {
+        #[arg(short, long)]
+        detach: bool,
+        /// SERVICE=N replicas (overrides deploy.replicas / scale)
+        #[arg(long)]
+        scale: Vec<String>,
+        services: Vec<String>,
+    },
+    /// Stop and remove the project's containers and networks
+    Down {
+        /// Also remove containers of services no longer in the file
+        #[arg(long)]
+        remove_orphans: bool,
+    },
+    /// List the project's containers
+    Ps,
+    /// Print the resolved file (interpolated, defaults filled in)
+    Config,
+    /// Print the public address of a port binding
+    Port {
+        service: String,
+        port: String,
+        #[arg(long, default_value_t = 1)]
+        index: u32,
+    },
+    /// Show the containers' output
+    Logs {
+        #[arg(short, long)]
+        follow: bool,
+        services: Vec<String>,
+    },
+    Stop {
+        services: Vec<String>,
+    },
+    Start {
+        services: Vec<String>,
+    },
+    Restart {
+        services: Vec<String>,
+    },
+    /// Run a command in a service's container
+    Exec {
+        #[arg(long, default_value_t = 1)]
+        index: u32,
+        #[arg(short = 'T', long = "no-TTY")]
+        no_tty: bool,
+        service: String,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+}
+
+fn usage(msg: impl Into<String>) -> ClientError {
+    ClientError::Api {
+        status: 400,
+        message: msg.into(),
+    }
+}
+
+const DEFAULT_FILES: &[&str] = &[
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yml",
+    "docker-compose.yaml",
+];
+
+/// The files, the project directory, and the loaded project with its warnings printed.
+fn load(a: &ComposeArgs) -> Result<Project, ClientError> {
+    let files: Vec<PathBuf> = if a.file.is_empty() {
+        let cwd = std::env::current_dir()?;
+        let main = DEFAULT_FILES
+            .iter()
+            .map(|f| cwd.join(f))
+            .find(|p| p.exists())
+            .ok_or_else(|| {
+                usage(format!(
+                    "no configuration file provided: not found ({} in {})",
+                    DEFAULT_FILES.join(", "),
+                    cwd.display()
+                ))
+            })?;
+        let mut v = vec![main.clone()];
+        let stem = main
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("compose");
+        for ext in ["yaml", "yml"] {
+            let o = cwd.join(format!("{stem}.override.{ext}"));
+            if o.exists() {
+                v.push(o);
+                break;
+            }
+        }
+        v
+    } else {
+        a.file.clone()
+    };
+    let dir = files[0]
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+    let env_path = a.env_file.clone().unwrap_or_else(|| dir.join(".env"));
+    let shell = |k: &str| std::env::var(k).ok();
+    let dotenv = match std::fs::read_to_string(&env_path) {
+        Ok(t) => berth_compose::parse_env_file(&t, &shell)
+            .map_err(|e| usage(format!("{}: {e}", env_path.display())))?,
+        Err(_) if a.env_file.is_none() => vec![],
+        Err(e) => return Err(usage(format!("{}: {e}", env_path.display()))),
+    };
+    // The shell's variables win over .env, as in docker compose.
+    let lookup = |k: &str| {
+        std::env::var(k).ok().or_else(|| {
+            dotenv
+                .iter()
+                .rev()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+        })
+    };
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).map_err(|e| e.to_string());
+    let mut sources = Vec::new();
+    for f in &files {
+        let text =
+            std::fs::read_to_string(f).map_err(|e| usage(format!("{}: {e}", f.display())))?;
+        sources.push(Source {
+            path: f.display().to_string(),
+            text,
+        });
+    }
+    let ctx = Context {
+        lookup: &lookup,
+        read_file: &read,
+        project_name: a.project.clone(),
+        default_name: dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("default")
+            .to_string(),
+    };
+    let loaded = berth_compose::load(&sources, &ctx).map_err(|e| usage(e.to_string()))?;
+    for w in &loaded.warnings {
+        eprintln!("WARN {w}");
+    }
+    for (name, s) in &loaded.project.services {
+        if s.healthcheck.is_some() {
+            eprintln!("WARN services.{name}.healthcheck: health checks are not carried out by berth yet; `service_healthy` waits for the start only");
+        }
+        if s.restart.as_deref().is_some_and(|r| r != "no") {
+            eprintln!(
+                "WARN services.{name}.restart: restart policies are not carried out by berth yet"
+            );
+        }
+    }
+    Ok(loaded.project)
+}
+
+/// Progress as docker compose prints it, on stderr when it is a terminal.
+struct Progress(bool);
+
+impl Progress {
+    fn new() -> Progress {
+        Progress(std::io::stderr().is_terminal())
+    }
+
+    fn line(&self, what: &str, name: &str, state: &str) {
+        if self.0 {
+            eprintln!(" \u{2714} {what} {name:<30} {state}");
+        }
+    }
+}
+
+/// The project's containers (all states), from their labels.
+async fn containers(c: &Client, project: &str) -> Result<Vec<Value>, ClientError> {
+    let f = json!({"label": [format!("{LABEL_PROJECT}={project}")]}).to_string();
+    let v = c
+        .get(&format!("/containers/json?all=1&filters={}", enc(&f)))
+        .await?;
+    Ok(v.as_array().cloned().unwrap_or_default())
+}
+
+fn label<'a>(c: &'a Value, k: &str) -> &'a str {
+    c["Labels"][k].as_str().unwrap_or_default()
+}
+
+fn cname(c: &Value) -> String {
+    c["Names"][0]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches('/')
+        .to_string()
+}
+
+fn running(c: &Value) -> bool {
+    c["State"] == "running"
+}
+
+fn grace(p: &Project, service: &str) -> String {
+    let secs = p
+        .services
+        .get(service)
+        .and_then(|s| s.stop_grace_period.as_deref())
+        .and_then(|g| super::parse_duration(g).ok())
+        .map(|d| d.as_secs())
+        .unwrap_or(10);
+    format!("?t={secs}")
+}
+
+async fn ensure_networks(c: &Client, p: &Project, prog: &Progress) -> Result<(), ClientError> {
+    for (key, n) in &p.networks {
+        let used = p.services.values().any(|s| s.networks.contains_key(key));
+        if !used {
+            continue;
+        }
+        match c.get(&format!("/networks/{}", enc(&n.name))).await {
+            Ok(_) => continue,
+            Err(ClientError::Api { status: 404, .. }) if !n.external => {}
+            Err(ClientError::Api { status: 404, .. }) => {
+                return Err(usage(format!(
+                    "network {} declared as external, but could not be found: create it with `berth network create {}`",
+                    n.name, n.name
+                )))
+            }
+            Err(e) => return Err(e),
+        }
+        let mut labels: BTreeMap<String, String> = n
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        labels.insert(LABEL_PROJECT.into(), p.name.clone());
+        labels.insert(LABEL_NETWORK.into(), key.clone());
+        let config: Vec<Value> = n
+            .ipam
+            .iter()
+            .map(|i| {
+                json!({"Subnet": i.subnet, "Gateway": i.gateway, "IPRange": i.ip_range,
+                       "AuxiliaryAddresses": i.aux_addresses})
+            })
+            .collect();
+        c.post(
+            "/networks/create",
+            Some(&json!({
+                "Name": n.name, "Driver": n.driver, "Internal": n.internal,
+                "Attachable": n.attachable, "EnableIPv6": n.enable_ipv6,
+                "IPAM": {"Driver": "default", "Config": config}, "Labels": labels,
+            })),
+        )
+        .await?;
+        prog.line("Network", &n.name, "Created");
+    }
+    Ok(())
+}
+
+/// The services to act on: those named (and what they need), or all.
+fn selected(p: &Project, names: &[String]) -> Result<Vec<String>, ClientError> {
+    for n in names {
+        if !p.services.contains_key(n) {
+            return Err(usage(format!("no such service: {n}")));
+        }
+    }
+    let order = plan::order(p).map_err(|e| usage(e.to_string()))?;
+    if names.is_empty() {
+        return Ok(order);
+    }
+    let mut want: Vec<String> = names.to_vec();
+    let mut i = 0;
+    while i < want.len() {
+        for d in plan::needs(&p.services[&want[i]]) {
+            if !want.contains(&d) {
+                want.push(d);
+            }
+        }
+        i += 1;
+    }
+    Ok(order.into_iter().filter(|s| want.contains(s)).collect())
+}
+
+async fn up(
+    c: &Client,
+    p: &Project,
+    detach: bool,
+    scale: &[String],
+    only: &[String],
+) -> Result<i32, ClientError> {
+    let mut replicas: BTreeMap<String, u32> = p
+        .services
+        .iter()
+        .map(|(k, s)| (k.clone(), s.replicas))
+        .collect();
+    for s in scale {
+        let (svc, n) = s
+            .split_once('=')
+            .and_then(|(a, b)| Some((a, b.parse::<u32>().ok()?)))
+            .ok_or_else(|| usage(format!("--scale {s:?}: use SERVICE=NUMBER")))?;
+        if !p.services.contains_key(svc) {
+            return Err(usage(format!("--scale: no such service: {svc}")));
+        }
+        replicas.insert(svc.to_string(), n);
+    }
+    let prog = Progress::new();
+    ensure_networks(c, p, &prog).await?;
+    let services = selected(p, only)?;
+    let existing = containers(c, &p.name).await?;
+    for svc in &services {
+        let hash = plan::config_hash(&p.services[svc]);
+        let want = replicas[svc];
+        let mine: Vec<&Value> = existing
+            .iter()
+            .filter(|x| label(x, LABEL_SERVICE) == svc)
+            .collect();
+        for n in 1..=want {
+            let name = plan::container_name(&p.name, svc, n);
+            let have = mine
+                .iter()
+                .find(|x| label(x, LABEL_NUMBER) == n.to_string());
+            if let Some(x) = have {
+                if label(x, LABEL_HASH) == hash {
+                    if !running(x) {
+                        c.post(&format!("/containers/{}/start", enc(&name)), None)
+                            .await?;
+                        prog.line("Container", &name, "Started");
+                    } else {
+                        prog.line("Container", &name, "Running");
+                    }
+                    continue;
+                }
+                prog.line("Container", &name, "Recreate");
+                c.post(
+                    &format!("/containers/{}/stop{}", enc(&name), grace(p, svc)),
+                    None,
+                )
+                .await?;
+                c.delete(&format!("/containers/{}?force=1", enc(&name)))
+                    .await?;
+            }
+            prog.line("Container", &name, "Creating");
+            let body = plan::create_body(p, svc, n);
+            c.post(
+                &format!("/containers/create?name={}", enc(&name)),
+                Some(&body),
+            )
+            .await?;
+            if let Err(e) = c
+                .post(&format!("/containers/{}/start", enc(&name)), None)
+                .await
+            {
+                // Nothing half-made stays behind.
+                let _ = c
+                    .delete(&format!("/containers/{}?force=1", enc(&name)))
+                    .await;
+                return Err(e);
+            }
+            prog.line("Container", &name, "Started");
+        }
+        // Scale down: the highest numbers go, the others are not touched.
+        let mut extra: Vec<&&Value> = mine
+            .iter()
+            .filter(|x| {
+                label(x, LABEL_NUMBER)
+                    .parse::<u32>()
+                    .map_or(true, |k| k > want)
+            })
+            .collect();
+        extra
+            .sort_by_key(|x| std::cmp::Reverse(label(x, LABEL_NUMBER).parse::<u32>().unwrap_or(0)));
+        for x in extra {
+            let name = cname(x);
+            c.post(
+                &format!("/containers/{}/stop{}", enc(&name), grace(p, svc)),
+                None,
+            )
+            .await?;
+            c.delete(&format!("/containers/{}?force=1", enc(&name)))
+                .await?;
+            prog.line("Container", &name, "Removed");
+        }
+    }
+    if detach {
+        return Ok(0);
+    }
+    // Attached: follow every container's output until interrupted, then stop them.
+    let names: Vec<String> = containers(c, &p.name).await?.iter().map(cname).collect();
+    let follow = logs(c, p, &names, true);
+    tokio::select! {
+        r = follow => {
+            r?;
+        }
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
+        }
+    }
+    stop_all(c, p, &[]).await?;
+    Ok(0)
+}
+
+/// Prefixed, interleaved output of several containers (`web-1  | …`).
+async fn logs(c: &Client, p: &Project, names: &[String], follow: bool) -> Result<i32, ClientError> {
+    let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
+    let mut tasks = Vec::new();
+    for n in names {
+        let short = n
+            .strip_prefix(&format!("{}-", p.name))
+            .unwrap_or(n)
+            .to_string();
+        let prefix = format!("{short:<w$} | ", w = width.saturating_sub(p.name.len() + 1));
+        let path = format!(
+            "/containers/{}/logs?stdout=1&stderr=1&follow={}",
+            enc(n),
+            follow as u8
+        );
+        tasks.push(async move {
+            let mut out = Prefixed {
+                prefix,
+                buf: Vec::new(),
+            };
+            let r = c.stream(&path, &mut out).await;
+            out.flush_rest();
+            r
+        });
+    }
+    futures::future::try_join_all(tasks).await?;
+    Ok(0)
+}
+
+struct Prefixed {
+    prefix: String,
+    buf: Vec<u8>,
+}
+
+impl Prefixed {
+    fn flush_rest(&mut self) {
+        if !self.buf.is_empty() {
+            println!("{}{}", self.prefix, String::from_utf8_lossy(&self.buf));
+            self.buf.clear();
+        }
+    }
+}
+
+impl std::io::Write for Prefixed {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        while let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=i).collect();
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{}{}",
+                self.prefix,
+                String::from_utf8_lossy(&line[..line.len() - 1])
+            )?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn stop_all(c: &Client, p: &Project, only: &[String]) -> Result<(), ClientError> {
+    let prog = Progress::new();
+    let mut list = containers(c, &p.name).await?;
+    // Dependents first: reverse start order.
+    let order = plan::order(p).unwrap_or_default();
+    list.sort_by_key(|x| {
+        std::cmp::Reverse(order.iter().position(|s| s == label(x, LABEL_SERVICE)))
+    });
+    for x in list.iter().filter(|x| running(x)) {
+        let svc = label(x, LABEL_SERVICE);
+        if !only.is_empty() && !only.iter().any(|s| s == svc) {
+            continue;
+        }
+        let name = cname(x);
+        c.post(
+            &format!("/containers/{}/stop{}", enc(&name), grace(p, svc)),
+            None,
+        )
+        .await?;
+        prog.line("Container", &name, "Stopped");
+    }
+    Ok(())
+}
+
+async fn down(c: &Client, p: &Project, remove_orphans: bool) -> Result<i32, ClientError> {
+    let prog = Progress::new();
+    let order = plan::order(p).unwrap_or_default();
+    let mut list = containers(c, &p.name).await?;
+    list.sort_by_key(|x| {
+        std::cmp::Reverse(order.iter().position(|s| s == label(x, LABEL_SERVICE)))
+    });
+    let mut orphans = Vec::new();
+    for x in &list {
+        let svc = label(x, LABEL_SERVICE);
+        let name = cname(x);
+        if !p.services.contains_key(svc) && !remove_orphans {
+            orphans.push(name);
+            continue;
+        }
+        if running(x) {
+            c.post(
+                &format!("/containers/{}/stop{}", enc(&name), grace(p, svc)),
+                None,
+            )
+            .await?;
+            prog.line("Container", &name, "Stopped");
+        }
+        c.delete(&format!("/containers/{}?force=1", enc(&name)))
+            .await?;
+        prog.line("Container", &name, "Removed");
+    }
+    if !orphans.is_empty() {
+        eprintln!(
+            "WARN Found orphan containers ({}) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.",
+            orphans.join(", ")
+        );
+    }
+    let f = json!({"label": [format!("{LABEL_PROJECT}={}", p.name)]}).to_string();
+    let nets = c.get(&format!("/networks?filters={}", enc(&f))).await?;
+    for n in nets.as_array().into_iter().flatten() {
+        let name = n["Name"].as_str().unwrap_or_default();
+        if !orphans.is_empty() {
+            // Orphans still use the networks: they stay.
+            continue;
+        }
+        c.delete(&format!("/networks/{}", enc(name))).await?;
+        prog.line("Network", name, "Removed");
+    }
+    Ok(0)
+}
+
+async fn ps(c: &Client, p: &Project) -> Result<i32, ClientError> {
+    let mut list = containers(c, &p.name).await?;
+    list.sort_by_key(cname);
+    let mut rows = vec![vec![
+        "NAME".to_string(),
+        "SERVICE".into(),
+        "STATUS".into(),
+        "PORTS".into(),
+    ]];
+    for x in &list {
+        let ports: Vec<berth_ports::ApiPort> = x["Ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|q| berth_ports::ApiPort {
+                ip: q["IP"].as_str().unwrap_or_default().to_string(),
+                private_port: q["PrivatePort"].as_u64().unwrap_or(0) as u16,
+                public_port: q["PublicPort"].as_u64().unwrap_or(0) as u16,
+                proto: q["Type"].as_str().unwrap_or_default().to_string(),
+            })
+            .collect();
+        rows.push(vec![
+            cname(x),
+            label(x, LABEL_SERVICE).to_string(),
+            x["Status"].as_str().unwrap_or_default().to_string(),
+            berth_ports::displayable_ports(&ports),
+        ]);
+    }
+    print!("{}", berth_format::tabwrite(&rows));
+    Ok(0)
+}
+
+pub fn main(rt: &tokio::runtime::Runtime, c: &Client, a: ComposeArgs) -> i32 {
+    let res = (|| -> Result<i32, ClientError> {
+        let p = load(&a)?;
+        match &a.cmd {
+            ComposeCmd::Config => {
+                let text = serde_yaml_ng::to_string(&p).map_err(|e| usage(e.to_string()))?;
+                print!("{text}");
+                Ok(0)
+            }
+            ComposeCmd::Up {
+                detach,
+                scale,
+                services,
+            } => rt.block_on(up(c, &p, *detach, scale, services)),
+            ComposeCmd::Down { remove_orphans } => rt.block_on(down(c, &p, *remove_orphans)),
+            ComposeCmd::Ps => rt.block_on(ps(c, &p)),
+            ComposeCmd::Port {
+                service,
+                port,
+                index,
+            } => rt.block_on(super::container::port(
+                c,
+                super::container::PortArgs {
+                    container: plan::container_name(&p.name, service, *index),
+                    port: Some(port.clone()),
+                },
+            )),
+            ComposeCmd::Logs { follow, services } => rt.block_on(async {
+                let names: Vec<String> = containers(c, &p.name)
+                    .await?
+                    .iter()
+                    .filter(|x| {
+                        services.is_empty() || services.iter().any(|s| s == label(x, LABEL_SERVICE))
+                    })
+                    .map(cname)
+                    .collect();
+                logs(c, &p, &names, *follow).await
+            }),
+            ComposeCmd::Stop { services } => rt.block_on(async {
+                stop_all(c, &p, services).await?;
+                Ok(0)
+            }),
+            ComposeCmd::Start { services } => rt.block_on(async {
+                for x in containers(c, &p.name).await? {
+                    let svc = label(&x, LABEL_SERVICE);
+                    if (services.is_empty() || services.iter().any(|s| s == svc)) && !running(&x) {
+                        c.post(&format!("/containers/{}/start", enc(&cname(&x))), None)
+                            .await?;
+                    }
+                }
+                Ok(0)
+            }),
+            ComposeCmd::Restart { services } => rt.block_on(async {
+                for x in containers(c, &p.name).await? {
+                    let svc = label(&x, LABEL_SERVICE);
+                    if services.is_empty() || services.iter().any(|s| s == svc) {
+                        c.post(
+                            &format!("/containers/{}/restart{}", enc(&cname(&x)), grace(&p, svc)),
+                            None,
+                        )
+                        .await?;
+                    }
+                }
+                Ok(0)
+            }),
+            ComposeCmd::Exec {
+                index,
+                no_tty,
+                service,
+                command,
+            } => {
+                let args = super::run::ExecArgs {
+                    interactive: !*no_tty && std::io::stdin().is_terminal(),
+                    tty: !*no_tty && std::io::stdin().is_terminal(),
+                    env: vec![],
+                    workdir: None,
+                    container: plan::container_name(&p.name, service, *index),
+                    command: command.clone(),
+                };
+                Ok(super::run::exec(rt, c, args))
+            }
+        }
+    })();
+    match res {
+        Ok(code) => code,
+        Err(e) => {
+            super::report(&e);
+            1
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! `berth compose` end to end: a project of host programs with replicas, two networks, a
+//! published port, DNS round robin over the replicas; idempotent `up`, scaling, `down`
+//! leaving nothing, and bad files refused with nothing created.
+
+mod common;
+use common::{wait_until, Host};
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Command;
+
+/// seed 004's shape with socat: `proxy` (front only, publishes 8080) forwards each
+/// connection to `web` by name (a new lookup per connection: DNS round robin spreads them);
+/// each `web` replica answers with its hostname; `db` lives on `back`, which the proxy is
+/// not on.
+const PROJECT: &str = r#"
+name: ${PROJECT_NAME:-shop}
+services:
+  proxy:
+    command: ["socat", "TCP-LISTEN:8080,fork,reuseaddr", "TCP:web:8000,connect-timeout=2"]
+    ports: ["${PROXY_PORT:-18080}:8080"]
+    networks: [front]
+    depends_on: [web]
+  web:
+    command: sh -c 'exec socat TCP-LISTEN:8000,fork,reuseaddr SYSTEM:"echo $$HOSTNAME $$DB_HOST"'
+    deploy: {replicas: 3}
+    environment:
+      DB_HOST: db
+    networks: [front, back]
+    expose: ["8000"]
+    depends_on: [db]
+  db:
+    command: ["socat", "TCP-LISTEN:6379,fork,reuseaddr", "SYSTEM:echo +PONG"]
+    networks:
+      back: {aliases: [redis]}
+networks:
+  front: {}
+  back:
+    internal: true
+"#;
+
+fn compose(h: &Host, dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(common::berth_bin())
+        .arg("-H")
+        .arg(format!("unix://{}", h.socket().display()))
+        .arg("compose")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn compose_ok(h: &Host, dir: &Path, args: &[&str]) -> String {
+    let o = compose(h, dir, args);
+    assert!(
+        o.status.success(),
+        "compose {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn ids(h: &Host) -> Vec<String> {
+    let mut v: Vec<String> = h
+        .ok(&["ps", "-a", "--no-trunc", "--format", "{{.Names}} {{.ID}}"])
+        .lines()
+        .map(String::from)
+        .collect();
+    v.sort();
+    v
+}
+
+fn through_proxy(h: &Host) -> String {
+    let o =
+        h.ns.sh("socat -T2 - TCP:127.0.0.1:18080,connect-timeout=2 </dev/null");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn a_project_up_scaled_and_down() {
+    need_root!();
+    let mut h = Host::new();
+    h.start_daemon();
+    let dir = h.dir.path().join("shop");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("compose.yaml"), PROJECT).unwrap();
+    std::fs::write(dir.join(".env"), "PROXY_PORT=18080\n").unwrap();
+
+    compose_ok(&h, &dir, &["up", "-d"]);
+    let names: Vec<String> = ids(&h)
+        .iter()
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "shop-db-1",
+            "shop-proxy-1",
+            "shop-web-1",
+            "shop-web-2",
+            "shop-web-3"
+        ]
+    );
+    assert!(h
+        .ok(&["network", "ls", "--format", "{{.Name}}"])
+        .contains("shop_back"));
+
+    // The seed's curl loop: every replica answers, and each knows the db by name.
+    wait_until("the proxy to answer", || !through_proxy(&h).is_empty());
+    let mut seen = HashSet::new();
+    for _ in 0..30 {
+        let r = through_proxy(&h);
+        assert!(r.ends_with(" db"), "{r}");
+        seen.insert(r.split(' ').next().unwrap().to_string());
+    }
+    assert_eq!(seen.len(), 3, "answers from {seen:?}");
+    // The service name holds all replicas; db is not reachable (nor named) from the proxy.
+    assert_eq!(
+        h.ok(&["exec", "shop-proxy-1", "dig", "+short", "web"])
+            .lines()
+            .count(),
+        3
+    );
+    assert!(h
+        .ok(&["exec", "shop-proxy-1", "dig", "+short", "db"])
+        .trim()
+        .is_empty());
+    // db's alias on back.
+    let redis = h.ok(&["exec", "shop-web-2", "dig", "+short", "redis"]);
+    assert_eq!(redis.trim(), h.ip_of("shop-db-1", "shop_back"));
+    let port = compose_ok(&h, &dir, &["port", "proxy", "8080"]);
+    assert_eq!(port.lines().next(), Some("0.0.0.0:18080"), "{port}");
+    let ps = compose_ok(&h, &dir, &["ps"]);
+    assert_eq!(ps.lines().count(), 6, "{ps}");
+    assert!(ps.contains("0.0.0.0:18080->8080/tcp"), "{ps}");
+
+    // Up again: nothing changes.
+    let before = ids(&h);
+    compose_ok(&h, &dir, &["up", "-d"]);
+    assert_eq!(ids(&h), before);
+
+    // Scale down then up: the others are not touched.
+    compose_ok(&h, &dir, &["up", "-d", "--scale", "web=1"]);
+    let after = ids(&h);
+    assert_eq!(after.len(), 3);
+    for kept in ["shop-db-1 ", "shop-proxy-1 ", "shop-web-1 "] {
+        let a = after.iter().find(|l| l.starts_with(kept)).unwrap();
+        assert!(before.contains(a), "{kept} was recreated");
+    }
+    compose_ok(&h, &dir, &["up", "-d", "--scale", "web=2"]);
+    assert_eq!(ids(&h).len(), 4);
+
+    // A changed service is recreated, the others stay.
+    std::fs::write(
+        dir.join("compose.yaml"),
+        PROJECT.replace("DB_HOST: db", "DB_HOST: redis"),
+    )
+    .unwrap();
+    let before = ids(&h);
+    compose_ok(&h, &dir, &["up", "-d"]);
+    let now = ids(&h);
+    assert!(now
+        .iter()
+        .any(|l| l.starts_with("shop-db-1 ") && before.contains(l)));
+    assert!(now
+        .iter()
+        .filter(|l| l.starts_with("shop-web-"))
+        .all(|l| !before.contains(l)));
+    wait_until("the new web replicas", || {
+        through_proxy(&h).ends_with(" redis")
+    });
+
+    // Down: nothing of the project stays.
+    compose_ok(&h, &dir, &["down"]);
+    assert!(ids(&h).is_empty());
+    let nets = h.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!nets.contains("shop_"), "{nets}");
+    assert!(
+        h.links().iter().all(|l| !l.starts_with("bv")),
+        "{:?}",
+        h.links()
+    );
+}
+
+#[test]
+fn config_warnings_and_bad_files() {
+    need_root!();
+    let mut h = Host::new();
+    h.start_daemon();
+    let dir = h.dir.path().join("proj");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("docker-compose.yml"),
+        "version: '3'\nservices:\n  app:\n    image: nginx:latest\n    volumes: [./x:/x]\n    command: [sleep, '${NAP:-300}']\n",
+    )
+    .unwrap();
+    let o = compose(&h, &dir, &["config"]);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    for k in ["`version`", "services.app.image", "services.app.volumes"] {
+        assert_eq!(err.matches(k).count(), 1, "{k}: {err}");
+    }
+    let cfg = String::from_utf8_lossy(&o.stdout);
+    assert!(cfg.contains("name: proj"), "{cfg}");
+    assert!(
+        cfg.contains("- '300'") || cfg.contains("- \"300\"") || cfg.contains("- 300"),
+        "{cfg}"
+    );
+    // The shell's variables win over .env.
+    std::fs::write(dir.join(".env"), "NAP=5\n").unwrap();
+    assert!(compose_ok(&h, &dir, &["config"]).contains('5'));
+
+    // A broken file: line and column, and nothing created.
+    std::fs::write(
+        dir.join("docker-compose.yml"),
+        "services:\n  app:\n    command: [sleep\n    ports: 80\n",
+    )
+    .unwrap();
+    let o = compose(&h, &dir, &["up", "-d"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("line ") && err.contains("column "), "{err}");
+    assert!(ids(&h).is_empty());
+    assert!(!h
+        .ok(&["network", "ls", "--format", "{{.Name}}"])
+        .contains("proj_"));
+    // A file that parses but is wrong: the key's path.
+    std::fs::write(
+        dir.join("docker-compose.yml"),
+        "services:\n  app: {command: [x], depends_on: [nope]}\n",
+    )
+    .unwrap();
+    let o = compose(&h, &dir, &["up", "-d"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("services.app.depends_on: no service \"nope\"")
+    );
+    assert!(ids(&h).is_empty());
+}
