@@ -121,6 +121,86 @@ pub struct ContainerConfig {
     /// `--link NAME:ALIAS`: (target container name, alias).
     #[serde(default)]
     pub links: Vec<(String, String)>,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    #[serde(default)]
+    pub healthcheck: Option<Healthcheck>,
+}
+
+/// `--restart`: carried out by the daemon when the container's process exits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    /// "" or "no", "always", "unless-stopped", "on-failure".
+    pub name: String,
+    /// on-failure only; 0 = no limit.
+    pub max_retries: u32,
+}
+
+impl RestartPolicy {
+    /// Docker's `--restart` syntax: `no`, `always`, `unless-stopped`, `on-failure[:N]`.
+    pub fn parse(s: &str) -> Result<RestartPolicy, String> {
+        let (name, max) = match s.split_once(':') {
+            Some((n, m)) => (n, Some(m)),
+            None => (s, None),
+        };
+        let max_retries = match (name, max) {
+            ("on-failure", Some(m)) => m.parse::<u32>().map_err(|_| {
+                format!("invalid restart policy {s:?}: the retry count must be a number")
+            })?,
+            (_, Some(_)) => {
+                return Err(format!(
+                    "invalid restart policy {s:?}: only on-failure takes a retry count"
+                ))
+            }
+            _ => 0,
+        };
+        match name {
+            "" | "no" | "always" | "unless-stopped" | "on-failure" => Ok(RestartPolicy {
+                name: if name == "no" {
+                    String::new()
+                } else {
+                    name.to_string()
+                },
+                max_retries,
+            }),
+            _ => Err(format!(
+                "invalid restart policy {s:?}: use no, always, unless-stopped or on-failure[:N]"
+            )),
+        }
+    }
+
+    pub fn is_none(&self) -> bool {
+        self.name.is_empty()
+    }
+}
+
+/// `--health-cmd` and friends (docker's `Config.Healthcheck`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Healthcheck {
+    /// `["CMD", prog, args…]` or `["CMD-SHELL", "script"]`.
+    pub test: Vec<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub retries: u32,
+    pub start_period_ms: u64,
+}
+
+/// The latest health of a container with a health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// "starting", "healthy" or "unhealthy".
+    pub status: String,
+    pub failing_streak: u32,
+    /// The last five results, oldest first.
+    pub log: Vec<HealthResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthResult {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub exit_code: i64,
+    pub output: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +236,11 @@ pub struct State {
     pub exit_code: i64,
     pub error: String,
     pub restart_count: u32,
+    /// Stopped or killed through the API: restart policies leave it alone.
+    #[serde(default)]
+    pub manually_stopped: bool,
+    #[serde(default)]
+    pub health: Option<Health>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

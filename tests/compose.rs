@@ -237,3 +237,65 @@ fn config_warnings_and_bad_files() {
     );
     assert!(ids(&h).is_empty());
 }
+
+#[test]
+fn service_healthy_orders_the_start() {
+    need_root!();
+    let mut h = Host::new();
+    h.start_daemon();
+    let dir = h.dir.path().join("ordered");
+    std::fs::create_dir_all(&dir).unwrap();
+    let flag = h.dir.path().join("db-ready");
+    std::fs::write(
+        dir.join("compose.yaml"),
+        format!(
+            "services:\n  db:\n    command: [sleep, '300']\n    healthcheck: {{test: 'test -f {}', interval: 100ms, start_period: 60s}}\n  web:\n    command: [sleep, '300']\n    restart: always\n    depends_on:\n      db: {{condition: service_healthy}}\n",
+            flag.display()
+        ),
+    )
+    .unwrap();
+    let mut up = Command::new(common::berth_bin())
+        .arg("-H")
+        .arg(format!("unix://{}", h.socket().display()))
+        .args(["compose", "up", "-d"])
+        .current_dir(&dir)
+        .spawn()
+        .unwrap();
+    wait_until("db to run", || {
+        ids(&h).iter().any(|l| l.starts_with("ordered-db-1 "))
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        !ids(&h).iter().any(|l| l.starts_with("ordered-web-1 ")),
+        "web started before db was healthy"
+    );
+    assert!(
+        up.try_wait().unwrap().is_none(),
+        "up returned before db was healthy"
+    );
+    std::fs::write(&flag, "").unwrap();
+    assert!(up.wait().unwrap().success());
+    assert!(ids(&h).iter().any(|l| l.starts_with("ordered-web-1 ")));
+    assert_eq!(
+        h.ok(&[
+            "inspect",
+            "--format",
+            "{{.State.Health.Status}} {{.HostConfig.RestartPolicy.Name}}",
+            "ordered-db-1"
+        ])
+        .trim(),
+        "healthy no"
+    );
+    assert_eq!(
+        h.ok(&[
+            "inspect",
+            "--format",
+            "{{.HostConfig.RestartPolicy.Name}}",
+            "ordered-web-1"
+        ])
+        .trim(),
+        "always"
+    );
+    compose_ok(&h, &dir, &["down"]);
+    assert!(ids(&h).is_empty());
+}

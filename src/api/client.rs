@@ -20,6 +20,9 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
     #[error("unexpected answer from the daemon: {0}")]
     Protocol(String),
+    /// A problem found on the client's side (a bad file, a bad flag).
+    #[error("{0}")]
+    Usage(String),
 }
 
 pub type Result<T> = std::result::Result<T, ClientError>;

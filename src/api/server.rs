@@ -497,6 +497,53 @@ struct HostConfigJson {
     auto_remove: bool,
     port_bindings: Option<BTreeMap<String, Option<Vec<PortBindingJson>>>>,
     publish_all_ports: bool,
+    restart_policy: Option<RestartPolicyJson>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct RestartPolicyJson {
+    name: String,
+    maximum_retry_count: u32,
+}
+
+/// docker's `Config.Healthcheck`: durations in nanoseconds, 0 = the default.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct HealthcheckJson {
+    test: Option<Vec<String>>,
+    interval: u64,
+    timeout: u64,
+    retries: u32,
+    start_period: u64,
+}
+
+fn healthcheck(h: Option<HealthcheckJson>) -> Result<Option<crate::model::Healthcheck>, Error> {
+    let Some(h) = h else { return Ok(None) };
+    let test = h.test.unwrap_or_default();
+    match test.first().map(String::as_str) {
+        None | Some("NONE") => return Ok(None),
+        Some("CMD") | Some("CMD-SHELL") if test.len() > 1 => {}
+        _ => {
+            return Err(Error::InvalidParameter(format!(
+                "invalid Healthcheck.Test {test:?}: use [\"CMD\", prog, args…], [\"CMD-SHELL\", script] or [\"NONE\"]"
+            )))
+        }
+    }
+    let ms = |ns: u64, default: u64| {
+        if ns == 0 {
+            default
+        } else {
+            (ns / 1_000_000).max(1)
+        }
+    };
+    Ok(Some(crate::model::Healthcheck {
+        test,
+        interval_ms: ms(h.interval, 30_000),
+        timeout_ms: ms(h.timeout, 30_000),
+        retries: if h.retries == 0 { 3 } else { h.retries },
+        start_period_ms: ms(h.start_period, 0),
+    }))
 }
 
 #[derive(Deserialize, Default)]
@@ -529,6 +576,7 @@ struct CreateJson {
     exposed_ports: Option<BTreeMap<String, Value>>,
     host_config: Option<HostConfigJson>,
     networking_config: Option<NetworkingConfigJson>,
+    healthcheck: Option<HealthcheckJson>,
 }
 
 #[derive(Deserialize, Default)]
@@ -571,6 +619,15 @@ async fn container_create(
         dns_options: hc.dns_options.unwrap_or_default(),
         extra_hosts: hc.extra_hosts.unwrap_or_default(),
         links: hc.links.unwrap_or_default(),
+        restart: {
+            let r = hc.restart_policy.unwrap_or_default();
+            let spec = match (r.name.as_str(), r.maximum_retry_count) {
+                ("on-failure", n) if n > 0 => format!("on-failure:{n}"),
+                (name, _) => name.to_string(),
+            };
+            crate::model::RestartPolicy::parse(&spec).map_err(Error::InvalidParameter)?
+        },
+        healthcheck: healthcheck(r.healthcheck)?,
         auto_remove: hc.auto_remove,
         labels: r.labels.unwrap_or_default(),
         network_mode: hc.network_mode.unwrap_or_default(),

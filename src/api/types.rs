@@ -301,7 +301,13 @@ pub fn status_string(c: &Container, now: DateTime<Utc>) -> String {
     }
     .unwrap_or(now);
     let d = (now - since).to_std().unwrap_or_default();
-    berth_format::container_status(c.state.status.as_str(), c.state.exit_code, d)
+    let s = berth_format::container_status(c.state.status.as_str(), c.state.exit_code, d);
+    // docker's suffix: "Up 5 seconds (healthy)", "(health: starting)".
+    match (&c.state.health, c.state.status) {
+        (Some(h), Status::Running) if h.status == "starting" => format!("{s} (health: starting)"),
+        (Some(h), Status::Running) => format!("{s} ({})", h.status),
+        _ => s,
+    }
 }
 
 pub struct Paths {
@@ -359,6 +365,7 @@ pub fn container_inspect(c: &Container, nets: &[Network], p: &Paths) -> Value {
             "Error": c.state.error,
             "StartedAt": go_time_opt(&c.state.started_at),
             "FinishedAt": go_time_opt(&c.state.finished_at),
+            "Health": health_json(c),
         },
         "Image": "",
         "ResolvConfPath": resolv,
@@ -376,7 +383,10 @@ pub fn container_inspect(c: &Container, nets: &[Network], p: &Paths) -> Value {
         "HostConfig": {
             "NetworkMode": c.config.network_mode_name,
             "PortBindings": port_bindings(c),
-            "RestartPolicy": { "Name": "no", "MaximumRetryCount": 0 },
+            "RestartPolicy": {
+                "Name": if c.config.restart.is_none() { "no" } else { c.config.restart.name.as_str() },
+                "MaximumRetryCount": c.config.restart.max_retries,
+            },
             "AutoRemove": c.config.auto_remove,
             "Dns": c.config.dns.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
             "DnsOptions": c.config.dns_options,
@@ -403,6 +413,13 @@ pub fn container_inspect(c: &Container, nets: &[Network], p: &Paths) -> Value {
             "Cmd": c.config.cmd,
             "Image": "",
             "WorkingDir": c.config.working_dir,
+            "Healthcheck": c.config.healthcheck.as_ref().map(|h| json!({
+                "Test": h.test,
+                "Interval": h.interval_ms * 1_000_000,
+                "Timeout": h.timeout_ms * 1_000_000,
+                "Retries": h.retries,
+                "StartPeriod": h.start_period_ms * 1_000_000,
+            })),
             "Entrypoint": Value::Null,
             "Labels": sorted(&c.config.labels),
             "ExposedPorts": exposed_ports(c),
@@ -428,6 +445,23 @@ pub fn container_inspect(c: &Container, nets: &[Network], p: &Paths) -> Value {
             "Networks": networks_map(c, nets),
         },
     })
+}
+
+/// docker's `State.Health` (absent without a health check).
+fn health_json(c: &Container) -> Value {
+    match &c.state.health {
+        None => Value::Null,
+        Some(h) => json!({
+            "Status": h.status,
+            "FailingStreak": h.failing_streak,
+            "Log": h.log.iter().map(|r| json!({
+                "Start": go_time_opt(&Some(r.start)),
+                "End": go_time_opt(&Some(r.end)),
+                "ExitCode": r.exit_code,
+                "Output": r.output,
+            })).collect::<Vec<_>>(),
+        }),
+    }
 }
 
 #[cfg(test)]

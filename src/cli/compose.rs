@@ -87,10 +87,7 @@ enum ComposeCmd {
 }
 
 fn usage(msg: impl Into<String>) -> ClientError {
-    ClientError::Api {
-        status: 400,
-        message: msg.into(),
-    }
+    ClientError::Usage(msg.into())
 }
 
 const DEFAULT_FILES: &[&str] = &[
@@ -178,16 +175,6 @@ fn load(a: &ComposeArgs) -> Result<Project, ClientError> {
     let loaded = berth_compose::load(&sources, &ctx).map_err(|e| usage(e.to_string()))?;
     for w in &loaded.warnings {
         eprintln!("WARN {w}");
-    }
-    for (name, s) in &loaded.project.services {
-        if s.healthcheck.is_some() {
-            eprintln!("WARN services.{name}.healthcheck: health checks are not carried out by berth yet; `service_healthy` waits for the start only");
-        }
-        if s.restart.as_deref().is_some_and(|r| r != "no") {
-            eprintln!(
-                "WARN services.{name}.restart: restart policies are not carried out by berth yet"
-            );
-        }
     }
     Ok(loaded.project)
 }
@@ -340,6 +327,9 @@ async fn up(
     let services = selected(p, only)?;
     let existing = containers(c, &p.name).await?;
     for svc in &services {
+        for (dep, cond) in &p.services[svc].depends_on {
+            wait_for(c, p, dep, *cond, replicas[dep], &prog).await?;
+        }
         let hash = plan::config_hash(&p.services[svc]);
         let want = replicas[svc];
         let mine: Vec<&Value> = existing
@@ -429,6 +419,77 @@ async fn up(
     }
     stop_all(c, p, &[]).await?;
     Ok(0)
+}
+
+/// How long `up` waits for a dependency's condition before giving up.
+const DEPENDENCY_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Waits until every replica of `dep` meets the condition (healthy, or exited 0).
+async fn wait_for(
+    c: &Client,
+    p: &Project,
+    dep: &str,
+    cond: berth_compose::model::Condition,
+    replicas: u32,
+    prog: &Progress,
+) -> Result<(), ClientError> {
+    use berth_compose::model::Condition;
+    if cond == Condition::ServiceStarted {
+        return Ok(());
+    }
+    if cond == Condition::ServiceHealthy && p.services[dep].healthcheck.is_none() {
+        return Err(usage(format!(
+            "dependency failed to start: service {dep} has no healthcheck configured (needed by condition: service_healthy)"
+        )));
+    }
+    let deadline = std::time::Instant::now() + DEPENDENCY_WAIT;
+    for n in 1..=replicas {
+        let name = plan::container_name(&p.name, dep, n);
+        prog.line("Container", &name, "Waiting");
+        loop {
+            let v = c.get(&format!("/containers/{}/json", enc(&name))).await?;
+            let state = &v["State"];
+            let done = match cond {
+                Condition::ServiceHealthy => {
+                    if state["Health"]["Status"] == "unhealthy" {
+                        return Err(usage(format!(
+                            "dependency failed to start: container {name} is unhealthy"
+                        )));
+                    }
+                    state["Health"]["Status"] == "healthy"
+                }
+                _ => {
+                    if state["Running"] == false && state["ExitCode"] != 0 {
+                        return Err(usage(format!(
+                            "service {dep} didn't complete successfully: exit {}",
+                            state["ExitCode"]
+                        )));
+                    }
+                    state["Running"] == false && state["Status"] == "exited"
+                }
+            };
+            if done {
+                prog.line(
+                    "Container",
+                    &name,
+                    if cond == Condition::ServiceHealthy {
+                        "Healthy"
+                    } else {
+                        "Exited"
+                    },
+                );
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(usage(format!(
+                    "gave up waiting for {name} after {}s",
+                    DEPENDENCY_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
 }
 
 /// Prefixed, interleaved output of several containers (`web-1  | …`).

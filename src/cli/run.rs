@@ -56,6 +56,24 @@ pub struct RunArgs {
     /// Add a link to another container (NAME[:ALIAS])
     #[arg(long = "link")]
     link: Vec<String>,
+    /// Restart policy when the process exits: no, always, unless-stopped, on-failure[:N]
+    #[arg(long, default_value = "no")]
+    restart: String,
+    /// Command to run to check health (run by /bin/sh -c inside the sandbox)
+    #[arg(long)]
+    health_cmd: Option<String>,
+    /// Time between health checks (ms|s|m|h)
+    #[arg(long, default_value = "30s")]
+    health_interval: String,
+    /// Maximum time a check may take
+    #[arg(long, default_value = "30s")]
+    health_timeout: String,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long, default_value_t = 3)]
+    health_retries: u32,
+    /// Time to settle before failures count
+    #[arg(long, default_value = "0s")]
+    health_start_period: String,
     #[arg(short = 'e', long = "env")]
     env: Vec<String>,
     #[arg(short = 'w', long = "workdir")]
@@ -133,7 +151,7 @@ fn port_fields(a: &RunArgs) -> (Map<String, Value>, Map<String, Value>) {
     (exposed, bindings)
 }
 
-fn create_body(a: &RunArgs) -> Value {
+fn create_body(a: &RunArgs) -> Result<Value, ClientError> {
     let (exposed, bindings) = port_fields(a);
     let mode = a
         .network
@@ -169,7 +187,7 @@ fn create_body(a: &RunArgs) -> Value {
             None => (l.clone(), json!("")),
         })
         .collect();
-    json!({
+    Ok(json!({
         "Hostname": a.hostname.clone().unwrap_or_default(),
         "Domainname": a.domainname.clone().unwrap_or_default(),
         "AttachStdin": a.interactive,
@@ -193,9 +211,42 @@ fn create_body(a: &RunArgs) -> Value {
             "ExtraHosts": a.add_host,
             "Links": a.link,
             "AutoRemove": a.rm,
+            "RestartPolicy": restart_policy(&a.restart)?,
         },
+        "Healthcheck": healthcheck(a)?,
         "NetworkingConfig": { "EndpointsConfig": endpoints },
-    })
+    }))
+}
+
+/// `--restart` as the API takes it.
+fn restart_policy(s: &str) -> Result<Value, ClientError> {
+    let p = crate::model::RestartPolicy::parse(s).map_err(|message| ClientError::Api {
+        status: 400,
+        message,
+    })?;
+    Ok(json!({"Name": p.name, "MaximumRetryCount": p.max_retries}))
+}
+
+/// `--health-*` as docker's `Config.Healthcheck` (nanoseconds).
+fn healthcheck(a: &RunArgs) -> Result<Value, ClientError> {
+    let Some(cmd) = &a.health_cmd else {
+        return Ok(Value::Null);
+    };
+    let ns = |s: &str, what: &str| {
+        super::parse_duration(s)
+            .map(|d| d.as_nanos() as u64)
+            .map_err(|e| ClientError::Api {
+                status: 400,
+                message: format!("--health-{what}: {e}"),
+            })
+    };
+    Ok(json!({
+        "Test": ["CMD-SHELL", cmd],
+        "Interval": ns(&a.health_interval, "interval")?,
+        "Timeout": ns(&a.health_timeout, "timeout")?,
+        "Retries": a.health_retries,
+        "StartPeriod": ns(&a.health_start_period, "start-period")?,
+    }))
 }
 
 /// docker's exit codes for failures before the command runs.
@@ -219,8 +270,14 @@ pub fn run(rt: &tokio::runtime::Runtime, c: &Client, a: RunArgs) -> i32 {
         .as_ref()
         .map(|n| format!("?name={}", enc(n)))
         .unwrap_or_default();
-    let id = match rt.block_on(c.post(&format!("/containers/create{name}"), Some(&create_body(&a))))
-    {
+    let body = match create_body(&a) {
+        Ok(b) => b,
+        Err(e) => {
+            super::report(&e);
+            return 125;
+        }
+    };
+    let id = match rt.block_on(c.post(&format!("/containers/create{name}"), Some(&body))) {
         Ok(v) => v["Id"].as_str().unwrap_or_default().to_string(),
         Err(e) => {
             super::report(&e);

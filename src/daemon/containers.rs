@@ -36,6 +36,8 @@ pub struct ContainerCreate {
     pub extra_hosts: Vec<String>,
     /// `HostConfig.Links`: "name:alias" (or docker's "/name:/container/alias").
     pub links: Vec<String>,
+    pub restart: crate::model::RestartPolicy,
+    pub healthcheck: Option<crate::model::Healthcheck>,
     pub auto_remove: bool,
     pub labels: std::collections::BTreeMap<String, String>,
     pub network_mode: String,
@@ -102,6 +104,11 @@ impl Daemon {
         };
         let (mode, networks) = plan_mode(&st, &mode_name, &req)?;
         let links = super::discovery::parse_links(&st, &req.links, &mode)?;
+        if !req.restart.is_none() && req.auto_remove {
+            return Err(Error::InvalidParameter(
+                "Conflicting options: --restart and --rm (a container removed at exit cannot be restarted)".into(),
+            ));
+        }
         let extra_hosts = req
             .extra_hosts
             .iter()
@@ -176,6 +183,8 @@ impl Daemon {
                 port_bindings,
                 publish_all: req.publish_all,
                 links,
+                restart: req.restart,
+                healthcheck: req.healthcheck,
             },
             state: State {
                 status: Status::Created,
@@ -188,6 +197,8 @@ impl Daemon {
                 exit_code: 0,
                 error: String::new(),
                 restart_count: 0,
+                manually_stopped: false,
+                health: None,
             },
             endpoints: vec![],
             ports: vec![],
@@ -267,12 +278,21 @@ impl Daemon {
                 c.state.finished_at = None;
                 c.state.exit_code = 0;
                 c.state.error.clear();
+                c.state.manually_stopped = false;
+                c.state.health = c
+                    .config
+                    .healthcheck
+                    .as_ref()
+                    .map(|_| super::supervise::starting());
                 self.commit(vec![put_container(&c)])?;
                 self.dns_sync(&c);
                 self.emit_connects(&st, &c, "connect");
                 self.emit_container(&c, "start", &[]);
                 st.containers.insert(id.clone(), c.clone());
                 drop(st);
+                if let Some(hc) = c.config.healthcheck.clone() {
+                    self.watch_health(id.clone(), pid, hc);
+                }
                 self.watch(id, shim_pid, c.state.shim_start);
                 Ok(master)
             }
@@ -531,6 +551,7 @@ impl Daemon {
                 Some(nix::sys::wait::WaitPidFlag::WNOHANG),
             );
             d.on_exit(&id, shim_pid).await;
+            d.after_exit(&id).await;
         });
     }
 
@@ -650,8 +671,14 @@ impl Daemon {
     }
 
     pub async fn container_kill(&self, key: &str, sig: i32) -> Result<()> {
-        let st = self.state.lock().await;
+        let mut st = self.state.lock().await;
         let id = st.container_id(key)?;
+        // Stopped by someone: restart policies leave it alone (until the next start).
+        if let Some(c) = st.containers.get_mut(&id) {
+            if c.is_running() {
+                c.state.manually_stopped = true;
+            }
+        }
         let c = &st.containers[&id];
         if !c.is_running() {
             return Err(Error::Conflict(format!(
@@ -731,6 +758,18 @@ impl Daemon {
         req: ExecRequest,
         stdio: Stdio,
     ) -> Result<(Option<OwnedFd>, tokio::task::JoinHandle<i64>)> {
+        let (master, _, done) = self.exec_spawn(key, req, stdio).await?;
+        Ok((master, done))
+    }
+
+    /// `container_exec`, also giving the process's PID (it stays our unreaped child
+    /// until the returned task waits for it, so the PID names it until then).
+    pub(crate) async fn exec_spawn(
+        &self,
+        key: &str,
+        req: ExecRequest,
+        stdio: Stdio,
+    ) -> Result<(Option<OwnedFd>, u32, tokio::task::JoinHandle<i64>)> {
         let (pid, mut env, cwd, dir) = {
             let st = self.state.lock().await;
             let id = st.container_id(key)?;
@@ -778,10 +817,11 @@ impl Daemon {
             .spawn()
             .map_err(|e| Error::Internal(format!("exec in container {key}: {e}")))?;
         drop(cmd);
+        let pid = child.id();
         let h = tokio::task::spawn_blocking(move || {
             child.wait().map(sandbox::exit_code).unwrap_or(255)
         });
-        Ok((master, h))
+        Ok((master, pid, h))
     }
 
     pub async fn network_connect(

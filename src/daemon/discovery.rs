@@ -48,7 +48,12 @@ pub(crate) fn dns_sandbox(c: &Container) -> Option<dns::Sandbox> {
                 (p.port, proto)
             })
             .collect(),
-        in_service: true,
+        // A replica with a health check answers only while healthy.
+        in_service: c
+            .state
+            .health
+            .as_ref()
+            .is_none_or(|h| h.status == "healthy"),
         links: c.config.links.clone(),
         attachments: c
             .endpoints

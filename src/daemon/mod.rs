@@ -9,6 +9,7 @@ pub mod events;
 mod networks;
 mod ports;
 mod reconcile;
+mod supervise;
 pub use ports::{ports_map, ProxyMode};
 
 use std::collections::BTreeMap;
@@ -133,6 +134,7 @@ impl Daemon {
             let st = d.state.lock().await;
             d.dns_rebuild(&st);
         }
+        d.restart_on_boot().await;
         Ok(d)
     }
 

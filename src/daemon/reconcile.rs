@@ -41,7 +41,18 @@ impl Daemon {
                 tracing::info!(container = %c.name, "re-adopting running container");
                 let mut st = self.state.lock().await;
                 self.readopt_ports(&mut st, c);
+                // Health is measured anew: until the first check, the replica is "starting".
+                if let Some(r) = st.containers.get_mut(&c.id) {
+                    r.state.health = r
+                        .config
+                        .healthcheck
+                        .as_ref()
+                        .map(|_| super::supervise::starting());
+                }
                 drop(st);
+                if let Some(hc) = c.config.healthcheck.clone() {
+                    self.watch_health(c.id.clone(), c.state.pid, hc);
+                }
                 self.watch(c.id.clone(), c.state.shim_pid, c.state.shim_start);
             } else {
                 let code = sandbox::read_exit(&self.container_dir(&c.id))

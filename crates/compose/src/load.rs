@@ -412,7 +412,11 @@ fn service(
             }
             "scale" => scale = Some(count(x, &p)?),
             "labels" => s.labels = key_values(x, &p, &|_| None)?,
-            "stop_grace_period" => s.stop_grace_period = Some(string(x, &p)?),
+            "stop_grace_period" => {
+                let g = string(x, &p)?;
+                crate::duration_ns(&g).map_err(|e| Error::Invalid(format!("{p}: {e}")))?;
+                s.stop_grace_period = Some(g);
+            }
             "container_name" => warnings.push(format!(
                 "{p}: not supported (containers are named PROJECT-SERVICE-N so replicas can scale): ignored"
             )),
@@ -547,9 +551,11 @@ fn service_networks(v: &Value, path: &str) -> Result<IndexMap<String, ServiceNet
                             "ipv6_address" => {
                                 sn.ipv6_address = Some(string(ov, &format!("{p}.ipv6_address"))?)
                             }
-                            other => return Err(Error::Invalid(format!(
+                            other => {
+                                return Err(Error::Invalid(format!(
                                 "{p}.{other}: unknown key (aliases, ipv4_address, ipv6_address)"
-                            ))),
+                            )))
+                            }
                         }
                     }
                 } else if !x.is_null() {
@@ -658,6 +664,13 @@ fn healthcheck(
     }
     if h.test.is_empty() {
         return Err(Error::Invalid(format!("{path}: `test` is required")));
+    }
+    for (k, d) in [
+        ("interval", &h.interval),
+        ("timeout", &h.timeout),
+        ("start_period", &h.start_period),
+    ] {
+        crate::duration_ns(d).map_err(|e| Error::Invalid(format!("{path}.{k}: {e}")))?;
     }
     Ok(Some(h))
 }

@@ -168,8 +168,23 @@ pub fn create_body(p: &Project, service: &str, n: u32) -> Value {
     } else {
         s.hostname.clone()
     };
+    let restart = match s.restart.as_deref() {
+        None | Some("no") => json!({"Name": "no", "MaximumRetryCount": 0}),
+        Some(r) => match r.split_once(':') {
+            Some((name, n)) => {
+                json!({"Name": name, "MaximumRetryCount": n.parse::<u32>().unwrap_or(0)})
+            }
+            None => json!({"Name": r, "MaximumRetryCount": 0}),
+        },
+    };
+    let ns = |d: &str| crate::duration_ns(d).unwrap_or(0);
+    let health = s.healthcheck.as_ref().map(|h| {
+        json!({"Test": h.test, "Interval": ns(&h.interval), "Timeout": ns(&h.timeout),
+               "Retries": h.retries, "StartPeriod": ns(&h.start_period)})
+    });
     json!({
         "Hostname": hostname,
+        "Healthcheck": health,
         "Entrypoint": s.entrypoint,
         "Cmd": s.command,
         "Env": s.environment.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
@@ -182,6 +197,7 @@ pub fn create_body(p: &Project, service: &str, n: u32) -> Value {
             "Dns": s.dns,
             "ExtraHosts": s.extra_hosts,
             "Links": links,
+            "RestartPolicy": restart,
         },
         "NetworkingConfig": {"EndpointsConfig": endpoints},
     })

@@ -254,3 +254,27 @@ fn port_forms() {
     );
     assert_eq!(b["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"], "");
 }
+
+#[test]
+fn durations() {
+    assert_eq!(crate::duration_ns("1m30s").unwrap(), 90_000_000_000);
+    assert_eq!(crate::duration_ns("500ms").unwrap(), 500_000_000);
+    assert_eq!(crate::duration_ns("2").unwrap(), 2_000_000_000);
+    assert_eq!(crate::duration_ns("1.5s").unwrap(), 1_500_000_000);
+    assert!(crate::duration_ns("5x").is_err());
+    assert!(crate::duration_ns("").is_err());
+    assert!(
+        load1("services:\n  a: {command: [x], healthcheck: {test: 'true', interval: soon}}\n")
+            .unwrap_err()
+            .to_string()
+            .contains("services.a.healthcheck.interval")
+    );
+    let p = load1(SEED).unwrap().project;
+    let b = create_body(&p, "web", 1);
+    assert_eq!(b["Healthcheck"]["Interval"], 1_000_000_000u64);
+    assert_eq!(b["Healthcheck"]["Test"][0], "CMD-SHELL");
+    assert_eq!(
+        create_body(&p, "redis", 1)["HostConfig"]["RestartPolicy"]["Name"],
+        "always"
+    );
+}
