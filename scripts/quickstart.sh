@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what berth needs, builds it, starts a daemon and walks through the networking
-# commands of Docker's tutorials with `docker` replaced by `berth`.
+# Installs what berth needs, builds it, starts a daemon, runs seed 004's cluster from its
+# compose file (examples/seed-cluster) with the seed's curl loop, then walks through the
+# networking commands of Docker's tutorials with `docker` replaced by `berth`.
 #
 # The demo daemon runs in a throwaway network namespace of its own, so trying berth
 # changes nothing on this machine's network; `berth daemon` without the wrapper is the
@@ -33,9 +34,22 @@ export BERTH_HOST=unix://$W/berth.sock
 for _ in $(seq 100); do "$B" version >/dev/null 2>&1 && break; sleep 0.05; done
 run() { printf '\n\033[1m$ berth %s\033[0m\n' "$*"; "$B" "$@"; }
 
+# Seed 004's cluster from one file (examples/seed-cluster): nginx in front of three
+# replicas of a web app that counts hits in redis, redis on a back-end network.
+cp -r examples/seed-cluster "$W/seed-cluster"
+cd "$W/seed-cluster"
+run compose up -d
+run compose ps
+printf '\n\033[1m$ for i in $(seq 9); do curl -s http://localhost:8080; done\033[0m\n'
+for _ in $(seq 9); do nsenter -t "$NS" -n -- curl -s -m 3 http://localhost:8080; done
+run compose down
+cd - >/dev/null
+
+# The networking tutorials, command by command.
 run network ls
 run network create dev
 run run -d --name es --network dev -- sleep 600
+run run --rm --network dev -- getent hosts es
 run run --rm --network dev -- ping -c 1 "$("$B" inspect -f '{{(index .NetworkSettings.Networks "dev").IPAddress}}' es)"
 run network create --subnet 10.66.0.0/16 --gateway 10.66.0.254 --ip-range 10.66.5.0/24 --aux-address printer=10.66.5.1 pubnet
 run run -d --name web --network pubnet --ip 10.66.66.66 -- sleep 600

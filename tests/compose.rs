@@ -299,3 +299,122 @@ fn service_healthy_orders_the_start() {
     compose_ok(&h, &dir, &["down"]);
     assert!(ids(&h).is_empty());
 }
+
+fn have(prog: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {prog}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// examples/seed-cluster as the README runs it: the seed's curl loop spreads over three
+/// replicas, the counter grows, redis is out of the proxy's reach; scaling while a loop
+/// runs fails no request.
+#[test]
+fn the_seed_cluster_showcase() {
+    need_root!();
+    for p in ["nginx", "redis-server", "redis-cli", "python3", "curl"] {
+        if !have(p) {
+            eprintln!("skipping: {p} missing (scripts/deps.sh installs it)");
+            return;
+        }
+    }
+    let mut h = Host::new();
+    h.start_daemon();
+    // A copy: the example directory stays clean (nginx writes run/ there).
+    let dir = h.dir.path().join("seed-cluster");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed-cluster");
+    for f in ["compose.yaml", "app.py", "nginx.conf"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    compose_ok(&h, &dir, &["up", "-d"]);
+    let curl = |h: &Host| {
+        let o = h.ns.sh("curl -s -m 3 http://localhost:8080/");
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let mut hosts = HashSet::new();
+    let mut last = 0;
+    for _ in 0..9 {
+        let r = curl(&h);
+        // "Hello from HOST! I have been seen N times."
+        let host = r
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or_default()
+            .trim_end_matches('!')
+            .to_string();
+        let n: u64 = r
+            .split_whitespace()
+            .nth(7)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{r}"));
+        assert!(n > last, "the counter grows: {r}");
+        last = n;
+        hosts.insert(host);
+    }
+    assert_eq!(hosts.len(), 3, "{hosts:?}");
+    // redis is on `back` only: the proxy can neither name nor reach it.
+    assert!(h
+        .ok(&["exec", "seed-cluster-proxy-1", "dig", "+short", "redis"])
+        .trim()
+        .is_empty());
+    let redis_ip = h.ip_of("seed-cluster-redis-1", "seed-cluster_back");
+    let o = h.berth(&[
+        "exec",
+        "seed-cluster-proxy-1",
+        "redis-cli",
+        "-h",
+        &redis_ip,
+        "-t",
+        "1",
+        "ping",
+    ]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("PONG"));
+    let ps = compose_ok(&h, &dir, &["ps"]);
+    assert_eq!(ps.matches("(healthy)").count(), 4, "{ps}");
+
+    // Scaling up while requests run: none fails.
+    let loop_ = std::process::Command::new("nsenter")
+        .args(["-t", &h.ns.pid.to_string(), "-n", "--", "sh", "-c",
+               "fails=0; for i in $(seq 60); do curl -sf -m 3 -o /dev/null http://localhost:8080/ || fails=$((fails+1)); sleep 0.05; done; echo $fails"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    compose_ok(&h, &dir, &["up", "-d", "--scale", "web=4"]);
+    let out = loop_.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "failed requests while scaling up"
+    );
+    assert_eq!(
+        h.ok(&["exec", "seed-cluster-web-1", "dig", "+short", "web"])
+            .lines()
+            .count(),
+        4
+    );
+
+    // Scaling down while requests run: only requests in flight on a removed replica may
+    // fail (nginx retries refused connections on the next replica, so usually none).
+    let loop_ = std::process::Command::new("nsenter")
+        .args(["-t", &h.ns.pid.to_string(), "-n", "--", "sh", "-c",
+               "fails=0; for i in $(seq 60); do curl -sf -m 3 -o /dev/null http://localhost:8080/ || fails=$((fails+1)); sleep 0.05; done; echo $fails"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    compose_ok(&h, &dir, &["up", "-d", "--scale", "web=2"]);
+    let out = loop_.wait_with_output().unwrap();
+    let fails: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(fails <= 2, "{fails} failed requests while scaling down");
+    assert_eq!(
+        h.ok(&["exec", "seed-cluster-web-1", "dig", "+short", "web"])
+            .lines()
+            .count(),
+        2
+    );
+    assert!(!curl(&h).is_empty());
+
+    compose_ok(&h, &dir, &["down"]);
+    assert!(ids(&h).is_empty());
+}

@@ -172,9 +172,19 @@ fn load(a: &ComposeArgs) -> Result<Project, ClientError> {
             .unwrap_or("default")
             .to_string(),
     };
-    let loaded = berth_compose::load(&sources, &ctx).map_err(|e| usage(e.to_string()))?;
+    let mut loaded = berth_compose::load(&sources, &ctx).map_err(|e| usage(e.to_string()))?;
     for w in &loaded.warnings {
         eprintln!("WARN {w}");
+    }
+    // berth runs host programs: they start in the project directory (relative paths in
+    // `command` work as they do for the user), and a relative working_dir is taken from it.
+    for s in loaded.project.services.values_mut() {
+        let wd = if s.working_dir.is_empty() {
+            dir.clone()
+        } else {
+            dir.join(&s.working_dir)
+        };
+        s.working_dir = wd.display().to_string();
     }
     Ok(loaded.project)
 }
