@@ -30,7 +30,7 @@ services:
     expose: ["8000"]
     depends_on: [db]
   db:
-    command: ["socat", "TCP-LISTEN:6379,fork,reuseaddr", "SYSTEM:echo +PONG"]
+    command: ["sh", "-c", "echo db ready; exec socat TCP-LISTEN:6379,fork,reuseaddr SYSTEM:'echo +PONG'"]
     networks:
       back: {aliases: [redis]}
 networks:
@@ -135,6 +135,16 @@ fn a_project_up_scaled_and_down() {
     assert_eq!(ps.lines().count(), 6, "{ps}");
     assert!(ps.contains("0.0.0.0:18080->8080/tcp"), "{ps}");
 
+    // exec and logs by service.
+    let host = compose_ok(&h, &dir, &["exec", "-T", "--index", "2", "web", "hostname"]);
+    assert_eq!(
+        host.trim(),
+        h.ok(&["inspect", "--format", "{{.Config.Hostname}}", "shop-web-2"])
+            .trim()
+    );
+    let logs = compose_ok(&h, &dir, &["logs", "db"]);
+    assert_eq!(logs.trim(), "db-1 | db ready", "{logs}");
+
     // Up again: nothing changes.
     let before = ids(&h);
     compose_ok(&h, &dir, &["up", "-d"]);
@@ -171,8 +181,15 @@ fn a_project_up_scaled_and_down() {
         through_proxy(&h).ends_with(" redis")
     });
 
-    // Down: nothing of the project stays.
-    compose_ok(&h, &dir, &["down"]);
+    // A service removed from the file is an orphan: down keeps it (and says so) unless
+    // --remove-orphans.
+    let small = PROJECT.split("  proxy:").next().unwrap().to_string()
+        + &PROJECT[PROJECT.find("  web:").unwrap()..];
+    std::fs::write(dir.join("compose.yaml"), &small).unwrap();
+    let o = compose(&h, &dir, &["down"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("orphan containers (shop-proxy-1)"));
+    assert_eq!(ids(&h).len(), 1, "the orphan stays");
+    compose_ok(&h, &dir, &["down", "--remove-orphans"]);
     assert!(ids(&h).is_empty());
     let nets = h.ok(&["network", "ls", "--format", "{{.Name}}"]);
     assert!(!nets.contains("shop_"), "{nets}");
@@ -373,6 +390,29 @@ fn the_seed_cluster_showcase() {
     assert!(!String::from_utf8_lossy(&o.stdout).contains("PONG"));
     let ps = compose_ok(&h, &dir, &["ps"]);
     assert_eq!(ps.matches("(healthy)").count(), 4, "{ps}");
+
+    // A replica's process dies: restart: always brings it back with a new address, and the
+    // service name follows once it is healthy again.
+    let inspect = |t: &str| {
+        h.ok(&["inspect", "--format", t, "seed-cluster-web-2"])
+            .trim()
+            .to_string()
+    };
+    let (pid, old_ip) = (
+        inspect("{{.State.Pid}}"),
+        h.ip_of("seed-cluster-web-2", "seed-cluster_front"),
+    );
+    h.ns.sh_ok(&format!("kill -9 {pid}"));
+    wait_until("web-2 back and healthy", || {
+        inspect("{{.RestartCount}}") == "1" && inspect("{{.State.Health.Status}}") == "healthy"
+    });
+    let new_ip = h.ip_of("seed-cluster-web-2", "seed-cluster_front");
+    assert_ne!(old_ip, new_ip);
+    let answers = h.ok(&["exec", "seed-cluster-proxy-1", "dig", "+short", "web"]);
+    assert!(
+        answers.contains(&new_ip) && !answers.contains(&old_ip),
+        "{answers}"
+    );
 
     // Scaling up while requests run: none fails.
     let loop_ = std::process::Command::new("nsenter")
