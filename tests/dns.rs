@@ -396,3 +396,27 @@ fn links_hosts_and_environment() {
     assert!(e.contains("Cannot link to a non running container"), "{e}");
     assert!(!h.ok(&["ps", "-a", "--format", "{{.Names}}"]).contains('x'));
 }
+
+#[test]
+fn a_taken_port_53_costs_names_not_the_network() {
+    need_root!();
+    let mut h = Host::new();
+    // Another DNS server on the host, bound to every address, before the daemon starts.
+    let mut other =
+        h.ns.spawn("exec socat -u UDP4-RECVFROM:53,fork - >/dev/null");
+    wait_until("the other server", || {
+        h.ns.sh_ok("ss -lnu").contains("0.0.0.0:53")
+    });
+    h.start_daemon();
+    h.ok(&["network", "create", "--subnet", "10.37.0.0/24", "busy"]);
+    sleeper(&h, "c", &["--network", "busy"]);
+    let rc = h.ok(&["exec", "c", "cat", "/etc/resolv.conf"]);
+    assert!(!rc.contains("10.37.0.1"), "{rc}");
+    assert!(
+        rc.contains("nameserver 203.0.113.2"),
+        "the host's resolvers: {rc}"
+    );
+    assert!(h.daemon_log().contains("no embedded DNS on this network"));
+    let _ = other.kill();
+    let _ = other.wait();
+}

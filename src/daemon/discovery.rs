@@ -93,13 +93,21 @@ impl Daemon {
         self.dns.update(|ix| ix.remove_sandbox(id));
     }
 
-    /// A network's listeners and table; fails (and leaves nothing) if a listener cannot bind.
+    /// A network's listeners and table. Port 53 on the gateway may be taken (a DNS server
+    /// on the host bound to every address): the network still works, its sandboxes then
+    /// get the host's resolvers instead, and the daemon says why.
     pub(crate) fn dns_add_network(&self, n: &Network) -> Result<()> {
         let Some(dn) = dns_network(n) else {
             return Ok(());
         };
         let id = dn.id.clone();
-        self.dns.listen(&id, &gateways(n))?;
+        if let Err(e) = self.dns.listen(&id, &gateways(n)) {
+            tracing::warn!(
+                network = %n.name,
+                "no embedded DNS on this network ({e}): its containers get the host's resolvers; free port 53 on {:?} and restart the daemon to have names",
+                gateways(n)
+            );
+        }
         self.dns.update(|ix| ix.set_network(dn));
         Ok(())
     }
@@ -146,7 +154,11 @@ impl Daemon {
         if c.config.network_mode == NetworkMode::Networks {
             let on_default_only = c.endpoints.iter().all(|e| e.network_name == "bridge");
             if !on_default_only || c.config.dns.is_empty() {
-                for e in &c.endpoints {
+                for e in c
+                    .endpoints
+                    .iter()
+                    .filter(|e| self.dns.listening(&e.network_id))
+                {
                     if let Some(g) = e.gateway4.or(e.gateway6) {
                         if !servers.contains(&g) {
                             servers.push(g);

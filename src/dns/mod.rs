@@ -127,6 +127,11 @@ impl Resolver {
         Ok(())
     }
 
+    /// Whether the network has its listeners.
+    pub fn listening(&self, network: &str) -> bool {
+        self.listeners.lock().expect("lock").contains_key(network)
+    }
+
     pub fn unlisten(&self, network: &str) {
         if let Some(tasks) = self.listeners.lock().expect("lock").remove(network) {
             tasks.iter().for_each(JoinHandle::abort);
