@@ -324,6 +324,22 @@ fn have(prog: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// The seed's curl loop on the host, in the background: 60 requests, 50 ms apart.
+fn curl_loop(h: &Host) -> std::process::Child {
+    let script = "fails=0; for i in $(seq 60); do curl -sf -m 3 -o /dev/null http://localhost:8080/ || fails=$((fails+1)); sleep 0.05; done; echo $fails";
+    Command::new("nsenter")
+        .args(["-t", &h.ns.pid.to_string(), "-n", "--", "sh", "-c", script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// How many requests of a `curl_loop` failed.
+fn failures(loop_: std::process::Child) -> u32 {
+    let out = loop_.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
 /// examples/seed-cluster as the README runs it: the seed's curl loop spreads over three
 /// replicas, the counter grows, redis is out of the proxy's reach; scaling while a loop
 /// runs fails no request.
@@ -415,19 +431,9 @@ fn the_seed_cluster_showcase() {
     );
 
     // Scaling up while requests run: none fails.
-    let loop_ = std::process::Command::new("nsenter")
-        .args(["-t", &h.ns.pid.to_string(), "-n", "--", "sh", "-c",
-               "fails=0; for i in $(seq 60); do curl -sf -m 3 -o /dev/null http://localhost:8080/ || fails=$((fails+1)); sleep 0.05; done; echo $fails"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let loop_ = curl_loop(&h);
     compose_ok(&h, &dir, &["up", "-d", "--scale", "web=4"]);
-    let out = loop_.wait_with_output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "0",
-        "failed requests while scaling up"
-    );
+    assert_eq!(failures(loop_), 0, "failed requests while scaling up");
     assert_eq!(
         h.ok(&["exec", "seed-cluster-web-1", "dig", "+short", "web"])
             .lines()
@@ -437,15 +443,9 @@ fn the_seed_cluster_showcase() {
 
     // Scaling down while requests run: only requests in flight on a removed replica may
     // fail (nginx retries refused connections on the next replica, so usually none).
-    let loop_ = std::process::Command::new("nsenter")
-        .args(["-t", &h.ns.pid.to_string(), "-n", "--", "sh", "-c",
-               "fails=0; for i in $(seq 60); do curl -sf -m 3 -o /dev/null http://localhost:8080/ || fails=$((fails+1)); sleep 0.05; done; echo $fails"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let loop_ = curl_loop(&h);
     compose_ok(&h, &dir, &["up", "-d", "--scale", "web=2"]);
-    let out = loop_.wait_with_output().unwrap();
-    let fails: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let fails = failures(loop_);
     assert!(fails <= 2, "{fails} failed requests while scaling down");
     assert_eq!(
         h.ok(&["exec", "seed-cluster-web-1", "dig", "+short", "web"])

@@ -363,13 +363,7 @@ async fn up(
                     continue;
                 }
                 prog.line("Container", &name, "Recreate");
-                c.post(
-                    &format!("/containers/{}/stop{}", enc(&name), grace(p, svc)),
-                    None,
-                )
-                .await?;
-                c.delete(&format!("/containers/{}?force=1", enc(&name)))
-                    .await?;
+                remove(c, p, svc, &name).await?;
             }
             prog.line("Container", &name, "Creating");
             let body = plan::create_body(p, svc, n);
@@ -403,13 +397,7 @@ async fn up(
             .sort_by_key(|x| std::cmp::Reverse(label(x, LABEL_NUMBER).parse::<u32>().unwrap_or(0)));
         for x in extra {
             let name = cname(x);
-            c.post(
-                &format!("/containers/{}/stop{}", enc(&name), grace(p, svc)),
-                None,
-            )
-            .await?;
-            c.delete(&format!("/containers/{}?force=1", enc(&name)))
-                .await?;
+            remove(c, p, svc, &name).await?;
             prog.line("Container", &name, "Removed");
         }
     }
@@ -429,6 +417,18 @@ async fn up(
     }
     stop_all(c, p, &[]).await?;
     Ok(0)
+}
+
+/// Stops a container within its service's grace period, then removes it.
+async fn remove(c: &Client, p: &Project, svc: &str, name: &str) -> Result<(), ClientError> {
+    c.post(
+        &format!("/containers/{}/stop{}", enc(name), grace(p, svc)),
+        None,
+    )
+    .await?;
+    c.delete(&format!("/containers/{}?force=1", enc(name)))
+        .await?;
+    Ok(())
 }
 
 /// How long `up` waits for a dependency's condition before giving up.
