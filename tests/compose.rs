@@ -458,3 +458,38 @@ fn the_seed_cluster_showcase() {
     compose_ok(&h, &dir, &["down"]);
     assert!(ids(&h).is_empty());
 }
+
+/// `up` without -d: the containers' output, prefixed, until Ctrl-C stops them.
+#[test]
+fn attached_up_follows_output_and_stops_on_interrupt() {
+    need_root!();
+    let mut h = Host::new();
+    h.start_daemon();
+    let dir = h.dir.path().join("att");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("compose.yaml"),
+        "services:\n  talk:\n    command: [sh, -c, 'echo hello from $$HOSTNAME; exec sleep 300']\n    hostname: talker\n",
+    )
+    .unwrap();
+    let mut up = Command::new(common::berth_bin())
+        .arg("-H")
+        .arg(format!("unix://{}", h.socket().display()))
+        .args(["compose", "up"])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(up.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "talk-1 | hello from talker");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(up.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert!(up.wait().unwrap().success());
+    let status = h.ok(&["inspect", "--format", "{{.State.Status}}", "att-talk-1"]);
+    assert_eq!(status.trim(), "exited");
+}
