@@ -106,6 +106,28 @@ fn restart_policies() {
         inspect(&h, "svc", "{{.State.Status}}") == "running"
     });
 
+    // Stopping a container that waits for its restart cancels the restart.
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "crashy",
+        "--restart",
+        "always",
+        "--",
+        "sh",
+        "-c",
+        "sleep 0.2; exit 1",
+    ]);
+    wait_until("a first restart", || {
+        inspect(&h, "crashy", "{{.RestartCount}}") != "0"
+    });
+    h.ok(&["stop", "-t", "1", "crashy"]);
+    let count = inspect(&h, "crashy", "{{.RestartCount}}");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(inspect(&h, "crashy", "{{.State.Status}}"), "exited");
+    assert_eq!(inspect(&h, "crashy", "{{.RestartCount}}"), count);
+
     // Bad input: refused, nothing created.
     let e = h.fails(&[
         "run",

@@ -673,10 +673,16 @@ impl Daemon {
     pub async fn container_kill(&self, key: &str, sig: i32) -> Result<()> {
         let mut st = self.state.lock().await;
         let id = st.container_id(key)?;
-        // Stopped by someone: restart policies leave it alone (until the next start).
-        if let Some(c) = st.containers.get_mut(&id) {
-            if c.is_running() {
-                c.state.manually_stopped = true;
+        // Stopped by someone: restart policies leave it alone (until the next start). A
+        // signal that does not ask the process to end (HUP, USR1…) changes nothing.
+        if matches!(
+            sig,
+            libc::SIGTERM | libc::SIGKILL | libc::SIGINT | libc::SIGQUIT
+        ) {
+            if let Some(c) = st.containers.get_mut(&id) {
+                if c.is_running() {
+                    c.state.manually_stopped = true;
+                }
             }
         }
         let c = &st.containers[&id];
@@ -694,7 +700,18 @@ impl Daemon {
     /// SIGTERM, then SIGKILL after `timeout`.
     pub async fn container_stop(&self, key: &str, timeout: Duration) -> Result<()> {
         match self.container_kill(key, libc::SIGTERM).await {
-            Err(Error::Conflict(_)) => return Ok(()),
+            Err(Error::Conflict(_)) => {
+                // Exited and waiting for its restart: stopping it cancels that.
+                let mut st = self.state.lock().await;
+                if let Some(c) = st
+                    .container_id(key)
+                    .ok()
+                    .and_then(|id| st.containers.get_mut(&id))
+                {
+                    c.state.manually_stopped = true;
+                }
+                return Ok(());
+            }
             r => r?,
         }
         if self.container_wait(key, Some(timeout)).await?.is_none() {
