@@ -1,7 +1,8 @@
 //! The common case without building a message: one A or AAAA question for a name the
 //! index holds (or an internal-only sandbox's refusal), answered by copying the question
 //! and appending records that point back at it. Decoding and encoding full messages with
-//! hickory costs about five times more per query (docs/benchmarks.md); everything this
+//! hickory costs nearly eight times more per query (864 against 112 ns on an index of
+//! 10 000 names: `cargo run --release -p berth-dns --example answer_cost`); everything this
 //! path does not recognise goes to the general path in `answer.rs`, which stays the
 //! reference (a property test checks both give the same answers).
 
