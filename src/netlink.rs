@@ -193,6 +193,20 @@ impl Netlink {
         }
     }
 
+    /// Gives a link a fixed MAC (a bridge then stops following its ports' addresses).
+    pub async fn set_address(&self, index: u32, mac: [u8; 6]) -> Result<(), NetError> {
+        self.handle
+            .link()
+            .change(
+                LinkUnspec::new_with_index(index)
+                    .address(mac.to_vec())
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(NetError::nl(format!("set the address of link {index}")))
+    }
+
     pub async fn set_up(&self, index: u32) -> Result<(), NetError> {
         self.handle
             .link()
@@ -566,4 +580,21 @@ pub fn bridge_mac(name: &str) -> [u8; 6] {
     }
     let b = h.to_be_bytes();
     [(b[2] & 0xfe) | 0x02, b[3], b[4], b[5], b[6], b[7]]
+}
+
+#[cfg(test)]
+mod mac_tests {
+    use super::bridge_mac;
+
+    #[test]
+    fn bridge_macs_are_stable_local_unicast_and_distinct() {
+        let a = bridge_mac("berth-0123abcde");
+        assert_eq!(a, bridge_mac("berth-0123abcde"));
+        assert_eq!(a[0] & 0x01, 0, "unicast");
+        assert_eq!(a[0] & 0x02, 0x02, "locally administered");
+        let names: std::collections::HashSet<[u8; 6]> = (0..1000)
+            .map(|i| bridge_mac(&format!("berth-{i:09x}")))
+            .collect();
+        assert_eq!(names.len(), 1000);
+    }
 }

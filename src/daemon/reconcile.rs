@@ -74,7 +74,13 @@ impl Daemon {
             let Some(b) = &n.bridge else { continue };
             known_bridges.insert(b.clone());
             let idx = match links.iter().find(|l| &l.name == b) {
-                Some(l) => l.index,
+                Some(l) => {
+                    // A bridge made before bridges had fixed addresses gets one now.
+                    self.host
+                        .set_address(l.index, netlink::bridge_mac(b))
+                        .await?;
+                    l.index
+                }
                 None => self.host.create_bridge(b, n.mtu, &[]).await?,
             };
             if n.ipv6 {
