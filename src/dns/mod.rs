@@ -85,10 +85,6 @@ impl Resolver {
         Ok(r)
     }
 
-    pub fn index(&self) -> arc_swap::Guard<Arc<Index>> {
-        self.index.load()
-    }
-
     /// Applies a change to a copy of the index and swaps it in. Callers serialise updates
     /// (the daemon holds its state lock), so none is lost.
     pub fn update(&self, f: impl FnOnce(&mut Index)) {

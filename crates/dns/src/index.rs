@@ -165,16 +165,8 @@ impl Index {
         }
     }
 
-    pub fn upstreams(&self) -> &Arc<[SocketAddr]> {
-        &self.upstreams
-    }
-
     pub fn set_upstreams(&mut self, upstreams: Vec<SocketAddr>) {
         self.upstreams = upstreams.into();
-    }
-
-    pub fn network_count(&self) -> usize {
-        self.tables.len()
     }
 
     /// Adds a network, or updates its metadata (its names stay).
@@ -204,10 +196,6 @@ impl Index {
                 self.by_name.remove(key.as_str());
             }
         }
-    }
-
-    pub fn sandbox(&self, id: &str) -> Option<&Arc<Sandbox>> {
-        self.sandboxes.get(id)
     }
 
     /// Puts a sandbox in (replacing what it had): its names on each network it is
@@ -491,7 +479,7 @@ impl Index {
         self.rotation.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Every name each network holds (for tests and `berth info`).
+    /// Every name a network holds, sorted (tests compare indexes with it).
     pub fn names(&self, network: &str) -> Vec<String> {
         let mut v: Vec<String> = self
             .tables
@@ -500,10 +488,6 @@ impl Index {
             .unwrap_or_default();
         v.sort();
         v
-    }
-
-    pub fn name_count(&self) -> usize {
-        self.tables.values().map(|t| t.names.len()).sum()
     }
 }
 
