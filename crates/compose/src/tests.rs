@@ -278,3 +278,17 @@ fn durations() {
         "always"
     );
 }
+
+proptest::proptest! {
+    /// Any text, and any mutation of a real file: a project or an error, never a panic.
+    #[test]
+    fn loading_never_panics(s in ".{0,200}", cut in 0usize..600, junk in "[\\[\\]{}:,'\"$ \\-\\n]{0,8}") {
+        let _ = load1(&s);
+        let mut seed = SEED.to_string();
+        let at = cut.min(seed.len());
+        if seed.is_char_boundary(at) {
+            seed.insert_str(at, &junk);
+        }
+        let _ = load1(&seed);
+    }
+}
