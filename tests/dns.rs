@@ -297,17 +297,10 @@ fn garbage_idle_tcp_and_the_host_resolver() {
     );
 
     // An idle TCP client does not block anyone and is dropped after the idle timeout.
-    let mut idle = std::process::Command::new("nsenter")
-        .args([
-            "-t",
-            &h.ns.pid.to_string(),
-            "-n",
-            "--",
-            "socat",
-            "-u",
-            "TCP:10.35.0.1:53",
-            "-",
-        ])
+    let mut idle = std::process::Command::new(common::berth_bin())
+        .arg("-H")
+        .arg(format!("unix://{}", h.socket().display()))
+        .args(["exec", "beta", "socat", "-u", "TCP:10.35.0.1:53", "-"])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -398,10 +391,11 @@ fn links_hosts_and_environment() {
 }
 
 #[test]
-fn a_taken_port_53_costs_names_not_the_network() {
+fn port_53_stays_free_to_publish() {
     need_root!();
-    let mut h = Host::new();
-    // Another DNS server on the host, bound to every address, before the daemon starts.
+    let mut h = Host::with_outside();
+    // Another DNS server on the host, bound to every address before the daemon starts: the
+    // resolver does not need the host's port 53 (the firewall redirects a gateway's 53).
     let mut other =
         h.ns.spawn("exec socat -u UDP4-RECVFROM:53,fork - >/dev/null");
     wait_until("the other server", || {
@@ -409,9 +403,59 @@ fn a_taken_port_53_costs_names_not_the_network() {
     });
     h.start_daemon();
     h.ok(&["network", "create", "--subnet", "10.37.0.0/24", "busy"]);
+    sleeper(&h, "first", &["--network", "busy"]);
+    sleeper(&h, "second", &["--network", "busy"]);
+    assert_eq!(short(&h, "second", "first"), vec![h.ip_of("first", "busy")]);
+    let o =
+        h.ns.sh_ok("dig +short +time=2 +tries=1 @127.0.0.11 first.busy");
+    assert_eq!(o.trim(), h.ip_of("first", "busy"));
+    // (nsenter forked to enter the PID namespace: the server is its child.)
+    h.ns.sh_ok("pkill -f '^socat -u UDP4-RECVFROM:53'");
+    let _ = other.wait();
+
+    // A DNS server container publishes port 53; sandboxes still reach berth's resolver.
+    run(
+        &h,
+        &[
+            "--name",
+            "pihole",
+            "--network",
+            "busy",
+            "-p",
+            "53:53/udp",
+            "-p",
+            "53:53/tcp",
+            "--",
+            "socat",
+            "UDP-RECVFROM:53,fork",
+            "SYSTEM:echo not-dns",
+        ],
+    );
+    assert_eq!(short(&h, "second", "first"), vec![h.ip_of("first", "busy")]);
+    assert_eq!(
+        short(&h, "second", "+tcp first"),
+        vec![h.ip_of("first", "busy")]
+    );
+    let reply = h.outside_out("echo hi | socat -T2 - UDP:203.0.113.1:53");
+    assert_eq!(reply.trim(), "not-dns", "the published port from outside");
+}
+
+#[test]
+fn a_taken_resolver_port_costs_names_not_the_network() {
+    need_root!();
+    let mut h = Host::new();
+    let port = berth::firewall::RESOLVER_PORT;
+    let mut other = h.ns.spawn(&format!(
+        "exec socat -u UDP4-RECVFROM:{port},fork - >/dev/null"
+    ));
+    wait_until("the other server", || {
+        h.ns.sh_ok("ss -lnu").contains(&format!("0.0.0.0:{port}"))
+    });
+    h.start_daemon();
+    h.ok(&["network", "create", "--subnet", "10.38.0.0/24", "busy"]);
     sleeper(&h, "c", &["--network", "busy"]);
     let rc = h.ok(&["exec", "c", "cat", "/etc/resolv.conf"]);
-    assert!(!rc.contains("10.37.0.1"), "{rc}");
+    assert!(!rc.contains("10.38.0.1"), "{rc}");
     assert!(
         rc.contains("nameserver 203.0.113.2"),
         "the host's resolvers: {rc}"

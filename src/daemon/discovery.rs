@@ -104,7 +104,8 @@ impl Daemon {
         if let Err(e) = self.dns.listen(&id, &gateways(n)) {
             tracing::warn!(
                 network = %n.name,
-                "no embedded DNS on this network ({e}): its containers get the host's resolvers; free port 53 on {:?} and restart the daemon to have names",
+                "no embedded DNS on this network ({e}): its containers get the host's resolvers; free port {} on {:?} and restart the daemon to have names",
+                berth_firewall::RESOLVER_PORT,
                 gateways(n)
             );
         }

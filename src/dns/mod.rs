@@ -74,7 +74,14 @@ impl Resolver {
             host_bound: Default::default(),
         });
         if let Some(addr) = r.cfg.host_addr {
-            match r.bind(addr, None) {
+            // 127.0.0.11:53 is served through the firewall's redirect to RESOLVER_PORT (so
+            // the host's port 53 stays free to publish); another address is bound as given.
+            let real = if addr == default_host_addr() {
+                SocketAddr::new(addr.ip(), berth_firewall::RESOLVER_PORT)
+            } else {
+                addr
+            };
+            match r.bind(real, None) {
                 Ok(tasks) => {
                     r.listeners.lock().expect("lock").insert("".into(), tasks);
                     *r.host_bound.lock().expect("lock") = Some(addr);
@@ -97,17 +104,24 @@ impl Resolver {
         *self.host_bound.lock().expect("lock")
     }
 
-    /// Listens on port 53 of these addresses for a network; all or nothing.
+    /// Listens on these addresses for a network (port `RESOLVER_PORT`: the firewall
+    /// redirects a gateway's port 53 there); all or nothing.
     pub fn listen(self: &Arc<Self>, network: &NetId, addrs: &[IpAddr]) -> std::io::Result<()> {
         let mut tasks = Vec::new();
         for ip in addrs {
-            match self.bind(SocketAddr::new(*ip, 53), Some(network.clone())) {
+            match self.bind(
+                SocketAddr::new(*ip, berth_firewall::RESOLVER_PORT),
+                Some(network.clone()),
+            ) {
                 Ok(t) => tasks.extend(t),
                 Err(e) => {
                     tasks.iter().for_each(JoinHandle::abort);
                     return Err(std::io::Error::new(
                         e.kind(),
-                        format!("DNS listener on {ip}:53: {e}"),
+                        format!(
+                            "DNS listener on {ip}:{}: {e}",
+                            berth_firewall::RESOLVER_PORT
+                        ),
                     ));
                 }
             }
@@ -314,6 +328,16 @@ impl Resolver {
         }
         error_reply(query, ResponseCode::ServFail, tcp)
     }
+}
+
+/// The host's resolver address users see (`berth info`): Docker's 127.0.0.11, port 53.
+pub fn default_host_addr() -> SocketAddr {
+    SocketAddr::new(
+        berth_firewall::RESOLVER_HOST_ADDR
+            .parse()
+            .expect("constant"),
+        53,
+    )
 }
 
 fn asker(network: &Option<NetId>, src: SocketAddr) -> Asker<'_> {

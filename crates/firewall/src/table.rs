@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use nftables::batch::Batch;
 use nftables::expr::{
     Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload, PayloadField,
-    Prefix,
+    Prefix, SetItem,
 };
 use nftables::schema::{
     Chain, Element, NfListObject, Rule, Set, SetFlag, SetType, SetTypeValue, Table,
@@ -59,6 +59,13 @@ pub const PROXY_MARK: u32 = 0xb1;
 /// be routed back to the host); `mark_output` turns it into the connection's conntrack mark.
 pub const PROXY_SOCKET_MARK: u32 = 0xb2;
 const PRIO_MANGLE: i32 = -150;
+/// Where the embedded resolver really listens: port 53 of a gateway (and of the host's
+/// 127.0.0.11) is redirected here, so that port 53 of the host stays free for a published
+/// DNS server (`-p 53:53/udp` binds 0.0.0.0:53, which any socket on a host address and
+/// port 53 would block).
+pub const RESOLVER_PORT: u16 = 10053;
+/// The host's own address for the resolver (as Docker's 127.0.0.11, here in the host).
+pub const RESOLVER_HOST_ADDR: &str = "127.0.0.11";
 
 // The JSON schema only takes numeric priorities: nft's `filter` and `srcnat`.
 const PRIO_FILTER: i32 = 0;
@@ -337,6 +344,9 @@ fn add_port_chains(batch: &mut Batch<'static>) {
     );
     for (chain, hook) in [(PREROUTING, NfHook::Prerouting), (OUTPUT, NfHook::Output)] {
         batch.add(base_chain(chain, NfChainType::NAT, hook, PRIO_DSTNAT));
+        // Before any published port: a sandbox asking its gateway, or the host asking
+        // 127.0.0.11, reaches the resolver even when port 53 is published.
+        resolver_rule(batch, chain);
         for (fam, nfproto, nat_family, any_map, one_map, loopback) in [
             (
                 "ip",
@@ -411,6 +421,74 @@ fn add_port_chains(batch: &mut Batch<'static>) {
                 [family, not_loopback, dnat(addr_key, one_map)],
             );
         }
+    }
+}
+
+fn resolver_rule(batch: &mut Batch<'static>, chain: &'static str) {
+    let dns = || {
+        [
+            Statement::Match(Match {
+                left: meta(MetaKey::L4proto),
+                right: Expression::Named(NamedExpression::Set(vec![
+                    SetItem::Element(Expression::String("tcp".into())),
+                    SetItem::Element(Expression::String("udp".into())),
+                ])),
+                op: Operator::EQ,
+            }),
+            Statement::Match(Match {
+                left: payload("th", "dport"),
+                right: Expression::Number(53),
+                op: Operator::EQ,
+            }),
+        ]
+    };
+    let [proto, port] = dns();
+    if chain == PREROUTING {
+        // Only to the gateway of the bridge the query came in on.
+        let gateway = Statement::Match(Match {
+            left: Expression::Named(NamedExpression::Fib(Fib {
+                result: FibResult::Type,
+                flags: HashSet::from([FibFlag::Daddr, FibFlag::Iif]),
+            })),
+            right: Expression::String("local".into()),
+            op: Operator::EQ,
+        });
+        let redirect = Statement::Redirect(Some(NAT {
+            addr: None,
+            family: None,
+            port: Some(Expression::Number(RESOLVER_PORT.into())),
+            flags: None,
+        }));
+        rule(
+            batch,
+            chain,
+            "the embedded resolver on each gateway",
+            [
+                is_in(meta(MetaKey::Iifname), SET_BRIDGES),
+                proto,
+                port,
+                gateway,
+                redirect,
+            ],
+        );
+    } else {
+        let to_host_addr = Statement::Match(Match {
+            left: payload("ip", "daddr"),
+            right: Expression::String(RESOLVER_HOST_ADDR.into()),
+            op: Operator::EQ,
+        });
+        let dnat = Statement::DNAT(Some(NAT {
+            addr: Some(Expression::String(RESOLVER_HOST_ADDR.into())),
+            family: Some(NATFamily::IP),
+            port: Some(Expression::Number(RESOLVER_PORT.into())),
+            flags: None,
+        }));
+        rule(
+            batch,
+            chain,
+            "the embedded resolver for the host",
+            [to_host_addr, proto, port, dnat],
+        );
     }
 }
 

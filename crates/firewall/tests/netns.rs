@@ -34,7 +34,7 @@ fn snapshot(nft: &Nft) -> Vec<(String, Vec<String>)> {
 
 /// The fixed skeleton: 6 forward/postrouting rules, hairpin (v4, v6), published-port forward accept,
 /// the loopback guard and 4 DNAT rules in each of prerouting and output.
-const RULES: usize = 20;
+const RULES: usize = 22;
 
 #[test]
 fn full_ruleset_applies_and_lists() {
