@@ -143,6 +143,9 @@ pub struct Host {
     pub outside: Option<Ns>,
     pub dir: tempfile::TempDir,
     daemon: Option<Child>,
+    /// Processes started in the outside namespace: it shares our PID namespace, so nothing
+    /// kills them with the host; `Drop` does.
+    outside_pids: std::sync::Mutex<Vec<u32>>,
 }
 
 impl Host {
@@ -158,6 +161,7 @@ impl Host {
             outside: None,
             dir,
             daemon: None,
+            outside_pids: Default::default(),
         }
     }
 
@@ -345,13 +349,20 @@ impl Host {
 
     pub fn outside_sh(&self, script: &str) -> Child {
         let out = self.outside.as_ref().expect("host has no outside");
-        Command::new("nsenter")
-            .args(["-t", &out.pid.to_string(), "-n", "--", "sh", "-c", script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+        // A process group of its own: whatever the script starts is killed with it, also
+        // after the shell itself was killed or exited.
+        let c = std::os::unix::process::CommandExt::process_group(
+            Command::new("nsenter")
+                .args(["-t", &out.pid.to_string(), "-n", "--", "sh", "-c", script])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            0,
+        )
+        .spawn()
+        .unwrap();
+        self.outside_pids.lock().unwrap().push(c.id());
+        c
     }
 }
 
@@ -361,6 +372,12 @@ impl Drop for Host {
             eprintln!("---- daemon log ----\n{}", self.daemon_log());
         }
         self.kill9_daemon();
+        for pid in self.outside_pids.lock().unwrap().drain(..) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 }
 
