@@ -129,9 +129,10 @@ def main():
     # ---- notes
     print()
     print("Notes:")
-    print("- berth has NO published port (port publishing is not implemented yet); the "
-          "'1 published' rows are the reference setups as specified (netavark/CNI with one "
-          "TCP port each); the 'none' rows are like-for-like.")
+    print("- berth's attach rows have no published port (its publishing cost is measured by "
+          "bench/ports.sh and by the `-p 80` run row); the '1 published' rows are the reference "
+          "setups as specified (netavark/CNI with one TCP port each); the 'none' rows are "
+          "like-for-like.")
     caps = []
     want = meta.get("levels")
     if want:
