@@ -469,7 +469,7 @@ fn attached_up_follows_output_and_stops_on_interrupt() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("compose.yaml"),
-        "services:\n  talk:\n    command: [sh, -c, 'echo hello from $$HOSTNAME; exec sleep 300']\n    hostname: talker\n",
+        "services:\n  talk:\n    command: [sh, -c, 'echo hello from $$HOSTNAME; exec sleep 300']\n    hostname: talker\n  stubborn:\n    command: [sh, -c, 'trap \"\" TERM; while :; do sleep 0.1; done']\n    stop_grace_period: 60s\n",
     )
     .unwrap();
     let mut up = Command::new(common::berth_bin())
@@ -483,13 +483,32 @@ fn attached_up_follows_output_and_stops_on_interrupt() {
     let mut out = std::io::BufReader::new(up.stdout.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-    assert_eq!(line.trim(), "talk-1 | hello from talker");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(up.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    assert_eq!(line.trim(), "talk-1     | hello from talker");
+    let up_pid = up.id() as i32;
+    let interrupt = || {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(up_pid),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap()
+    };
+    // The first Ctrl-C stops gracefully: `stubborn` ignores SIGTERM and has 60 s …
+    interrupt();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        up.try_wait().unwrap().is_none(),
+        "still waiting for stubborn"
+    );
+    // … the second one does not wait.
+    let t = std::time::Instant::now();
+    interrupt();
     assert!(up.wait().unwrap().success());
-    let status = h.ok(&["inspect", "--format", "{{.State.Status}}", "att-talk-1"]);
-    assert_eq!(status.trim(), "exited");
+    assert!(t.elapsed() < std::time::Duration::from_secs(10));
+    for c in ["att-talk-1", "att-stubborn-1"] {
+        wait_until("the containers to exit", || {
+            h.ok(&["inspect", "--format", "{{.State.Status}}", c])
+                .trim()
+                == "exited"
+        });
+    }
 }

@@ -415,7 +415,15 @@ async fn up(
             eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
         }
     }
-    stop_all(c, p, &[]).await?;
+    tokio::select! {
+        r = stop_all(c, p, &[]) => r?,
+        _ = tokio::signal::ctrl_c() => {
+            // Again: no grace period.
+            for x in containers(c, &p.name).await?.iter().filter(|x| running(x)) {
+                let _ = c.post(&format!("/containers/{}/kill", enc(&cname(x))), None).await;
+            }
+        }
+    }
     Ok(0)
 }
 
