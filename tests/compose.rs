@@ -39,15 +39,29 @@ networks:
     internal: true
 "#;
 
-fn compose(h: &Host, dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(common::berth_bin())
-        .arg("-H")
+/// `berth compose ARGS` run in a project directory, against the host's daemon.
+fn compose_cmd(h: &Host, dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(common::berth_bin());
+    c.arg("-H")
         .arg(format!("unix://{}", h.socket().display()))
         .arg("compose")
         .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
+        .current_dir(dir);
+    c
+}
+
+fn compose(h: &Host, dir: &Path, args: &[&str]) -> std::process::Output {
+    compose_cmd(h, dir, args).output().unwrap()
+}
+
+/// A host with a daemon and a project directory `NAME` holding `FILE` with `text`.
+fn project(name: &str, file: &str, text: &str) -> (Host, std::path::PathBuf) {
+    let mut h = Host::new();
+    h.start_daemon();
+    let dir = h.dir.path().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(file), text).unwrap();
+    (h, dir)
 }
 
 fn compose_ok(h: &Host, dir: &Path, args: &[&str]) -> String {
@@ -80,11 +94,7 @@ fn through_proxy(h: &Host) -> String {
 #[test]
 fn a_project_up_scaled_and_down() {
     need_root!();
-    let mut h = Host::new();
-    h.start_daemon();
-    let dir = h.dir.path().join("shop");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("compose.yaml"), PROJECT).unwrap();
+    let (h, dir) = project("shop", "compose.yaml", PROJECT);
     std::fs::write(dir.join(".env"), "PROXY_PORT=18080\n").unwrap();
 
     compose_ok(&h, &dir, &["up", "-d"]);
@@ -203,15 +213,11 @@ fn a_project_up_scaled_and_down() {
 #[test]
 fn config_warnings_and_bad_files() {
     need_root!();
-    let mut h = Host::new();
-    h.start_daemon();
-    let dir = h.dir.path().join("proj");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("docker-compose.yml"),
+    let (h, dir) = project(
+        "proj",
+        "docker-compose.yml",
         "version: '3'\nservices:\n  app:\n    image: nginx:latest\n    volumes: [./x:/x]\n    command: [sleep, '${NAP:-300}']\n",
-    )
-    .unwrap();
+    );
     let o = compose(&h, &dir, &["config"]);
     assert!(o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
@@ -258,11 +264,8 @@ fn config_warnings_and_bad_files() {
 #[test]
 fn service_healthy_orders_the_start() {
     need_root!();
-    let mut h = Host::new();
-    h.start_daemon();
-    let dir = h.dir.path().join("ordered");
-    std::fs::create_dir_all(&dir).unwrap();
-    let flag = h.dir.path().join("db-ready");
+    let (h, dir) = project("ordered", "compose.yaml", "");
+    let flag = dir.join("db-ready");
     std::fs::write(
         dir.join("compose.yaml"),
         format!(
@@ -271,13 +274,7 @@ fn service_healthy_orders_the_start() {
         ),
     )
     .unwrap();
-    let mut up = Command::new(common::berth_bin())
-        .arg("-H")
-        .arg(format!("unix://{}", h.socket().display()))
-        .args(["compose", "up", "-d"])
-        .current_dir(&dir)
-        .spawn()
-        .unwrap();
+    let mut up = compose_cmd(&h, &dir, &["up", "-d"]).spawn().unwrap();
     wait_until("db to run", || {
         ids(&h).iter().any(|l| l.starts_with("ordered-db-1 "))
     });
@@ -352,11 +349,8 @@ fn the_seed_cluster_showcase() {
             return;
         }
     }
-    let mut h = Host::new();
-    h.start_daemon();
     // A copy: the example directory stays clean (nginx writes run/ there).
-    let dir = h.dir.path().join("seed-cluster");
-    std::fs::create_dir_all(&dir).unwrap();
+    let (h, dir) = project("seed-cluster", "compose.yaml", "");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed-cluster");
     for f in ["compose.yaml", "app.py", "nginx.conf"] {
         std::fs::copy(src.join(f), dir.join(f)).unwrap();
@@ -463,20 +457,12 @@ fn the_seed_cluster_showcase() {
 #[test]
 fn attached_up_follows_output_and_stops_on_interrupt() {
     need_root!();
-    let mut h = Host::new();
-    h.start_daemon();
-    let dir = h.dir.path().join("att");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("compose.yaml"),
+    let (h, dir) = project(
+        "att",
+        "compose.yaml",
         "services:\n  talk:\n    command: [sh, -c, 'echo hello from $$HOSTNAME; exec sleep 300']\n    hostname: talker\n  stubborn:\n    command: [sh, -c, 'trap \"\" TERM; while :; do sleep 0.1; done']\n    stop_grace_period: 60s\n",
-    )
-    .unwrap();
-    let mut up = Command::new(common::berth_bin())
-        .arg("-H")
-        .arg(format!("unix://{}", h.socket().display()))
-        .args(["compose", "up"])
-        .current_dir(&dir)
+    );
+    let mut up = compose_cmd(&h, &dir, &["up"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
