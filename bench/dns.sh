@@ -18,6 +18,10 @@
 # Server CPU per query: the server's own CPU time (user + system) per answered query during
 # the max runs. The client shares the two cores and is the limit of every server's q/s figure;
 # CPU per query is what the server itself costs.
+# The same max runs with the names in their network-qualified form (berth `cN.bench`,
+# aardvark and dnsmasq `cN.dns.podman`: aardvark scans every name for that form), labels
+# *_fqdn; and at the first level with a two-thread client (dnsperf -T 2 -c 2), labels *_mt,
+# which shows how far each server goes when the client is less of a bottleneck.
 # Then: the first query after `berth run -d` returns (RUNS times).
 #
 # Env: OUT (/tmp/berth-bench), DUR (5), REPS (3), LEVELS, RUNS (20), BERTH (binary).
@@ -100,16 +104,29 @@ names_file() { # N FILE: "name A" lines, the names spread over the file in order
   awk -v n="$n" 'BEGIN { for (i = 1; i <= n; i++) printf "c%d A\n", i }' > "$2"
 }
 # dnsperf runs: SERVER-LABEL LEVEL RUNNER... (the runner puts dnsperf in the client's netns)
-perf() {
+maxruns() {
   local label=$1 lvl=$2 qf=$3 server=$4; shift 4
   local r t0 t1
   for r in $(seq 1 "$REPS"); do
     t0=$(cpu_ticks)
-    "$@" dnsperf -s "$server" -d "$qf" -l "$DUR" > "$R/max_${label}_${lvl}_$r.txt" 2>&1
+    "$@" dnsperf -s "$server" -d "$qf" -l "$DUR" $CLIENT > "$R/max_${label}_${lvl}_$r.txt" 2>&1
     t1=$(cpu_ticks)
     echo "$(( t1 - t0 ))" > "$R/cpu_${label}_${lvl}_$r.txt"
   done
+}
+CLIENT=""
+perf() {
+  local label=$1 lvl=$2 qf=$3 server=$4; shift 4
+  maxruns "$label" "$lvl" "$qf" "$server" "$@"
   "$@" dnsperf -s "$server" -d "$qf" -l "$DUR" -Q 2000 -v > "$R/q2000_${label}_${lvl}.txt" 2>&1
+}
+# the extra rows: qualified names at every level, a two-thread client at the first
+extra() {
+  local label=$1 lvl=$2 qf=$3 fq=$4 server=$5; shift 5
+  maxruns "${label}_fqdn" "$lvl" "$fq" "$server" "$@"
+  if [ "$lvl" = "${LV[0]}" ]; then
+    CLIENT="-T 2 -c 2" maxruns "${label}_mt" "$lvl" "$qf" "$server" "$@"
+  fi
 }
 # the server's CPU time (user + system, clock ticks) — SRV_PID inside the holder SRV_IN
 cpu_ticks() { "$SRV_IN" awk '{print $14 + $15}' "/proc/$SRV_PID/stat" 2>/dev/null || echo 0; }
@@ -130,12 +147,17 @@ for n in "${LV[@]}"; do
     B run -d --name "h$k" --network bench "${args[@]}" -- sleep 100000 >/dev/null || exit 1
   done
   names_file "$n" "$W/q_$n.txt"
+  sed 's/ A$/.bench A/' "$W/q_$n.txt" > "$W/qb_$n.txt"
+  sed 's/ A$/.dns.podman A/' "$W/q_$n.txt" > "$W/qp_$n.txt"
   sanity=$(in_berth_client dig +short +time=2 +tries=1 "c$n" A)
   [ -n "$sanity" ] || { echo "berth does not answer c$n"; exit 1; }
+  sanity=$(in_berth_client dig +short +time=2 +tries=1 "c$n.bench" A)
+  [ -n "$sanity" ] || { echo "berth does not answer c$n.bench"; exit 1; }
   sleep 1
   PID_FOR_RSS=$BPID; echo "berth_rss_kb $n $(rss_kb HBx)" >> "$R/rss.txt"
   SRV_IN=HBx; SRV_PID=$BPID
   perf berth "$n" "$W/q_$n.txt" 10.87.0.1 in_berth_client
+  extra berth "$n" "$W/q_$n.txt" "$W/qb_$n.txt" 10.87.0.1 in_berth_client
   [ "$n" = "${LV[0]}" ] && perf berth_fwd "$n" "$W/q_fwd.txt" 10.87.0.1 in_berth_client
   echo "measured berth at $n names"
 
@@ -155,18 +177,22 @@ for n in "${LV[@]}"; do
   [ -n "$sanity" ] || { echo "aardvark does not answer c$n"; exit 1; }
   PID_FOR_RSS=$APID; echo "aardvark_rss_kb $n $(rss_kb HRx)" >> "$R/rss.txt"
   SRV_IN=HRx; SRV_PID=$APID
+  sanity=$(in_ref_client dig +short +time=2 +tries=1 @10.87.0.1 "c$n.dns.podman" A)
+  [ -n "$sanity" ] || { echo "aardvark does not answer c$n.dns.podman"; exit 1; }
   perf aardvark "$n" "$W/q_$n.txt" 10.87.0.1 in_ref_client
+  extra aardvark "$n" "$W/q_$n.txt" "$W/qp_$n.txt" 10.87.0.1 in_ref_client
   [ "$n" = "${LV[0]}" ] && perf aardvark_fwd "$n" "$W/q_fwd.txt" 10.87.0.1 in_ref_client
   echo "measured aardvark at $n names"
 
   # dnsmasq: a hosts file with the same names
-  for i in $(seq 1 "$n"); do echo "10.87.$(( (i + 2) / 250 + 1 )).$(( (i + 2) % 250 + 1 )) c$i"; done > "$W/ref_hosts"
+  for i in $(seq 1 "$n"); do echo "10.87.$(( (i + 2) / 250 + 1 )).$(( (i + 2) % 250 + 1 )) c$i c$i.dns.podman"; done > "$W/ref_hosts"
   HRx dnsmasq --keep-in-foreground --no-resolv --no-hosts --no-poll --addn-hosts="$W/ref_hosts" \
     --listen-address=10.87.0.254 --bind-interfaces --port=53 --user=root \
     --log-facility=/dev/null --pid-file="$W/dnsmasq.pid" &
   sleep 1
   SRV_IN=HRx; SRV_PID=$(cat "$W/dnsmasq.pid")
   perf dnsmasq "$n" "$W/q_$n.txt" 10.87.0.254 in_ref_client
+  extra dnsmasq "$n" "$W/q_$n.txt" "$W/qp_$n.txt" 10.87.0.254 in_ref_client
   PID_FOR_RSS=$(cat "$W/dnsmasq.pid"); echo "dnsmasq_rss_kb $n $(rss_kb HRx)" >> "$R/rss.txt"
   HRx kill "$(cat "$W/dnsmasq.pid")"; sleep 0.3
   echo "measured dnsmasq at $n names"

@@ -112,14 +112,29 @@ IPERF[dproxy]="10.90.0.1 25201"
 R=$W/raw; mkdir -p "$R"
 flush() { H conntrack -F >/dev/null 2>&1 || true; }
 
+# CPU accounting for the new-connection runs: the machine's busy time (all CPUs, from
+# /proc/stat: user+nice+system+irq+softirq+steal) and the proxy process's own time, in
+# clock ticks. With both cores saturated, busy time per connection is what a path costs.
+machine_busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+proxy_pid() {
+  case $1 in
+    # anchored: the nsenter wrappers' command lines contain the same words
+    bproxy) pgrep -f "^$BERTH daemon --root $W/root" | head -1 ;;
+    dproxy) pgrep -f "^/usr/sbin/docker-proxy -proto tcp -host-ip 0.0.0.0 -host-port 28080" | head -1 ;;
+  esac
+}
+proc_ticks() { if [ -n "$1" ]; then awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; else echo 0; fi; }
 measure() { # PATH
-  local p=$1 r
+  local p=$1 r pp c0 c1 t0 t1
   E curl --noproxy "*" -sf -o /dev/null -m 3 "http://${HTTP[$p]}/index.html" || { echo "sanity $p FAILED"; return 1; }
   for r in $(seq 1 "$REPS"); do
     set -- ${IPERF[$p]}
     flush; E iperf3 -c "$1" -p "$2" -t "$DUR" -J > "$R/iperf_${p}_$r.json" 2>&1 || true
     flush; E wrk -t2 -c50 -d"${DUR}s" "http://${HTTP[$p]}/index.html" > "$R/ka_${p}_$r.txt" 2>&1 || true
-    flush; E wrk -t2 -c50 -d"${DUR}s" -H 'Connection: close' "http://${HTTP[$p]}/index.html" > "$R/close_${p}_$r.txt" 2>&1 || true
+    flush; pp=$(proxy_pid "$p"); c0=$(machine_busy); t0=$(proc_ticks "$pp")
+    E wrk -t2 -c50 -d"${DUR}s" -H 'Connection: close' "http://${HTTP[$p]}/index.html" > "$R/close_${p}_$r.txt" 2>&1 || true
+    c1=$(machine_busy); t1=$(proc_ticks "$pp")
+    echo "$(( c1 - c0 )) $(( t1 - t0 ))" > "$R/cpu_close_${p}_$r.txt"
     sleep 1
   done
   echo "measured $p"

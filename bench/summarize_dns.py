@@ -66,13 +66,19 @@ for label, lvl, s, lost, lat in rows:
           f"   {c:8.2f}")
 
 print("\nratios (same run, median q/s):")
-for lvl in sorted(qps.get("berth", {})):
-    b = qps["berth"][lvl]
-    parts = [f"names={lvl}: berth {b:.0f}"]
-    for ref in ("aardvark", "dnsmasq"):
-        if lvl in qps.get(ref, {}) and qps[ref][lvl]:
-            parts.append(f"{b / qps[ref][lvl]:.2f}x {ref} ({qps[ref][lvl]:.0f})")
-    print("  " + ", ".join(parts))
+for suffix, what in (("", "short names"), ("_fqdn", "qualified names (berth NAME.NETWORK, "
+                     "others NAME.dns.podman)"), ("_mt", "two-thread client")):
+    if not qps.get("berth" + suffix):
+        continue
+    print(f" {what}:")
+    for lvl in sorted(qps["berth" + suffix]):
+        b = qps["berth" + suffix][lvl]
+        parts = [f"names={lvl}: berth {b:.0f}"]
+        for ref in ("aardvark", "dnsmasq"):
+            r = qps.get(ref + suffix, {}).get(lvl)
+            if r:
+                parts.append(f"{b / r:.2f}x {ref} ({r:.0f})")
+        print("  " + ", ".join(parts))
 print("\nserver CPU per answered query (lower is better; the others' cost relative to berth's):")
 for lvl in sorted(cpu.get("berth", {})):
     b = cpu["berth"][lvl]

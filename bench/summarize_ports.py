@@ -59,6 +59,33 @@ for p in PATHS:
             cells.append(f"{v:.2f}")
     print(f"{NAMES[p]:34} {cells[0]:>18} {cells[1]:>20} {cells[2]:>18}")
 
+# CPU per new connection: machine busy time and the proxy's own, over each run's requests
+HZ = os.sysconf("SC_CLK_TCK")
+cpu_rows = {}
+for p in PATHS:
+    per_machine, per_proxy = [], []
+    for f in glob.glob(f"{R}/cpu_close_{p}_*.txt"):
+        w = open(f.replace("cpu_close_", "close_")).read()
+        m = re.search(r"(\d+) requests in", w)
+        if not m or not int(m.group(1)):
+            continue
+        busy, own = (int(x) for x in open(f).read().split())
+        n = int(m.group(1))
+        per_machine.append(busy * 1e6 / HZ / n)
+        per_proxy.append(own * 1e6 / HZ / n)
+    if per_machine:
+        cpu_rows[p] = (med(per_machine), med(per_proxy))
+if cpu_rows:
+    print()
+    print("CPU per new connection (machine busy time, all cores; the proxy process's own time)")
+    base = cpu_rows.get("direct", (None, None))[0]
+    for p in PATHS:
+        if p in cpu_rows:
+            mach, own = cpu_rows[p]
+            extra = f", +{mach - base:.0f} us over direct" if base and p != "direct" else ""
+            proxy = f", proxy process {own:.0f} us" if p in ("bproxy", "dproxy") else ""
+            print(f"  {NAMES[p]:34} {mach:6.0f} us{extra}{proxy}")
+
 b, dp = rows["bproxy"], rows["dproxy"]
 if all(b) and all(dp):
     print("berth proxy / docker-proxy: "

@@ -7,6 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
@@ -28,6 +29,8 @@ pub enum NetError {
         #[source]
         source: rtnetlink::Error,
     },
+    #[error("the bridge already has 1023 ports, the most a Linux bridge takes")]
+    BridgeFull,
     #[error("{op}: {source}")]
     Io {
         op: String,
@@ -66,6 +69,21 @@ pub struct LinkInfoShort {
 #[derive(Clone)]
 pub struct Netlink {
     handle: Handle,
+    /// `/proc/sys/net/ipv6/conf` of this namespace, opened once (daemon namespace only).
+    /// /proc/sys dentries are shared by all network namespaces and told apart on lookup,
+    /// so every path component from /proc/sys down is compared against one dentry per
+    /// namespace that ever looked it up; opened once, only the link's own name is looked up.
+    conf6: Option<Arc<OwnedFd>>,
+}
+
+fn open_conf6() -> Option<Arc<OwnedFd>> {
+    nix::fcntl::open(
+        "/proc/sys/net/ipv6/conf",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()
+    .map(Arc::new)
 }
 
 impl Netlink {
@@ -74,7 +92,10 @@ impl Netlink {
         let (conn, handle, _) =
             rtnetlink::new_connection().map_err(NetError::io("open netlink socket"))?;
         tokio::spawn(conn);
-        Ok(Netlink { handle })
+        Ok(Netlink {
+            handle,
+            conf6: open_conf6(),
+        })
     }
 
     /// A socket in the calling thread's namespace whose requests are carried out on a
@@ -112,7 +133,10 @@ impl Netlink {
         let handle = rx
             .recv()
             .map_err(|_| NetError::io("netlink thread")(std::io::ErrorKind::Other.into()))??;
-        Ok(Netlink { handle })
+        Ok(Netlink {
+            handle,
+            conf6: open_conf6(),
+        })
     }
 
     /// A socket inside the namespace bound at `path` (or `/proc/PID/ns/net`).
@@ -128,7 +152,10 @@ impl Netlink {
         })
         .await?;
         tokio::spawn(conn);
-        Ok(Netlink { handle })
+        Ok(Netlink {
+            handle,
+            conf6: None,
+        })
     }
 
     pub async fn link_index(&self, name: &str) -> Result<Option<u32>, NetError> {
@@ -167,7 +194,9 @@ impl Netlink {
         // A fixed address: a bridge without one takes the lowest of its ports', so it
         // changes when a container leaves, and every sandbox's cached neighbour entry for
         // the gateway points nowhere until ARP gives up on it (seconds of lost traffic).
-        let mut b = LinkBridge::new(name).address(bridge_mac(name).to_vec());
+        let mut b = LinkBridge::new(name)
+            .address(bridge_mac(name).to_vec())
+            .mcast_snooping(false);
         if let Some(mtu) = mtu {
             b = b.mtu(mtu);
         }
@@ -193,18 +222,20 @@ impl Netlink {
         }
     }
 
-    /// Gives a link a fixed MAC (a bridge then stops following its ports' addresses).
-    pub async fn set_address(&self, index: u32, mac: [u8; 6]) -> Result<(), NetError> {
+    /// Brings an existing bridge to the settings `create_bridge` gives new ones: a fixed
+    /// MAC (it then stops following its ports' addresses) and no multicast snooping.
+    pub async fn adopt_bridge(&self, name: &str, mac: [u8; 6]) -> Result<(), NetError> {
         self.handle
             .link()
             .change(
-                LinkUnspec::new_with_index(index)
+                rtnetlink::LinkMessageBuilder::<LinkBridge>::new(name)
                     .address(mac.to_vec())
+                    .mcast_snooping(false)
                     .build(),
             )
             .execute()
             .await
-            .map_err(NetError::nl(format!("set the address of link {index}")))
+            .map_err(NetError::nl(format!("configure bridge {name}")))
     }
 
     pub async fn set_up(&self, index: u32) -> Result<(), NetError> {
@@ -249,10 +280,10 @@ impl Netlink {
         if let Some(mtu) = mtu {
             peer_msg = peer_msg.mtu(mtu);
         }
+        // Created down: the port's IPv6 must be off before it comes up.
         let mut b = LinkVeth::new(host, peer)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())))
-            .controller(bridge)
-            .up();
+            .controller(bridge);
         if let Some(mtu) = mtu {
             b = b.mtu(mtu);
         }
@@ -269,8 +300,40 @@ impl Netlink {
             self.handle.link().add(b.build()).execute(),
             self.handle.link().set_port(port).execute()
         );
-        created.map_err(NetError::nl(format!("create veth {host} ↔ {peer}")))?;
-        hairpin.map_err(NetError::nl(format!("hairpin mode on {host}")))
+        created.map_err(|e| match errno_of(&e) {
+            libc::EXFULL => NetError::BridgeFull,
+            _ => NetError::nl(format!("create veth {host} ↔ {peer}"))(e),
+        })?;
+        hairpin.map_err(NetError::nl(format!("hairpin mode on {host}")))?;
+        // A bridge port needs no IPv6 of its own. With it, the port would send router
+        // solicitations and MLD reports to every other port, and each port would add a
+        // multicast route that the kernel walks whenever any link goes away.
+        if let Err(e) = self.disable_ipv6(host) {
+            tracing::debug!(link = host, error = %e, "IPv6 left on");
+        }
+        let up = LinkUnspec::new_with_name(host).up().build();
+        self.handle
+            .link()
+            .change(up)
+            .execute()
+            .await
+            .map_err(NetError::nl(format!("bring {host} up")))
+    }
+
+    /// `net.ipv6.conf.LINK.disable_ipv6 = 1` for a link of this namespace (a no-op where the
+    /// socket was not opened in the daemon's own namespace or the kernel has no IPv6).
+    fn disable_ipv6(&self, link: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        let Some(dir) = &self.conf6 else {
+            return Ok(());
+        };
+        let fd = nix::fcntl::openat(
+            dir.as_fd(),
+            format!("{link}/disable_ipv6").as_str(),
+            nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        std::fs::File::from(fd).write_all(b"1")
     }
 
     pub async fn add_default_route(&self, gw: IpAddr, oif: u32) -> Result<(), NetError> {
@@ -527,7 +590,10 @@ pub async fn create_netns(path: &Path) -> Result<(Netlink, OwnedFd), NetError> {
     })
     .await?;
     tokio::spawn(conn);
-    let nl = Netlink { handle };
+    let nl = Netlink {
+        handle,
+        conf6: None,
+    };
     let res = async {
         let lo = nl.link_index("lo").await?.unwrap_or(1);
         nl.set_up(lo).await

@@ -66,6 +66,35 @@ fn tcp_within_a_network_and_isolation_across_networks() {
     let out =
         h.ns.sh_ok(&format!("socat -T2 - TCP:{ip}:8080,connect-timeout=2"));
     assert_eq!(out.trim(), "hello-from-web");
+    // On an IPv4 network no interface of berth's speaks IPv6 (no router solicitations or
+    // MLD reports flooded to every port), and the bridge floods multicast instead of
+    // snooping it (no per-port multicast timers).
+    let ports =
+        h.ns.sh_ok("ip -o link show type veth | awk -F': ' '{print $2}' | cut -d@ -f1");
+    assert!(!ports.trim().is_empty());
+    for p in ports.lines() {
+        assert_eq!(
+            h.ns.sh_ok(&format!("cat /proc/sys/net/ipv6/conf/{p}/disable_ipv6"))
+                .trim(),
+            "1",
+            "{p}"
+        );
+    }
+    assert_eq!(
+        h.ns.sh_ok("ip -6 route show table all | grep -c ' dev bv' || true")
+            .trim(),
+        "0"
+    );
+    let bridges = h.ns.sh_ok("ip -d link show type bridge");
+    assert_eq!(bridges.matches("mcast_snooping 0").count(), 3, "{bridges}");
+    let v6 = String::from_utf8_lossy(
+        &h.berth(&[
+            "exec", "web", "ip", "-6", "-o", "addr", "show", "dev", "eth0",
+        ])
+        .stdout,
+    )
+    .to_string();
+    assert_eq!(v6.trim(), "", "{v6}");
     // Connected to both networks, a container reaches it again, through eth1.
     h.ok(&[
         "run",

@@ -465,3 +465,94 @@ fn addresses_in_use_survive_a_daemon_restart() {
     ]);
     assert_eq!(h.ip_of("again", "tiny"), ips[2], "the only free address");
 }
+
+#[test]
+fn a_full_bridge_is_a_clear_error_that_changes_nothing() {
+    need_root!();
+    let mut h = Host::new();
+    h.start_daemon();
+    h.ok(&["network", "create", "--subnet", "10.47.0.0/16", "big"]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "first",
+        "--network",
+        "big",
+        "--",
+        "sleep",
+        "300",
+    ]);
+    h.ok(&["network", "create", "--subnet", "10.48.0.0/24", "other"]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "spare",
+        "--network",
+        "other",
+        "--",
+        "sleep",
+        "300",
+    ]);
+    let id = h.ok(&["network", "inspect", "-f", "{{.Id}}", "big"]);
+    let bridge = format!("berth-{}", &id.trim()[..9]);
+    // A Linux bridge takes 1023 ports: fill the other 1022 with plain veth pairs.
+    h.ns.sh_ok(&format!(
+        "for i in $(seq 1 1022); do echo \"link add fx$i type veth peer name fy$i\"; \
+         echo \"link set fx$i master {bridge}\"; done | ip -batch -"
+    ));
+    let veths = |h: &Host| h.links().iter().filter(|l| l.starts_with("bv")).count();
+    let netns = |h: &Host| {
+        std::fs::read_dir(h.dir.path().join("run/netns"))
+            .unwrap()
+            .count()
+    };
+    let (v0, n0) = (veths(&h), netns(&h));
+
+    let e = h.fails(&[
+        "run",
+        "-d",
+        "--name",
+        "second",
+        "--network",
+        "big",
+        "--",
+        "sleep",
+        "300",
+    ]);
+    assert!(
+        e.contains("network big has no room") && e.contains("1023"),
+        "{e}"
+    );
+    let e = h.fails(&["network", "connect", "big", "spare"]);
+    assert!(e.contains("network big has no room"), "{e}");
+    // Nothing of either attempt remains.
+    assert_eq!((veths(&h), netns(&h)), (v0, n0));
+    // As with docker, `run` leaves the container created when its start fails.
+    assert_eq!(
+        h.ok(&["inspect", "-f", "{{.State.Status}}", "second"])
+            .trim(),
+        "created"
+    );
+    assert_eq!(
+        h.ok(&["network", "inspect", "-f", "{{len .Containers}}", "big"])
+            .trim(),
+        "1"
+    );
+    assert_eq!(
+        h.ok(&[
+            "inspect",
+            "-f",
+            "{{len .NetworkSettings.Networks}}",
+            "spare"
+        ])
+        .trim(),
+        "1"
+    );
+    // With one port free again the same commands work.
+    h.ns.sh_ok("ip link del fx1");
+    h.ok(&["start", "second"]);
+    h.ns.sh_ok("ip link del fx2");
+    h.ok(&["network", "connect", "big", "spare"]);
+}

@@ -456,15 +456,16 @@ impl Daemon {
             .add_veth_into(&ep.host_ifname, bidx, net.mtu, &ep.ifname, nsfd, mac)
             .await
         {
+            if let netlink::NetError::BridgeFull = e {
+                return Err(Error::Unavailable(format!(
+                    "network {} has no room for another container: its bridge {bridge} already has 1023 ports, the most a Linux bridge takes; connect the container to another network",
+                    net.name
+                )));
+            }
             // Perhaps the bridge was deleted behind our back: look it up again next time.
             self.bridge_index.lock().expect("lock").remove(bridge);
             return Err(e.into());
         }
-        // A bridge port needs no address of its own; without IPv6 it sends nothing.
-        let _ = std::fs::write(
-            format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", ep.host_ifname),
-            "1",
-        );
         let inner = async {
             let idx = nsnl.link_index(&ep.ifname).await?.ok_or_else(|| {
                 Error::Internal(format!("{} did not appear in the sandbox", ep.ifname))

@@ -75,10 +75,8 @@ impl Daemon {
             known_bridges.insert(b.clone());
             let idx = match links.iter().find(|l| &l.name == b) {
                 Some(l) => {
-                    // A bridge made before bridges had fixed addresses gets one now.
-                    self.host
-                        .set_address(l.index, netlink::bridge_mac(b))
-                        .await?;
+                    // A bridge made by an older berth gets today's settings.
+                    self.host.adopt_bridge(b, netlink::bridge_mac(b)).await?;
                     l.index
                 }
                 None => self.host.create_bridge(b, n.mtu, &[]).await?,
