@@ -304,20 +304,28 @@ impl Netlink {
             libc::EXFULL => NetError::BridgeFull,
             _ => NetError::nl(format!("create veth {host} ↔ {peer}"))(e),
         })?;
-        hairpin.map_err(NetError::nl(format!("hairpin mode on {host}")))?;
-        // A bridge port needs no IPv6 of its own. With it, the port would send router
-        // solicitations and MLD reports to every other port, and each port would add a
-        // multicast route that the kernel walks whenever any link goes away.
-        if let Err(e) = self.disable_ipv6(host) {
-            tracing::debug!(link = host, error = %e, "IPv6 left on");
+        let rest = async {
+            hairpin.map_err(NetError::nl(format!("hairpin mode on {host}")))?;
+            // A bridge port needs no IPv6 of its own. With it, the port would send router
+            // solicitations and MLD reports to every other port, and each port would add a
+            // multicast route that the kernel walks whenever any link goes away.
+            if let Err(e) = self.disable_ipv6(host) {
+                tracing::debug!(link = host, error = %e, "IPv6 left on");
+            }
+            let up = LinkUnspec::new_with_name(host).up().build();
+            self.handle
+                .link()
+                .change(up)
+                .execute()
+                .await
+                .map_err(NetError::nl(format!("bring {host} up")))
         }
-        let up = LinkUnspec::new_with_name(host).up().build();
-        self.handle
-            .link()
-            .change(up)
-            .execute()
-            .await
-            .map_err(NetError::nl(format!("bring {host} up")))
+        .await;
+        if rest.is_err() {
+            // All or nothing: the pair goes (deleting one end deletes the peer).
+            let _ = self.delete_link_by_name(host).await;
+        }
+        rest
     }
 
     /// `net.ipv6.conf.LINK.disable_ipv6 = 1` for a link of this namespace (a no-op where the
