@@ -142,17 +142,9 @@ fn every_publish_form_with_real_clients() {
     assert!(!from_host(&h, "127.0.0.1:8080").is_empty());
     assert!(!from_host(&h, "[::1]:8080").is_empty());
 
-    // a loopback binding is for local clients only: not from another host, not even when
-    // that host routes 127/8 to us and we accept martians (route_localnet)
+    // a loopback binding is for local clients only: not from another host (a neighbour
+    // sending to 127.0.0.1 itself is `loopback_ports_never_answer_a_neighbour`)
     assert_eq!(from_outside(&h, &format!("203.0.113.1:{loopback}")), "");
-    h.ns.sh_ok(
-        "sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.uplink.route_localnet=1",
-    );
-    h.outside_out(
-        "ip route del local 127.0.0.0/8 dev lo table local; \
-         ip route add 127.0.0.1/32 via 203.0.113.1 dev wan",
-    );
-    assert_eq!(from_outside(&h, &format!("127.0.0.1:{loopback}")), "");
 
     // hairpin: a container of the same network through the host's address, and the
     // publishing container to its own port
@@ -448,4 +440,102 @@ fn userland_proxy_always_serves_everything_with_half_close() {
         .is_empty());
     // and the published ports still answer, through the kernel path now
     assert_eq!(from_outside(&h, "203.0.113.1:8081"), "203.0.113.2");
+}
+
+/// A SYN sent as a neighbour would, as a raw frame to the host's MAC with a loopback
+/// destination (a real client's own kernel would answer 127.0.0.1 itself): "synack" if the
+/// host answered.
+fn raw_syn_from_outside(h: &Host, dst: &str, port: u16) -> String {
+    let mac = h.ns.sh_ok("cat /sys/class/net/uplink/address");
+    let src = if dst.contains(':') {
+        "2001:db8::2"
+    } else {
+        "203.0.113.2"
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/raw_syn.py");
+    h.outside_out(&format!(
+        "python3 {script} wan {} {src} {dst} {port} 2",
+        mac.trim()
+    ))
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn loopback_ports_never_answer_a_neighbour() {
+    need_root!();
+    let mut h = Host::with_outside();
+    add_outside_ipv6(&h);
+    h.start_daemon();
+    h.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "10.46.0.0/24",
+        "--subnet",
+        "fd00:46::/64",
+        "lo1",
+    ]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lo1",
+        "--network",
+        "lo1",
+        "-p",
+        "127.0.0.1:18081:80",
+        "-p",
+        "[::1]:18082:80",
+        "-p",
+        "18083:80",
+        "--",
+        "socat",
+        "TCP6-LISTEN:80,ipv6only=0,fork,reuseaddr",
+        WHO,
+    ]);
+    wait_listening(&h, "lo1", 80);
+    // The host has a neighbour entry for the sender (any earlier traffic does that).
+    h.outside_out("ping -c1 -W2 203.0.113.1; ping -c1 -W2 2001:db8::1");
+    // The raw frames work: a port published on every address answers them.
+    assert_eq!(raw_syn_from_outside(&h, "203.0.113.1", 18083), "synack");
+    assert_eq!(raw_syn_from_outside(&h, "2001:db8::1", 18083), "synack");
+    // Local clients are served.
+    assert!(!from_host(&h, "127.0.0.1:18081").is_empty());
+    assert!(!from_host(&h, "[::1]:18082").is_empty());
+
+    // A host that routes 127/8 from its links (route_localnet=1) would answer a neighbour on
+    // any loopback port: a host process on 127.0.0.1:18090 shows it.
+    h.ns.sh_ok(
+        "sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.uplink.route_localnet=1",
+    );
+    let _host_listener =
+        h.ns.spawn("exec socat TCP4-LISTEN:18090,bind=127.0.0.1,fork,reuseaddr SYSTEM:'echo host'");
+    wait_until("host listener", || {
+        h.ns.sh("ss -lnt | grep -q '127.0.0.1:18090 '")
+            .status
+            .success()
+    });
+    assert_eq!(raw_syn_from_outside(&h, "127.0.0.1", 18090), "synack");
+    // berth's loopback ports do not answer, and the guard holds exactly that binding.
+    assert_eq!(raw_syn_from_outside(&h, "127.0.0.1", 18081), "none");
+    let guard = h.ns.sh_ok("nft list set inet berth loopback4");
+    assert!(guard.contains("127.0.0.1 . tcp . 18081"), "{guard}");
+    // IPv6 never routes ::1 from a link; checked all the same.
+    assert_eq!(raw_syn_from_outside(&h, "::1", 18082), "none");
+
+    // The guard lives as long as the binding: a restarted daemon keeps it, removal drops it.
+    h.kill9_daemon();
+    h.start_daemon();
+    assert_eq!(raw_syn_from_outside(&h, "127.0.0.1", 18081), "none");
+    assert!(h
+        .ns
+        .sh_ok("nft list set inet berth loopback4")
+        .contains("18081"));
+    h.ok(&["rm", "-f", "lo1"]);
+    assert!(!h
+        .ns
+        .sh_ok("nft list set inet berth loopback4")
+        .contains("18081"));
 }

@@ -168,11 +168,11 @@ fn target_of(c: &Container, p: &Published) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, p.container.port))
 }
 
-/// The kernel path's share of a container's ports.
+/// What a container's ports put in the kernel: the DNAT of the kernel path, and the guard
+/// of every loopback binding. The guard is there whoever serves the port (with
+/// `--userland-proxy always` too): it is what keeps a neighbour out when the host routes
+/// 127/8 (`route_localnet`).
 pub fn mappings(c: &Container, mode: ProxyMode) -> Vec<PortMapping> {
-    if mode == ProxyMode::Always {
-        return vec![];
-    }
     c.ports
         .iter()
         .filter_map(|p| {
@@ -183,7 +183,10 @@ pub fn mappings(c: &Container, mode: ProxyMode) -> Vec<PortMapping> {
                 target: target_of(c, p)?,
             })
         })
-        .filter(|m| m.in_kernel())
+        .filter(|m| match mode {
+            ProxyMode::Auto => m.has_kernel_state(),
+            ProxyMode::Always => !m.in_kernel() && m.has_kernel_state(),
+        })
         .collect()
 }
 

@@ -96,6 +96,13 @@ impl PortMapping {
     pub fn in_kernel(&self) -> bool {
         !self.host_ip.is_loopback() && self.host_ip.is_ipv4() == self.target.is_ipv4()
     }
+
+    /// Whether this mapping puts anything in the table: a DNAT when the kernel serves it,
+    /// the guard when it is on an IPv4 loopback address (IPv6 never routes `::1` from a
+    /// link, so it needs none).
+    pub fn has_kernel_state(&self) -> bool {
+        self.in_kernel() || matches!(self.host_ip, IpAddr::V4(h) if h.is_loopback())
+    }
 }
 
 fn pair(key: Expression<'static>, value: Expression<'static>) -> Expression<'static> {

@@ -147,6 +147,12 @@ fn published_ports_are_map_elements_in_one_batch() {
     assert!(!port("::1", 5433, "[fd00::3]:5432").in_kernel());
     assert!(!port("::", 8081, "10.1.0.3:80").in_kernel());
     assert!(port("::", 8081, "[fd00::3]:80").in_kernel());
+    // but an IPv4 loopback binding has its guard element in the kernel (the daemon must
+    // install it: it is what keeps neighbours out under route_localnet)
+    assert!(port("127.0.0.1", 5432, "10.1.0.3:5432").has_kernel_state());
+    assert!(!port("::1", 5433, "[fd00::3]:5432").has_kernel_state());
+    assert!(!port("::", 8081, "10.1.0.3:80").has_kernel_state());
+    assert!(port("0.0.0.0", 8081, "10.1.0.3:80").has_kernel_state());
     // removal: add then delete the same elements, in one transaction
     let rm = to_json(&remove_ports(&many));
     let verbs: Vec<&str> = rm["nftables"]
