@@ -10,6 +10,7 @@ pub mod netlink;
 pub mod proxy;
 pub mod sandbox;
 pub mod store;
+pub mod validate;
 
 pub use berth_dns as dnsindex;
 pub use berth_firewall as firewall;

@@ -299,11 +299,7 @@ pub fn new_id() -> String {
 }
 
 /// Docker's name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (container names), networks alike.
-pub fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
+pub use crate::validate::valid_name;
 
 /// Linux interface names: at most 15 bytes, no '/', whitespace or ':'.
 pub fn valid_ifname(name: &str) -> bool {

@@ -84,7 +84,9 @@ impl Daemon {
                 let n = n.strip_prefix('/').unwrap_or(n).to_string();
                 if !valid_name(&n) {
                     return Err(Error::InvalidParameter(format!(
-                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                        "Invalid container name ({}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, at most {} characters",
+                        n.chars().take(80).collect::<String>(),
+                        crate::validate::MAX_NAME_LEN
                     )));
                 }
                 if let Some(c) = st.containers.values().find(|c| c.name == n) {
@@ -97,6 +99,7 @@ impl Daemon {
             }
             None => unique_random_name(|n| st.containers.values().any(|c| c.name == n)),
         };
+        check_create(&req).map_err(Error::InvalidParameter)?;
         let id = new_id();
         let mode_name = match req.network_mode.as_str() {
             "" | "default" => "bridge".to_string(),
@@ -1085,6 +1088,38 @@ fn write_hosts(c: &Container, dir: &Path) -> Result<()> {
     };
     std::fs::write(dir.join("hosts"), hosts)?;
     Ok(())
+}
+
+/// What goes into the sandbox's files and `execve`, checked before anything is recorded.
+fn check_create(req: &ContainerCreate) -> std::result::Result<(), String> {
+    use crate::validate::{check_dns_option, check_domain, check_hostname, check_no_nul};
+    if !req.hostname.is_empty() {
+        check_hostname("hostname", &req.hostname)?;
+    }
+    if !req.domainname.is_empty() {
+        check_domain("domainname", &req.domainname)?;
+    }
+    for d in &req.dns_search {
+        // "." alone means "no search domains", as in resolv.conf.
+        if d != "." {
+            check_domain("--dns-search", d)?;
+        }
+    }
+    for o in &req.dns_options {
+        check_dns_option(o)?;
+    }
+    for h in &req.extra_hosts {
+        if let Some((name, _)) = h.split_once(':') {
+            check_domain("--add-host name", name)?;
+        }
+    }
+    for a in &req.cmd {
+        check_no_nul("command argument", a)?;
+    }
+    for e in &req.env {
+        check_no_nul("environment variable", e)?;
+    }
+    check_no_nul("working directory", &req.working_dir)
 }
 
 fn bad_host(h: &str) -> Error {

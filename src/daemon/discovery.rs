@@ -199,6 +199,9 @@ pub(crate) fn parse_links(
                     "invalid link {l:?}: use NAME or NAME:ALIAS"
                 )));
             }
+            // The alias becomes a line of the sandbox's /etc/hosts.
+            crate::validate::check_domain("--link alias", alias)
+                .map_err(Error::InvalidParameter)?;
             let id = st.container_id(target).map_err(|_| {
                 Error::InvalidParameter(format!(
                     "could not get container for {target}: no container has that name or id"

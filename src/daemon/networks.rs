@@ -89,6 +89,7 @@ pub(crate) fn plan_pools(
                 subnet.trunc()
             )));
         }
+        crate::validate::check_subnet(&subnet).map_err(Error::InvalidParameter)?;
         let cfg = PoolConfig {
             subnet,
             gateway: c
@@ -193,8 +194,9 @@ impl Daemon {
         let mut st = self.state.lock().await;
         if !valid_name(&req.name) {
             return Err(Error::InvalidParameter(format!(
-                "invalid network name {:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit",
-                req.name
+                "invalid network name {:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit, at most {} characters",
+                req.name.chars().take(80).collect::<String>(),
+                crate::validate::MAX_NAME_LEN
             )));
         }
         if st.network_by_name(&req.name).is_some() {
