@@ -510,8 +510,7 @@ fn loopback_ports_never_answer_a_neighbour() {
     h.ns.sh_ok(
         "sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.uplink.route_localnet=1",
     );
-    let _host_listener =
-        h.ns.spawn("exec socat TCP4-LISTEN:18090,bind=127.0.0.1,fork,reuseaddr SYSTEM:'echo host'");
+    h.ns.sh_ok("socat TCP4-LISTEN:18090,bind=127.0.0.1,fork,reuseaddr SYSTEM:'echo host' </dev/null >/dev/null 2>&1 &");
     wait_until("host listener", || {
         h.ns.sh("ss -lnt | grep -q '127.0.0.1:18090 '")
             .status
