@@ -538,3 +538,95 @@ fn loopback_ports_never_answer_a_neighbour() {
         .sh_ok("nft list set inet berth loopback4")
         .contains("18081"));
 }
+
+/// A PATH whose `nft` fails while the returned flag file exists.
+fn failing_nft(h: &Host) -> (String, std::path::PathBuf) {
+    let bin = h.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let flag = h.dir.path().join("nft-fails");
+    let real = h.ns.sh_ok("command -v nft");
+    std::fs::write(
+        bin.join("nft"),
+        format!(
+            "#!/bin/sh\n[ -e {} ] && {{ echo 'Error: injected failure' >&2; exit 1; }}\nexec {} \"$@\"\n",
+            flag.display(),
+            real.trim()
+        ),
+    )
+    .unwrap();
+    h.ns.sh_ok(&format!("chmod +x {}/nft", bin.display()));
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    (path, flag)
+}
+
+#[test]
+fn a_failed_port_removal_is_retried_and_its_address_is_not_reused_meanwhile() {
+    need_root!();
+    let mut h = Host::with_outside();
+    let (path, flag) = failing_nft(&h);
+    h.start_daemon_env(&[], &[("PATH", path)]);
+    h.ok(&["network", "create", "--subnet", "10.79.0.0/29", "leak"]);
+    let listener = ["--", "socat", "TCP-LISTEN:80,fork,reuseaddr", WHO];
+    let run = |name: &str, ip: Option<&str>, publish: bool| {
+        let mut a = vec!["run", "-d", "--name", name, "--network", "leak"];
+        if let Some(ip) = ip {
+            a.extend(["--ip", ip]);
+        }
+        if publish {
+            a.extend(["-p", "18080:80"]);
+        }
+        a.extend(listener);
+        h.berth(&a)
+    };
+    assert!(run("pubA", Some("10.79.0.2"), true).status.success());
+    wait_listening(&h, "pubA", 80);
+    assert_eq!(from_outside(&h, "203.0.113.1:18080"), "203.0.113.2");
+
+    // nft fails while pubA's process dies: the elements stay in the kernel…
+    std::fs::write(&flag, "").unwrap();
+    h.ok(&["kill", "pubA"]);
+    wait_until("pubA to exit", || h.ok(&["ps", "-q"]).trim().is_empty());
+    let map = h.ns.sh_ok("nft list map inet berth ports4_any_addr");
+    assert!(map.contains("10.79.0.2"), "{map}");
+    let info = h.berth(&["info"]);
+    let warn = String::from_utf8_lossy(&info.stderr);
+    assert!(
+        warn.contains("could not be removed from the kernel"),
+        "{warn}"
+    );
+    // …so their address is not handed out: not on request, not by the allocator (the /29
+    // has 10.79.0.2-6; the other four go, then the pool is full).
+    let o = run("pubB", Some("10.79.0.2"), false);
+    assert!(
+        !o.status.success(),
+        "10.79.0.2 was handed out while DNAT still led to it"
+    );
+    for i in 0..4 {
+        assert!(run(&format!("fill{i}"), None, false).status.success());
+    }
+    let ips: Vec<String> = (0..4)
+        .map(|i| h.ip_of(&format!("fill{i}"), "leak"))
+        .collect();
+    assert!(!ips.contains(&"10.79.0.2".to_string()), "{ips:?}");
+    let err = String::from_utf8_lossy(&run("fill4", None, false).stderr).into_owned();
+    assert!(err.contains("no available IP addresses"), "{err}");
+    h.ok(&["rm", "-f", "fill4"]);
+
+    // nft works again: the retry removes them, the address is free, nothing is exposed.
+    std::fs::remove_file(&flag).unwrap();
+    wait_until("the retry to remove the elements", || {
+        !h.ns
+            .sh_ok("nft list map inet berth ports4_any_addr")
+            .contains("10.79.0.2")
+    });
+    assert!(String::from_utf8_lossy(&h.berth(&["info"]).stderr).is_empty());
+    h.ok(&["rm", "-f", "pubB"]);
+    assert!(run("pubB", Some("10.79.0.2"), false).status.success());
+    wait_listening(&h, "pubB", 80);
+    assert_eq!(h.ok(&["port", "pubB"]), "");
+    assert_eq!(from_outside(&h, "203.0.113.1:18080"), "");
+}

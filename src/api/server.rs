@@ -231,7 +231,7 @@ async fn info(State(d): State<Arc<Daemon>>) -> ApiResult {
         "BerthRun": d.opts.run.display().to_string(),
         "BerthSocket": d.opts.socket.display().to_string(),
         "BerthDNS": d.dns.host_addr().map(|a| a.to_string()).unwrap_or_default(),
-        "Warnings": null,
+        "Warnings": d.warnings().await,
     }))
 }
 

@@ -400,5 +400,9 @@ pub async fn info(c: &Client, a: InfoArgs) -> Result<i32, ClientError> {
             .filter(|s| !s.is_empty())
             .unwrap_or("(none)")
     );
+    // As docker prints them: after the facts, on stderr.
+    for w in v["Warnings"].as_array().into_iter().flatten() {
+        eprintln!("WARNING: {}", w.as_str().unwrap_or_default());
+    }
     Ok(0)
 }

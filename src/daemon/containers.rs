@@ -300,7 +300,7 @@ impl Daemon {
                 Ok(master)
             }
             Err(e) => {
-                self.uninstall_ports(&mapped);
+                self.uninstall_ports(&mut st, &mapped);
                 drop(taken);
                 self.undo_sandbox(&c, true).await;
                 let mut ops = release_endpoints(&mut st, &c);
@@ -1389,6 +1389,9 @@ pub(crate) fn release_endpoints(st: &mut Inner, c: &Container) -> Vec<Op> {
             release_ep(n, ep);
             ops.push(put_network(n));
         }
+    }
+    if !st.stale.elements.is_empty() {
+        super::cleanup::hold_targets(st);
     }
     ops
 }

@@ -2,6 +2,7 @@
 //! out every operation as validate → commit to the store → apply to the kernel, rolling the
 //! kernel and the records back when a step fails.
 
+mod cleanup;
 mod containers;
 mod discovery;
 pub mod error;
@@ -52,6 +53,8 @@ pub struct Inner {
     pub(crate) port_cursor: u16,
     /// The DNAT elements in the kernel, per container (removal needs their exact values).
     pub(crate) installed: std::collections::HashMap<String, Vec<berth_firewall::PortMapping>>,
+    /// Elements the kernel still has although their container's ports were released.
+    pub(crate) stale: cleanup::Stale,
 }
 
 /// Something that changed, for waiters (and, later, the event stream).
@@ -135,6 +138,7 @@ impl Daemon {
             d.dns_rebuild(&st);
         }
         d.restart_on_boot().await;
+        d.start_cleanup();
         Ok(d)
     }
 

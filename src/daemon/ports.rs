@@ -299,20 +299,11 @@ impl Daemon {
         Ok(())
     }
 
-    pub(crate) fn uninstall_ports(&self, m: &[PortMapping]) {
-        if m.is_empty() {
-            return;
-        }
-        if let Err(e) = self.nft.apply(&berth_firewall::remove_ports(m)) {
-            tracing::warn!("removing published ports: {e}");
-        }
-    }
-
     /// Releases everything of a container's published ports: kernel elements, proxies and
     /// held sockets.
     pub(crate) fn release_ports(&self, st: &mut Inner, c: &Container) {
         if let Some(m) = st.installed.remove(&c.id) {
-            self.uninstall_ports(&m);
+            self.uninstall_ports(st, &m);
         }
         st.ports.retain(|_, h| h.container != c.id);
     }
@@ -325,7 +316,7 @@ impl Daemon {
         let new = mappings(c, self.opts.userland_proxy);
         let old = st.installed.remove(&c.id).unwrap_or_default();
         if old != new {
-            self.uninstall_ports(&old);
+            self.uninstall_ports(st, &old);
             if let Err(e) = self.install_ports(&new) {
                 tracing::warn!(container = %c.name, "re-publishing ports: {e}");
             }

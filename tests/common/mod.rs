@@ -205,6 +205,12 @@ impl Host {
 
     /// The daemon with extra flags (e.g. `--userland-proxy always`).
     pub fn start_daemon_with(&mut self, extra: &[&str]) {
+        self.start_daemon_env(extra, &[]);
+    }
+
+    /// The daemon with extra flags and environment (e.g. a PATH whose `nft` can be made
+    /// to fail).
+    pub fn start_daemon_env(&mut self, extra: &[&str], env: &[(&str, String)]) {
         let d = self.dir.path();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -223,6 +229,7 @@ impl Host {
             .arg("-H")
             .arg(format!("unix://{}", self.socket().display()))
             .args(extra)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
