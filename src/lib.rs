@@ -5,10 +5,13 @@ pub mod api;
 pub mod cli;
 pub mod daemon;
 pub mod dns;
+pub mod failpoint;
+pub mod logs;
 pub mod model;
 pub mod netlink;
 pub mod proxy;
 pub mod sandbox;
+pub mod shim;
 pub mod store;
 pub mod validate;
 

@@ -9,7 +9,7 @@ use berth::daemon::{Daemon, Options};
 fn main() {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Shim { sync_fd, dir } => berth::sandbox::shim_main(sync_fd, &dir),
+        Cmd::Shim { sync_fd, dir } => berth::shim::shim_main(sync_fd, &dir),
         Cmd::Daemon(args) => {
             let socket = cli::socket_path(&cli.host, Some(&args.run));
             if let Err(e) = daemon(args, socket) {
@@ -43,6 +43,9 @@ fn daemon(args: DaemonArgs, socket: std::path::PathBuf) -> anyhow::Result<()> {
             port_range: args.port_range,
             dns_host_address: args.dns_host_address.0,
             dns_upstream_timeout: args.dns_upstream_timeout,
+            log_defaults: berth::logs::LogOptions::parse_pairs(&args.log_opt)
+                .and_then(|kv| berth::logs::LogOptions::default().with(&kv))
+                .map_err(|e| anyhow::anyhow!("--log-opt: {e}"))?,
         };
         let d: Arc<Daemon> = Daemon::open(opts).await?;
         if let Some(parent) = socket.parent() {

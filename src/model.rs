@@ -125,6 +125,9 @@ pub struct ContainerConfig {
     pub restart: RestartPolicy,
     #[serde(default)]
     pub healthcheck: Option<Healthcheck>,
+    /// `--log-opt` / `HostConfig.LogConfig.Config`, over the daemon's defaults.
+    #[serde(default)]
+    pub log_opts: Vec<(String, String)>,
 }
 
 /// `--restart`: carried out by the daemon when the container's process exits.

@@ -7,12 +7,11 @@
 //! daemon re-adopts them through pidfds.
 
 use std::ffi::CString;
-use std::io::Write;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use nix::mount::{mount, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
@@ -37,6 +36,13 @@ pub struct Spec {
     pub binds: Vec<(PathBuf, PathBuf)>,
     /// Make stdin the controlling terminal (it is a pty slave).
     pub tty: bool,
+    /// For a container's first process: its output goes through the shim to DIR/log with
+    /// these limits (`None`: the stdio the shim was given).
+    #[serde(default)]
+    pub log: Option<crate::logs::LogOptions>,
+    /// A PID namespace to nest the container's own in (`container:NAME` sandboxes).
+    #[serde(default)]
+    pub join_pid: Option<PathBuf>,
 }
 
 /// Resolves the program the way execvp would, in the sandbox's PATH, so a missing command is
@@ -170,7 +176,7 @@ fn cstr(p: &Path) -> CString {
 
 /// Closes every descriptor above stderr except `keep`: whatever another thread of the
 /// daemon had open (without close-on-exec) while this process was spawned.
-fn close_stray_fds(keep: &[RawFd]) {
+pub(crate) fn close_stray_fds(keep: &[RawFd]) {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
         return;
     };
@@ -203,62 +209,6 @@ pub struct ExitRecord {
 
 pub const SPEC_FILE: &str = "spec.json";
 pub const EXIT_FILE: &str = "exit";
-
-/// The shim's main: started by the daemon with the container's stdio as its own and a sync
-/// pipe on `sync_fd`; it reports "ok PID" or "err MESSAGE" there, waits, then writes
-/// DIR/exit.
-pub fn shim_main(sync_fd: RawFd, dir: &Path) -> ! {
-    close_stray_fds(&[sync_fd]);
-    // SAFETY: the daemon passed this descriptor to exactly this process.
-    let mut sync = unsafe { std::fs::File::from_raw_fd(sync_fd) };
-    // The container must not inherit the pipe.
-    let _ = nix::fcntl::fcntl(
-        &sync,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    );
-    let res = (|| -> std::io::Result<std::process::Child> {
-        let spec: Spec = serde_json::from_slice(&std::fs::read(dir.join(SPEC_FILE))?)?;
-        let _ = nix::unistd::setsid();
-        let mut cmd = command(&spec)?;
-        cmd.stdin(Stdio::inherit())
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit());
-        cmd.spawn()
-    })();
-    let mut child = match res {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = writeln!(sync, "err {e}");
-            std::process::exit(1);
-        }
-    };
-    let _ = writeln!(sync, "ok {}", child.id());
-    drop(sync);
-    // Only the container should hold the caller's terminal or pipes from now on.
-    if let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
-        for fd in 0..3 {
-            // SAFETY: replaces our own stdio descriptors; nothing else refers to them.
-            unsafe { libc::dup2(null.as_raw_fd(), fd) };
-        }
-    }
-    let code = match child.wait() {
-        Ok(st) => exit_code(st),
-        Err(_) => 255,
-    };
-    let rec = ExitRecord {
-        code,
-        finished_at: chrono::Utc::now(),
-    };
-    let tmp = dir.join("exit.tmp");
-    if std::fs::write(&tmp, serde_json::to_vec(&rec).unwrap_or_default()).is_ok() {
-        let _ = std::fs::rename(&tmp, dir.join(EXIT_FILE));
-    }
-    std::process::exit(0)
-}
 
 pub fn read_exit(dir: &Path) -> Option<ExitRecord> {
     serde_json::from_slice(&std::fs::read(dir.join(EXIT_FILE)).ok()?).ok()

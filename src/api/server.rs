@@ -498,6 +498,16 @@ struct HostConfigJson {
     port_bindings: Option<BTreeMap<String, Option<Vec<PortBindingJson>>>>,
     publish_all_ports: bool,
     restart_policy: Option<RestartPolicyJson>,
+    log_config: Option<LogConfigJson>,
+}
+
+/// docker's `HostConfig.LogConfig`: berth writes files with json-file's size limits.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct LogConfigJson {
+    #[serde(rename = "Type")]
+    kind: String,
+    config: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -629,6 +639,17 @@ async fn container_create(
         },
         healthcheck: healthcheck(r.healthcheck)?,
         auto_remove: hc.auto_remove,
+        log_opts: match hc.log_config {
+            Some(l) if !matches!(l.kind.as_str(), "" | "json-file" | "local") => {
+                return Err(Error::InvalidParameter(format!(
+                    "log driver {:?} is not supported: berth keeps logs in files (json-file, with max-size and max-file)",
+                    l.kind
+                ))
+                .into())
+            }
+            Some(l) => l.config.into_iter().collect(),
+            None => vec![],
+        },
         labels: r.labels.unwrap_or_default(),
         network_mode: hc.network_mode.unwrap_or_default(),
         endpoints,
@@ -895,18 +916,19 @@ async fn container_logs(
     Query(q): Query<LogsQuery>,
 ) -> ApiResult {
     let cid = d.state.lock().await.container_id(&id)?;
-    let path = d.log_path(&cid);
+    let dir = d
+        .log_path(&cid)
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
     let follow = truthy(&q.follow);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::spawn(async move {
-        use tokio::io::AsyncReadExt;
-        let mut f = match tokio::fs::File::open(&path).await {
-            Ok(f) => f,
-            Err(_) => return,
-        };
+        // The log's rotated files oldest first, then the live one, across rotations.
+        let mut log = crate::logs::Follower::new(&dir);
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let n = f.read(&mut buf).await.unwrap_or(0);
+            let n = log.read(&mut buf);
             if n > 0 {
                 if tx
                     .send(Ok(Bytes::copy_from_slice(&buf[..n])))
@@ -926,7 +948,7 @@ async fn container_logs(
             };
             if !running {
                 // Drain what the process wrote just before it exited.
-                let n = f.read(&mut buf).await.unwrap_or(0);
+                let n = log.read(&mut buf);
                 if n > 0 {
                     let _ = tx.send(Ok(Bytes::copy_from_slice(&buf[..n]))).await;
                     continue;

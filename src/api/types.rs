@@ -388,6 +388,10 @@ pub fn container_inspect(c: &Container, nets: &[Network], p: &Paths) -> Value {
                 "MaximumRetryCount": c.config.restart.max_retries,
             },
             "AutoRemove": c.config.auto_remove,
+            "LogConfig": {
+                "Type": "json-file",
+                "Config": c.config.log_opts.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            },
             "Dns": c.config.dns.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
             "DnsOptions": c.config.dns_options,
             "DnsSearch": c.config.dns_search,

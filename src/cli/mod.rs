@@ -111,6 +111,10 @@ pub struct DaemonArgs {
     /// next (all failing: SERVFAIL)
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub dns_upstream_timeout: std::time::Duration,
+    /// Default log limits of containers, as docker's json-file options: max-size=SIZE
+    /// (default 10m; -1: none), max-file=N (default 3). Repeatable.
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    pub log_opt: Vec<String>,
 }
 
 /// An optional listen address (`none`: no listener).

@@ -59,6 +59,10 @@ pub struct RunArgs {
     /// Restart policy when the process exits: no, always, unless-stopped, on-failure[:N]
     #[arg(long, default_value = "no")]
     restart: String,
+    /// Log limits, as docker's json-file driver: max-size=SIZE (10m, 1g; -1: none),
+    /// max-file=N (files kept, rotating). Default: the daemon's
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    log_opt: Vec<String>,
     /// Command to run to check health (run by /bin/sh -c inside the sandbox)
     #[arg(long)]
     health_cmd: Option<String>,
@@ -212,10 +216,25 @@ fn create_body(a: &RunArgs) -> Result<Value, ClientError> {
             "Links": a.link,
             "AutoRemove": a.rm,
             "RestartPolicy": restart_policy(&a.restart)?,
+            "LogConfig": log_config(&a.log_opt)?,
         },
         "Healthcheck": healthcheck(a)?,
         "NetworkingConfig": { "EndpointsConfig": endpoints },
     }))
+}
+
+/// `--log-opt` as the API takes it (docker's `LogConfig`; berth's one driver is json-file's
+/// limits).
+fn log_config(opts: &[String]) -> Result<Value, ClientError> {
+    let pairs = crate::logs::LogOptions::parse_pairs(opts).map_err(|message| ClientError::Api {
+        status: 400,
+        message,
+    })?;
+    let config: serde_json::Map<String, Value> = pairs
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    Ok(serde_json::json!({ "Type": "json-file", "Config": config }))
 }
 
 /// `--restart` as the API takes it.

@@ -38,6 +38,8 @@ pub struct ContainerCreate {
     pub links: Vec<String>,
     pub restart: crate::model::RestartPolicy,
     pub healthcheck: Option<crate::model::Healthcheck>,
+    /// `--log-opt` pairs (max-size, max-file).
+    pub log_opts: Vec<(String, String)>,
     pub auto_remove: bool,
     pub labels: std::collections::BTreeMap<String, String>,
     pub network_mode: String,
@@ -67,7 +69,7 @@ pub struct ExecRequest {
     pub tty: bool,
 }
 
-pub const LOG_FILE: &str = "log";
+pub use crate::logs::LOG_FILE;
 /// Host-side veth names: berth's own prefix, so leftovers are recognisable at start.
 pub const HOST_VETH_PREFIX: &str = "bv";
 
@@ -100,6 +102,10 @@ impl Daemon {
             None => unique_random_name(|n| st.containers.values().any(|c| c.name == n)),
         };
         check_create(&req).map_err(Error::InvalidParameter)?;
+        self.opts
+            .log_defaults
+            .with(&req.log_opts)
+            .map_err(Error::InvalidParameter)?;
         let id = new_id();
         let mode_name = match req.network_mode.as_str() {
             "" | "default" => "bridge".to_string(),
@@ -188,6 +194,7 @@ impl Daemon {
                 links,
                 restart: req.restart,
                 healthcheck: req.healthcheck,
+                log_opts: req.log_opts,
             },
             state: State {
                 status: Status::Created,
@@ -262,6 +269,7 @@ impl Daemon {
             release_endpoints(&mut st, &c);
             return Err(e);
         }
+        crate::failpoint::hit("start:after-allocate");
         // 2. Kernel: the DNAT elements (harmless until the address exists), then the sandbox.
         let mapped = ports::mappings(&c, self.opts.userland_proxy);
         let kernel = match self.install_ports(&mapped) {
@@ -288,6 +296,7 @@ impl Daemon {
                     .as_ref()
                     .map(|_| super::supervise::starting());
                 self.commit(vec![put_container(&c)])?;
+                crate::failpoint::hit("start:after-commit");
                 self.dns_sync(&c);
                 self.emit_connects(&st, &c, "connect");
                 self.emit_container(&c, "start", &[]);
@@ -333,6 +342,14 @@ impl Daemon {
             hostname: Some(c.config.hostname.clone()),
             binds: vec![],
             tty: matches!(stdio, Stdio::Tty),
+            // Detached output goes through the shim, which caps and rotates the log.
+            log: matches!(stdio, Stdio::Detached).then(|| {
+                self.opts
+                    .log_defaults
+                    .with(&c.config.log_opts)
+                    .unwrap_or(self.opts.log_defaults)
+            }),
+            join_pid: None,
         };
         let files_dir = match &c.config.network_mode {
             NetworkMode::Networks | NetworkMode::None => {
@@ -349,6 +366,7 @@ impl Daemon {
                     self.attach_kernel(&nsfd, &nsnl, net, ep, first).await?;
                     first = false;
                 }
+                crate::failpoint::hit("start:after-attach");
                 dir.to_path_buf()
             }
             NetworkMode::Host => {
@@ -366,6 +384,7 @@ impl Daemon {
                         ))
                     })?;
                 spec.netns = Some(PathBuf::from(format!("/proc/{}/ns/net", t.state.pid)));
+                spec.join_pid = Some(PathBuf::from(format!("/proc/{}/ns/pid", t.state.pid)));
                 spec.hostname = Some(t.config.hostname.clone());
                 match &t.config.network_mode {
                     NetworkMode::Host => dir.to_path_buf(),
@@ -388,10 +407,11 @@ impl Daemon {
             dir.join(sandbox::SPEC_FILE),
             serde_json::to_vec(&spec).expect("json"),
         )?;
-        let (fds, master) = self.make_stdio(stdio, dir)?;
+        let (fds, master) = self.make_stdio(stdio)?;
         // A status left by an earlier run must go before the shim can write the new one.
         let _ = std::fs::remove_file(dir.join(sandbox::EXIT_FILE));
         let (shim, pid) = spawn_shim(dir, fds).await?;
+        crate::failpoint::hit("start:after-spawn");
         Ok((shim, pid, master))
     }
 
@@ -403,17 +423,18 @@ impl Daemon {
     }
 
     /// Rewritten in place (same inode): the sandbox sees it through a bind mount.
-    fn make_stdio(&self, stdio: Stdio, dir: &Path) -> Result<([OwnedFd; 3], Option<OwnedFd>)> {
+    fn make_stdio(&self, stdio: Stdio) -> Result<([OwnedFd; 3], Option<OwnedFd>)> {
         Ok(match stdio {
             Stdio::Fds(fds) => (fds, None),
+            // A first process's output reaches the log through the shim (`Spec::log`); a
+            // detached exec's is discarded, as docker does.
             Stdio::Detached => {
-                let log: OwnedFd = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(dir.join(LOG_FILE))?
+                let null: OwnedFd = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")?
                     .into();
-                let null: OwnedFd = std::fs::File::open("/dev/null")?.into();
-                ([null, log.try_clone()?, log], None)
+                ([null.try_clone()?, null.try_clone()?, null], None)
             }
             Stdio::Tty => {
                 let (master, slave) = sandbox::open_pty()?;
@@ -762,7 +783,13 @@ impl Daemon {
                 "container {key} did not stop after SIGKILL"
             )));
         }
-        self.commit(vec![Op::Delete(format!("containers/{id}"))])?;
+        crate::failpoint::hit("rm:after-kill");
+        // A record that is not running holds no address; one left by a crash mid-start
+        // could, and the address must not stay reserved after the record is gone.
+        let held = st.containers[&id].clone();
+        let mut ops = release_endpoints(&mut st, &held);
+        ops.push(Op::Delete(format!("containers/{id}")));
+        self.commit(ops)?;
         if let Some(c) = st.containers.remove(&id) {
             self.emit_container(&c, "destroy", &[]);
         }
@@ -791,19 +818,14 @@ impl Daemon {
         req: ExecRequest,
         stdio: Stdio,
     ) -> Result<(Option<OwnedFd>, u32, tokio::task::JoinHandle<i64>)> {
-        let (pid, mut env, cwd, dir) = {
+        let (pid, mut env, cwd) = {
             let st = self.state.lock().await;
             let id = st.container_id(key)?;
             let c = &st.containers[&id];
             if !c.is_running() {
                 return Err(Error::Conflict(format!("container {id} is not running")));
             }
-            (
-                c.state.pid,
-                container_env(c),
-                c.config.working_dir.clone(),
-                self.container_dir(&id),
-            )
+            (c.state.pid, container_env(c), c.config.working_dir.clone())
         };
         if req.cmd.is_empty() {
             return Err(Error::InvalidParameter("No exec command specified".into()));
@@ -824,19 +846,34 @@ impl Daemon {
             hostname: None,
             binds: vec![],
             tty: req.tty,
+            log: None,
+            join_pid: None,
         };
+        let pidns = std::fs::File::open(format!("/proc/{pid}/ns/pid"))
+            .map_err(|e| Error::Conflict(format!("container {key} is not running: {e}")))?;
         let stdio = match (stdio, req.tty) {
             (Stdio::Detached, true) => Stdio::Tty,
             (s, _) => s,
         };
-        let (fds, master) = self.make_stdio(stdio, &dir)?;
+        let (fds, master) = self.make_stdio(stdio)?;
         let mut cmd =
             sandbox::command(&spec).map_err(|e| Error::InvalidParameter(e.to_string()))?;
         let [i, o, e] = fds;
         cmd.stdin(i).stdout(o).stderr(e);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| Error::Internal(format!("exec in container {key}: {e}")))?;
+        // Into the container's PID namespace, so the process dies with the container. A
+        // PID namespace is entered for the children of a thread: spawn from a thread of
+        // its own, which ends right after.
+        let mut child = std::thread::scope(|s| {
+            s.spawn(|| {
+                use std::os::fd::AsFd;
+                nix::sched::setns(pidns.as_fd(), nix::sched::CloneFlags::CLONE_NEWPID)
+                    .map_err(std::io::Error::from)?;
+                cmd.spawn()
+            })
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the spawning thread panicked")))
+        })
+        .map_err(|e| Error::Internal(format!("exec in container {key}: {e}")))?;
         drop(cmd);
         let pid = child.id();
         let h = tokio::task::spawn_blocking(move || {

@@ -41,6 +41,8 @@ pub struct Options {
     /// The embedded resolver's listener for the host itself.
     pub dns_host_address: Option<std::net::SocketAddr>,
     pub dns_upstream_timeout: std::time::Duration,
+    /// Log size caps of containers that set none (`--log-opt` of the daemon).
+    pub log_defaults: crate::logs::LogOptions,
 }
 
 #[derive(Default)]

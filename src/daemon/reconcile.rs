@@ -3,7 +3,9 @@
 //! containers whose process died are marked exited (addresses released), and kernel objects
 //! of berth that the store does not know are removed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::sync::Arc;
 
 use super::containers::HOST_VETH_PREFIX;
@@ -36,6 +38,38 @@ impl Daemon {
 
         // Containers first: their exit releases addresses and endpoints.
         let (nets, ctrs) = self.snapshot().await;
+        // Every shim of this daemon's containers is adopted or killed, whatever state its
+        // record is in: a crash between spawning a shim and recording `running` leaves one
+        // that the store knows as `created`.
+        let mut killed = Vec::new();
+        for (id, pids) in shims_of(&self.opts.run.join("containers")) {
+            let keep = ctrs
+                .iter()
+                .find(|c| c.id == id && c.state.status == Status::Running)
+                .filter(|c| sandbox::alive(c.state.shim_pid, c.state.shim_start))
+                .map(|c| c.state.shim_pid);
+            for pid in pids.into_iter().filter(|p| Some(*p) != keep) {
+                tracing::warn!(container = %id, shim = pid, "killing a container process the store does not know as running");
+                killed.extend(kill_tree(pid));
+            }
+        }
+        wait_gone(&killed).await;
+        // A record that is not running holds no address (a crash mid-start may have left
+        // some): they go back to the pools.
+        for c in ctrs
+            .iter()
+            .filter(|c| c.state.status != Status::Running && !c.endpoints.is_empty())
+        {
+            tracing::info!(container = %c.name, "releasing the addresses of a container that is not running");
+            let mut st = self.state.lock().await;
+            let mut r = c.clone();
+            let mut ops = super::containers::release_endpoints(&mut st, &r);
+            r.endpoints.clear();
+            r.ports.clear();
+            ops.push(super::put_container(&r));
+            self.commit(ops)?;
+            st.containers.insert(r.id.clone(), r);
+        }
         for c in ctrs.iter().filter(|c| c.state.status == Status::Running) {
             if sandbox::alive(c.state.shim_pid, c.state.shim_start) {
                 tracing::info!(container = %c.name, "re-adopting running container");
@@ -157,6 +191,93 @@ impl Daemon {
         }
         Ok(())
     }
+}
+
+/// The shims whose container directory is under `base`, by container id (from /proc: the
+/// only record that cannot be missing, whenever the daemon died).
+fn shims_of(base: &Path) -> HashMap<String, Vec<u32>> {
+    let mut out: HashMap<String, Vec<u32>> = HashMap::new();
+    let mut found = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .collect();
+        if args.get(1) != Some(&&b"shim"[..]) {
+            continue;
+        }
+        let Some(dir) = args
+            .last()
+            .map(|a| Path::new(std::ffi::OsStr::from_bytes(a)))
+        else {
+            continue;
+        };
+        if dir.parent() == Some(base) {
+            if let Some(id) = dir.file_name().and_then(|n| n.to_str()) {
+                found.push((id.to_string(), pid, parent_of(pid)));
+            }
+        }
+    }
+    // A shim's init (and middle process) are forks of it with the same command line.
+    let pids: HashSet<u32> = found.iter().map(|(_, p, _)| *p).collect();
+    for (id, pid, parent) in found {
+        if !parent.is_some_and(|pp| pids.contains(&pp)) {
+            out.entry(id).or_default().push(pid);
+        }
+    }
+    out
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s[s.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// SIGKILL to a process and every descendant, deepest first (a container's init first of
+/// all ends its PID namespace). Returns what was signalled, with start times.
+fn kill_tree(pid: u32) -> Vec<(u32, u64)> {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        let p = all[i];
+        if let Ok(s) = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")) {
+            all.extend(s.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+        }
+        i += 1;
+    }
+    let mut out = Vec::new();
+    for p in all.into_iter().rev() {
+        if let Some(start) = sandbox::proc_start_time(p) {
+            let _ = sandbox::pidfd_signal(p, start, libc::SIGKILL);
+            out.push((p, start));
+        }
+    }
+    out
+}
+
+/// Until the killed processes are gone (bounded: SIGKILL cannot be refused, but a process in
+/// the kernel's D state ends only when that returns).
+async fn wait_gone(procs: &[(u32, u64)]) {
+    for _ in 0..200 {
+        if procs.iter().all(|(p, s)| !sandbox::alive(*p, *s)) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    tracing::warn!("some killed container processes have not ended yet");
 }
 
 #[cfg(test)]
