@@ -261,6 +261,22 @@ impl Netlink {
         Ok(())
     }
 
+    /// Sets a bridge port's isolation (icc off) on an existing port.
+    pub async fn set_port_isolated(&self, port: &str, isolated: bool) -> Result<(), NetError> {
+        let msg = rtnetlink::LinkBridgePort::new(0)
+            .name(port.to_string())
+            .append_info_data(netlink_packet_route::link::InfoBridgePort::Isolated(
+                isolated,
+            ))
+            .build();
+        self.handle
+            .link()
+            .set_port(msg)
+            .execute()
+            .await
+            .map_err(NetError::nl(format!("port isolation on {port}")))
+    }
+
     /// One veth pair in one request: `host` stays here, enslaved to `bridge` and up; `peer`
     /// is created directly inside the namespace `peer_ns` with `mac` (no rename, no move).
     pub async fn add_veth_into(
@@ -271,6 +287,7 @@ impl Netlink {
         peer: &str,
         peer_ns: &OwnedFd,
         mac: [u8; 6],
+        isolated: bool,
     ) -> Result<(), NetError> {
         let mut peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer.to_string())
@@ -290,12 +307,19 @@ impl Netlink {
         // Hairpin mode on the bridge port, pipelined behind the creation (addressed by name,
         // so it needs no round trip for the index): with br_netfilter loaded, a container's
         // connection to its own published port is bridged back out of the port it came in by.
-        let port = rtnetlink::LinkBridgePort::new(0)
+        // An isolated port (networks with icc off) exchanges frames with the bridge itself
+        // (the gateway) but with no other isolated port: inter-container isolation by the
+        // bridge, whatever br_netfilter and its sysctls say.
+        let mut port = rtnetlink::LinkBridgePort::new(0)
             .name(host.to_string())
             .append_info_data(netlink_packet_route::link::InfoBridgePort::HairpinMode(
                 true,
-            ))
-            .build();
+            ));
+        if isolated {
+            port =
+                port.append_info_data(netlink_packet_route::link::InfoBridgePort::Isolated(true));
+        }
+        let port = port.build();
         let (created, hairpin) = tokio::join!(
             self.handle.link().add(b.build()).execute(),
             self.handle.link().set_port(port).execute()

@@ -477,7 +477,15 @@ impl Daemon {
         let mac = parse_mac(&ep.mac);
         if let Err(e) = self
             .host
-            .add_veth_into(&ep.host_ifname, bidx, net.mtu, &ep.ifname, nsfd, mac)
+            .add_veth_into(
+                &ep.host_ifname,
+                bidx,
+                net.mtu,
+                &ep.ifname,
+                nsfd,
+                mac,
+                !net.icc,
+            )
             .await
         {
             if let netlink::NetError::BridgeFull = e {

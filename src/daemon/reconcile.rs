@@ -127,6 +127,20 @@ impl Daemon {
             self.host.set_up(idx).await?;
         }
 
+        // Ports of networks with icc off are isolated (also those an older berth made).
+        {
+            let st = self.state.lock().await;
+            for c in st.containers.values().filter(|c| c.is_running()) {
+                for ep in &c.endpoints {
+                    if st.networks.get(&ep.network_id).is_some_and(|n| !n.icc) {
+                        if let Err(e) = self.host.set_port_isolated(&ep.host_ifname, true).await {
+                            tracing::warn!(container = %c.name, "isolating {}: {e}", ep.host_ifname);
+                        }
+                    }
+                }
+            }
+        }
+
         // The firewall table, rebuilt whole in one atomic batch: no moment without rules.
         let rules: Vec<_> = nets.iter().filter_map(|n| n.firewall_rules()).collect();
         let mapped: Vec<_> = {
