@@ -86,6 +86,15 @@ fn open_conf6() -> Option<Arc<OwnedFd>> {
     .map(Arc::new)
 }
 
+/// Where a veth's host end goes: the bridge (ifindex), the link MTU, and whether the port
+/// is isolated from the bridge's other isolated ports (a network with icc off).
+#[derive(Debug, Clone, Copy)]
+pub struct BridgePort {
+    pub bridge: u32,
+    pub mtu: Option<u32>,
+    pub isolated: bool,
+}
+
 impl Netlink {
     /// A socket in the namespace of the calling thread (the daemon's own).
     pub fn current() -> Result<Netlink, NetError> {
@@ -282,26 +291,24 @@ impl Netlink {
     pub async fn add_veth_into(
         &self,
         host: &str,
-        bridge: u32,
-        mtu: Option<u32>,
+        port: BridgePort,
         peer: &str,
         peer_ns: &OwnedFd,
         mac: [u8; 6],
-        isolated: bool,
     ) -> Result<(), NetError> {
         let mut peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer.to_string())
             .address(mac.to_vec())
             // Not `.up()`: the kernel opens the peer before the pair is linked (ENOTCONN).
             .setns_by_fd(peer_ns.as_raw_fd());
-        if let Some(mtu) = mtu {
+        if let Some(mtu) = port.mtu {
             peer_msg = peer_msg.mtu(mtu);
         }
         // Created down: the port's IPv6 must be off before it comes up.
         let mut b = LinkVeth::new(host, peer)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())))
-            .controller(bridge);
-        if let Some(mtu) = mtu {
+            .controller(port.bridge);
+        if let Some(mtu) = port.mtu {
             b = b.mtu(mtu);
         }
         // Hairpin mode on the bridge port, pipelined behind the creation (addressed by name,
@@ -310,19 +317,18 @@ impl Netlink {
         // An isolated port (networks with icc off) exchanges frames with the bridge itself
         // (the gateway) but with no other isolated port: inter-container isolation by the
         // bridge, whatever br_netfilter and its sysctls say.
-        let mut port = rtnetlink::LinkBridgePort::new(0)
+        let mut msg = rtnetlink::LinkBridgePort::new(0)
             .name(host.to_string())
             .append_info_data(netlink_packet_route::link::InfoBridgePort::HairpinMode(
                 true,
             ));
-        if isolated {
-            port =
-                port.append_info_data(netlink_packet_route::link::InfoBridgePort::Isolated(true));
+        if port.isolated {
+            msg = msg.append_info_data(netlink_packet_route::link::InfoBridgePort::Isolated(true));
         }
-        let port = port.build();
+        let msg = msg.build();
         let (created, hairpin) = tokio::join!(
             self.handle.link().add(b.build()).execute(),
-            self.handle.link().set_port(port).execute()
+            self.handle.link().set_port(msg).execute()
         );
         created.map_err(|e| match errno_of(&e) {
             libc::EXFULL => NetError::BridgeFull,

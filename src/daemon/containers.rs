@@ -479,12 +479,14 @@ impl Daemon {
             .host
             .add_veth_into(
                 &ep.host_ifname,
-                bidx,
-                net.mtu,
+                netlink::BridgePort {
+                    bridge: bidx,
+                    mtu: net.mtu,
+                    isolated: !net.icc,
+                },
                 &ep.ifname,
                 nsfd,
                 mac,
-                !net.icc,
             )
             .await
         {
