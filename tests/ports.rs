@@ -630,3 +630,48 @@ fn a_failed_port_removal_is_retried_and_its_address_is_not_reused_meanwhile() {
     assert_eq!(h.ok(&["port", "pubB"]), "");
     assert_eq!(from_outside(&h, "203.0.113.1:18080"), "");
 }
+
+#[test]
+fn ten_thousand_ports_hold_one_socket_each_on_an_ipv4_network() {
+    need_root!();
+    let mut h = Host::new();
+    h.start_daemon();
+    h.ok(&["network", "create", "--subnet", "10.47.0.0/24", "many"]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "many",
+        "--network",
+        "many",
+        "-p",
+        "30000-39999:30000-39999",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let lines = port_lines(&h, &["many"]);
+    assert_eq!(lines.len(), 10_000);
+    assert!(
+        lines.iter().all(|l| l.contains("-> 0.0.0.0:")),
+        "{:?}",
+        &lines[..3]
+    );
+    let held = |fam: &str| {
+        h.ns.sh_ok(&format!(
+            "ss -Hltn -f {fam} 'sport >= :30000 and sport <= :39999' | wc -l"
+        ))
+        .trim()
+        .parse::<usize>()
+        .unwrap()
+    };
+    assert_eq!(held("inet"), 10_000);
+    assert_eq!(
+        held("inet6"),
+        0,
+        "IPv6 sockets held for an IPv4-only network"
+    );
+    h.ok(&["rm", "-f", "many"]);
+    // The proxy's runtime closes them as it drops the tasks.
+    wait_until("the ports to be let go", || held("inet") == 0);
+}

@@ -229,7 +229,11 @@ impl Daemon {
         let range = self.opts.port_range.unwrap_or_else(ephemeral_range);
         let mut taker = Taker::new(&st.ports);
         let mut cursor = st.port_cursor;
-        let res = plan(&reqs, range, &mut cursor, host_has_ipv6(), &mut taker);
+        // `-p 80` on every address holds `::` only where the container has IPv6: a holding
+        // socket per family costs a descriptor per port, and on an IPv4-only network the
+        // second one would double what 10 000 published ports need.
+        let v6 = host_has_ipv6() && c.endpoints.iter().any(|e| e.ipv6.is_some());
+        let res = plan(&reqs, range, &mut cursor, v6, &mut taker);
         match res {
             Ok(published) => {
                 st.port_cursor = cursor;
