@@ -107,6 +107,19 @@ fn sandbox_files_cannot_be_injected_into() {
     ] {
         assert!(files.contains(want), "{want} in {files}");
     }
+    // The resolver's own port is named as such, not blamed on "a process on the host".
+    let err = h.fails(&[
+        "run",
+        "-d",
+        "--network",
+        "v1",
+        "-p",
+        "10053:80",
+        "--",
+        "sleep",
+        "60",
+    ]);
+    assert!(err.contains("embedded DNS resolver"), "{err}");
 }
 
 #[test]

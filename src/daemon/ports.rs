@@ -251,6 +251,13 @@ impl Daemon {
                 {
                     if bport == port && (bip == ip || ip.is_unspecified()) {
                         let addr = SocketAddr::new(*bip, *bport);
+                        if *bport == berth_firewall::RESOLVER_PORT
+                            && be.kind() == std::io::ErrorKind::AddrInUse
+                        {
+                            return Err(Error::Conflict(format!(
+                                "Bind for {addr} failed: port {bport} is where berth's embedded DNS resolver listens on the networks' gateways; publish another host port"
+                            )));
+                        }
                         return Err(if be.kind() == std::io::ErrorKind::AddrInUse {
                             Error::Conflict(format!(
                                 "Bind for {addr} failed: {be} (a process on the host holds this port; pick another host port or stop that process)"
