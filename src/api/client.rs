@@ -150,7 +150,7 @@ impl Client {
             .unwrap_or_default();
         let head = format!(
             "POST /v1.50{path} HTTP/1.1\r\nHost: berth\r\nConnection: Upgrade\r\nUpgrade: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            super::server::UPGRADE_PROTO,
+            super::UPGRADE_PROTO,
             bytes.len()
         );
         s.write_all(head.as_bytes())?;

@@ -11,7 +11,8 @@ use axum::http::{header, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::server::{parse_filters, ApiError, ApiResult};
+use super::errors::{ApiError, ApiResult};
+use super::routes::parse_filters;
 use crate::daemon::events::{catalog, matches};
 use crate::daemon::{Daemon, Error};
 

@@ -2,6 +2,11 @@
 
 pub mod client;
 mod discovery;
+mod errors;
 pub mod fdpass;
+mod routes;
 pub mod server;
 pub mod types;
+
+/// The `Upgrade` protocol of foreground starts and execs (see docs/api.md).
+pub const UPGRADE_PROTO: &str = "berth-stdio";
