@@ -3,6 +3,7 @@
 pub mod client;
 mod discovery;
 mod errors;
+mod extract;
 pub mod fdpass;
 mod routes;
 pub mod server;

@@ -6,20 +6,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::networks::{endpoint_request, EndpointJson};
 use super::{empty_none, label_match, parse_filters, truthy, FilterQuery};
-use crate::api::errors::{bad_json, json_response, no_content, ok, ApiResult};
+use crate::api::errors::{bad_json_at, json_response, no_content, ok, ApiResult};
+use crate::api::extract::{parse_json, Obj, ReqBody, CREATE_BODY_LIMIT, Q};
 use crate::api::types;
 use crate::daemon::{ContainerCreate, Daemon, Error};
 
 pub(super) async fn container_list(
     State(d): State<Arc<Daemon>>,
-    Query(q): Query<FilterQuery>,
+    Q(q): Q<FilterQuery>,
 ) -> ApiResult {
     let f = parse_filters(q.filters.as_deref())?;
     let all = truthy(&q.all);
@@ -78,9 +79,9 @@ struct HostConfigJson {
     extra_hosts: Option<Vec<String>>,
     links: Option<Vec<String>>,
     auto_remove: bool,
-    port_bindings: Option<BTreeMap<String, Option<Vec<PortBindingJson>>>>,
+    port_bindings: Option<BTreeMap<String, Option<Vec<Obj<PortBindingJson>>>>>,
     publish_all_ports: bool,
-    restart_policy: Option<RestartPolicyJson>,
+    restart_policy: Option<Obj<RestartPolicyJson>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -157,9 +158,9 @@ struct CreateJson {
     working_dir: String,
     labels: Option<BTreeMap<String, String>>,
     exposed_ports: Option<BTreeMap<String, Value>>,
-    host_config: Option<HostConfigJson>,
-    networking_config: Option<NetworkingConfigJson>,
-    healthcheck: Option<HealthcheckJson>,
+    host_config: Option<Obj<HostConfigJson>>,
+    networking_config: Option<Obj<NetworkingConfigJson>>,
+    healthcheck: Option<Obj<HealthcheckJson>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -169,18 +170,20 @@ pub(super) struct NameQuery {
 
 pub(super) async fn container_create(
     State(d): State<Arc<Daemon>>,
-    Query(q): Query<NameQuery>,
-    body: Bytes,
+    Q(q): Q<NameQuery>,
+    ReqBody(body): ReqBody<CREATE_BODY_LIMIT>,
 ) -> ApiResult {
-    let r: CreateJson = serde_json::from_slice(&body).map_err(bad_json)?;
-    let hc = r.host_config.unwrap_or_default();
+    let r: CreateJson = parse_json::<Obj<CreateJson>>(&body)?.0;
+    let hc = r.host_config.map(|o| o.0).unwrap_or_default();
     let mut endpoints = Vec::new();
     for (net, ep) in r
         .networking_config
-        .and_then(|n| n.endpoints_config)
+        .and_then(|n| n.0.endpoints_config)
         .unwrap_or_default()
     {
-        let ep: EndpointJson = serde_json::from_value(ep).map_err(bad_json)?;
+        let ep: EndpointJson = serde_json::from_value::<Obj<EndpointJson>>(ep)
+            .map_err(|e| bad_json_at(&format!("NetworkingConfig.EndpointsConfig.{net}"), e))?
+            .0;
         endpoints.push((net, endpoint_request(Some(ep))?));
     }
     let req = ContainerCreate {
@@ -203,14 +206,14 @@ pub(super) async fn container_create(
         extra_hosts: hc.extra_hosts.unwrap_or_default(),
         links: hc.links.unwrap_or_default(),
         restart: {
-            let r = hc.restart_policy.unwrap_or_default();
+            let r = hc.restart_policy.map(|o| o.0).unwrap_or_default();
             let spec = match (r.name.as_str(), r.maximum_retry_count) {
                 ("on-failure", n) if n > 0 => format!("on-failure:{n}"),
                 (name, _) => name.to_string(),
             };
             crate::model::RestartPolicy::parse(&spec).map_err(Error::InvalidParameter)?
         },
-        healthcheck: healthcheck(r.healthcheck)?,
+        healthcheck: healthcheck(r.healthcheck.map(|o| o.0))?,
         auto_remove: hc.auto_remove,
         labels: r.labels.unwrap_or_default(),
         network_mode: hc.network_mode.unwrap_or_default(),
@@ -224,7 +227,7 @@ pub(super) async fn container_create(
                 let list = v
                     .unwrap_or_default()
                     .into_iter()
-                    .map(|b| (b.host_ip, b.host_port))
+                    .map(|Obj(b)| (b.host_ip, b.host_port))
                     .collect();
                 (k, list)
             })
@@ -248,7 +251,7 @@ pub(super) struct StopQuery {
 pub(super) async fn container_stop(
     State(d): State<Arc<Daemon>>,
     Path(id): Path<String>,
-    Query(q): Query<StopQuery>,
+    Q(q): Q<StopQuery>,
 ) -> ApiResult {
     let t = Duration::from_secs(q.t.unwrap_or(10).max(0) as u64);
     d.container_stop(&id, t).await?;
@@ -258,7 +261,7 @@ pub(super) async fn container_stop(
 pub(super) async fn container_restart(
     State(d): State<Arc<Daemon>>,
     Path(id): Path<String>,
-    Query(q): Query<StopQuery>,
+    Q(q): Q<StopQuery>,
 ) -> ApiResult {
     let t = Duration::from_secs(q.t.unwrap_or(10).max(0) as u64);
     d.container_restart(&id, t).await?;
@@ -278,7 +281,7 @@ pub fn parse_signal(s: &str) -> Option<i32> {
 pub(super) async fn container_kill(
     State(d): State<Arc<Daemon>>,
     Path(id): Path<String>,
-    Query(q): Query<StopQuery>,
+    Q(q): Q<StopQuery>,
 ) -> ApiResult {
     let s = q.signal.unwrap_or_else(|| "SIGKILL".into());
     let sig =
@@ -298,7 +301,7 @@ pub(super) async fn container_wait(
 pub(super) async fn container_delete(
     State(d): State<Arc<Daemon>>,
     Path(id): Path<String>,
-    Query(q): Query<StopQuery>,
+    Q(q): Q<StopQuery>,
 ) -> ApiResult {
     d.container_remove(&id, truthy(&q.force)).await?;
     no_content()
@@ -314,7 +317,7 @@ pub(super) struct LogsQuery {
 pub(super) async fn container_logs(
     State(d): State<Arc<Daemon>>,
     Path(id): Path<String>,
-    Query(q): Query<LogsQuery>,
+    Q(q): Q<LogsQuery>,
 ) -> ApiResult {
     let cid = d.state.lock().await.container_id(&id)?;
     let path = d.log_path(&cid);

@@ -66,7 +66,7 @@ pub(super) fn truthy(s: &Option<String>) -> bool {
 }
 
 pub fn router(d: Arc<Daemon>) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/_ping", get(ping).head(ping))
         .route("/version", get(version))
         .route("/info", get(info))
@@ -107,8 +107,12 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .fallback(|| async {
             json_response(StatusCode::NOT_FOUND, &json!({"message": "page not found"}))
         })
+        .with_state(d);
+    // Outside the routes: axum adds a 405's `Allow` header after route layers run.
+    Router::new()
+        .fallback_service(api)
+        .layer(axum::middleware::from_fn(super::errors::json_errors))
         .layer(axum::middleware::map_response(docker_headers))
-        .with_state(d)
 }
 
 async fn docker_headers(mut r: axum::response::Response) -> axum::response::Response {

@@ -3,23 +3,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{empty_none, label_match, parse_filters, FilterQuery};
-use crate::api::errors::{bad_json, json_response, no_content, ok, ApiResult};
+use crate::api::errors::{json_response, no_content, ok, ApiResult};
+use crate::api::extract::{parse_json, Obj, ReqBody, Q};
 use crate::api::types;
 use crate::daemon::{Daemon, Error, IpamConfigReq, NetworkCreate};
 use crate::model::EndpointRequest;
 
-pub(super) async fn network_list(
-    State(d): State<Arc<Daemon>>,
-    Query(q): Query<FilterQuery>,
-) -> ApiResult {
+pub(super) async fn network_list(State(d): State<Arc<Daemon>>, Q(q): Q<FilterQuery>) -> ApiResult {
     let f = parse_filters(q.filters.as_deref())?;
     for k in f.keys() {
         if !["name", "id", "driver", "label", "type", "scope", "dangling"].contains(&k.as_str()) {
@@ -82,7 +79,7 @@ struct IpamConfigJson {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 struct IpamJson {
-    config: Option<Vec<IpamConfigJson>>,
+    config: Option<Vec<Obj<IpamConfigJson>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -91,7 +88,7 @@ struct NetworkCreateJson {
     name: String,
     driver: Option<String>,
     #[serde(rename = "IPAM")]
-    ipam: Option<IpamJson>,
+    ipam: Option<Obj<IpamJson>>,
     internal: bool,
     attachable: bool,
     #[serde(rename = "EnableIPv6")]
@@ -100,17 +97,20 @@ struct NetworkCreateJson {
     labels: Option<BTreeMap<String, String>>,
 }
 
-pub(super) async fn network_create(State(d): State<Arc<Daemon>>, body: Bytes) -> ApiResult {
-    let r: NetworkCreateJson = serde_json::from_slice(&body).map_err(bad_json)?;
+pub(super) async fn network_create(
+    State(d): State<Arc<Daemon>>,
+    ReqBody(body): ReqBody,
+) -> ApiResult {
+    let r: NetworkCreateJson = parse_json::<Obj<NetworkCreateJson>>(&body)?.0;
     let req = NetworkCreate {
         name: r.name,
         driver: empty_none(r.driver),
         ipam: r
             .ipam
-            .and_then(|i| i.config)
+            .and_then(|i| i.0.config)
             .unwrap_or_default()
             .into_iter()
-            .map(|c| IpamConfigReq {
+            .map(|Obj(c)| IpamConfigReq {
                 subnet: empty_none(c.subnet),
                 ip_range: empty_none(c.ip_range),
                 gateway: empty_none(c.gateway),
@@ -138,10 +138,7 @@ pub(super) async fn network_delete(
     no_content()
 }
 
-pub(super) async fn network_prune(
-    State(d): State<Arc<Daemon>>,
-    Query(q): Query<FilterQuery>,
-) -> ApiResult {
+pub(super) async fn network_prune(State(d): State<Arc<Daemon>>, Q(q): Q<FilterQuery>) -> ApiResult {
     let f = parse_filters(q.filters.as_deref())?;
     let labels: Vec<(String, Option<String>)> = f
         .get("label")
@@ -171,7 +168,7 @@ struct IpamEndpointJson {
 #[serde(rename_all = "PascalCase", default)]
 pub(super) struct EndpointJson {
     #[serde(rename = "IPAMConfig")]
-    ipam_config: Option<IpamEndpointJson>,
+    ipam_config: Option<Obj<IpamEndpointJson>>,
     aliases: Option<Vec<String>>,
 }
 
@@ -188,7 +185,7 @@ pub(super) fn endpoint_request(e: Option<EndpointJson>) -> Result<EndpointReques
             })
             .transpose()
     };
-    let ipam = e.ipam_config.unwrap_or_default();
+    let ipam = e.ipam_config.map(|o| o.0).unwrap_or_default();
     Ok(EndpointRequest {
         ipv4: ip(ipam.ipv4_address, "IPv4")?,
         ipv6: ip(ipam.ipv6_address, "IPv6")?,
@@ -200,27 +197,31 @@ pub(super) fn endpoint_request(e: Option<EndpointJson>) -> Result<EndpointReques
 #[serde(rename_all = "PascalCase", default)]
 struct ConnectJson {
     container: String,
-    endpoint_config: Option<EndpointJson>,
+    endpoint_config: Option<Obj<EndpointJson>>,
     force: bool,
 }
 
 pub(super) async fn network_connect(
     State(d): State<Arc<Daemon>>,
     Path(id): Path<String>,
-    body: Bytes,
+    ReqBody(body): ReqBody,
 ) -> ApiResult {
-    let r: ConnectJson = serde_json::from_slice(&body).map_err(bad_json)?;
-    d.network_connect(&id, &r.container, endpoint_request(r.endpoint_config)?)
-        .await?;
+    let r: ConnectJson = parse_json::<Obj<ConnectJson>>(&body)?.0;
+    d.network_connect(
+        &id,
+        &r.container,
+        endpoint_request(r.endpoint_config.map(|o| o.0))?,
+    )
+    .await?;
     Ok(StatusCode::OK.into_response())
 }
 
 pub(super) async fn network_disconnect(
     State(d): State<Arc<Daemon>>,
     Path(id): Path<String>,
-    body: Bytes,
+    ReqBody(body): ReqBody,
 ) -> ApiResult {
-    let r: ConnectJson = serde_json::from_slice(&body).map_err(bad_json)?;
+    let r: ConnectJson = parse_json::<Obj<ConnectJson>>(&body)?.0;
     d.network_disconnect(&id, &r.container, r.force).await?;
     Ok(StatusCode::OK.into_response())
 }

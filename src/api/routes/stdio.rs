@@ -6,14 +6,15 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::UnixStream;
 
-use crate::api::errors::{bad_json, no_content, ApiResult};
+use crate::api::errors::{no_content, ApiResult};
+use crate::api::extract::{parse_json, read_body, Obj, BODY_LIMIT, Q};
 use crate::daemon::{Daemon, Error, ExecRequest, Stdio};
 
 #[derive(Deserialize, Default)]
@@ -28,7 +29,7 @@ pub(super) struct StartQuery {
 pub(super) async fn container_start(
     State(d): State<Arc<Daemon>>,
     Path(id): Path<String>,
-    Query(q): Query<StartQuery>,
+    Q(q): Q<StartQuery>,
     mut req: Request,
 ) -> ApiResult {
     if !is_upgrade(&req) {
@@ -71,10 +72,8 @@ pub(super) async fn container_exec(
         return Err(Error::InvalidParameter("exec needs the berth-stdio upgrade".into()).into());
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
-        .await
-        .map_err(|e| Error::InvalidParameter(e.to_string()))?;
-    let r: ExecJson = serde_json::from_slice(&body).map_err(bad_json)?;
+    let body = read_body(req, BODY_LIMIT).await?;
+    let r: ExecJson = parse_json::<Obj<ExecJson>>(&body)?.0;
     {
         let st = d.state.lock().await;
         let cid = st.container_id(&id)?;

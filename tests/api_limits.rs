@@ -1,0 +1,185 @@
+//! The API's limits and its errors: every failure is `{"message"}` JSON that says what was
+//! wrong (bodies too large, bad query strings, wrong methods, bad versions, bad filters,
+//! refused peers), idle and slow connections are closed, and a connection cap keeps the
+//! daemon serving.
+
+mod common;
+use common::Host;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// An answer read with curl: status, content type and body.
+struct Answer {
+    status: u16,
+    content_type: String,
+    body: String,
+}
+
+impl Answer {
+    /// Asserts a JSON error with this status whose message contains `want`.
+    fn json_error(&self, status: u16, want: &str) -> String {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert_eq!(self.content_type, "application/json", "{}", self.body);
+        let v: serde_json::Value = serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body));
+        let m = v["message"].as_str().expect("message").to_string();
+        assert!(m.contains(want), "{m:?} does not contain {want:?}");
+        m
+    }
+}
+
+fn curl_in(dir: &Path, socket: &Path, prefix: &[&str], args: &[&str]) -> Answer {
+    let out = dir.join("curl-body");
+    let argv: Vec<&str> = prefix.iter().copied().chain(["curl"]).collect();
+    let o = Command::new(argv[0])
+        .args(&argv[1..])
+        .args(["-s", "--max-time", "60", "--unix-socket"])
+        .arg(socket)
+        .arg("-o")
+        .arg(&out)
+        .args(["-w", "%{http_code} %{content_type}"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("curl");
+    let w = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (status, ct) = w.split_once(' ').unwrap_or((&w, ""));
+    Answer {
+        status: status.parse().unwrap_or(0),
+        content_type: ct.to_string(),
+        body: std::fs::read_to_string(&out).unwrap_or_default(),
+    }
+}
+
+fn curl(h: &Host, args: &[&str]) -> Answer {
+    curl_in(h.dir.path(), &h.socket(), &[], args)
+}
+
+fn url(path: &str) -> String {
+    format!("http://berth{path}")
+}
+
+#[test]
+fn errors_are_json_and_say_what_was_wrong() {
+    need_root!();
+    let mut h = Host::new();
+    h.start_daemon();
+
+    // Bodies over the limit: with a Content-Length, and chunked (no length known up front).
+    let big = h.dir.path().join("big.json");
+    std::fs::write(&big, vec![b' '; 3 << 20]).unwrap();
+    let data = format!("@{}", big.display());
+    let a = curl(
+        &h,
+        &[
+            "-X",
+            "POST",
+            "--data-binary",
+            &data,
+            &url("/networks/create"),
+        ],
+    );
+    a.json_error(
+        413,
+        "request body is larger than the 2 MiB limit of POST /networks/create (3 MiB sent)",
+    );
+    let a = curl(
+        &h,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Transfer-Encoding: chunked",
+            "--data-binary",
+            &data,
+            &url("/networks/create"),
+        ],
+    );
+    a.json_error(413, "larger than the 2 MiB limit");
+    std::fs::write(&big, vec![b' '; 17 << 20]).unwrap();
+    let a = curl(
+        &h,
+        &[
+            "-X",
+            "POST",
+            "--data-binary",
+            &data,
+            &url("/containers/create"),
+        ],
+    );
+    a.json_error(
+        413,
+        "larger than the 16 MiB limit of POST /containers/create",
+    );
+
+    // Query strings.
+    let a = curl(&h, &["-X", "POST", &url("/containers/x/stop?t=abc")]);
+    a.json_error(
+        400,
+        "invalid query parameter in \"t=abc\": t: invalid digit",
+    );
+    let a = curl(&h, &[&url("/catalog?index=-1")]);
+    a.json_error(400, "index: invalid digit");
+
+    // A method the path does not have: 405 with the allowed ones.
+    let a = curl(&h, &["-X", "PUT", &url("/networks/x")]);
+    let m = a.json_error(405, "PUT is not allowed on /networks/x: use ");
+    assert!(m.contains("DELETE"), "{m}");
+
+    // Every port in one request: ~4 MiB of JSON gets through to the daemon, which answers
+    // on its merits (here: --network none has nothing to publish to).
+    let err = h.fails(&["run", "--network", "none", "-p", "1-65535", "--", "true"]);
+    assert!(err.contains("no address to publish"), "{err}");
+}
+
+#[test]
+fn refused_peers_are_told_why() {
+    need_root!();
+    let mut h = Host::new();
+    h.start_daemon();
+    let nobody = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ];
+    let as_nobody = |args: &[&str]| {
+        Command::new(nobody[0])
+            .args(&nobody[1..])
+            .arg(common::berth_bin())
+            .arg("-H")
+            .arg(format!("unix://{}", h.socket().display()))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // The socket's directory is root's: connect() itself is refused.
+    let o = as_nobody(&["ps"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("permission denied while trying to connect to the berth daemon socket"),
+        "{err}"
+    );
+
+    // With the socket opened to everyone, the daemon checks the peer's uid and says so.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(h.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::set_permissions(h.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = h.dir.path().join("nobody");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let a = curl_in(&out, &h.socket(), &nobody, &[&url("/containers/json")]);
+    a.json_error(403, "permission denied: the berth socket is root-only");
+    let o = as_nobody(&["ps"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("Error response from daemon: permission denied: the berth socket is root-only (this connection is from uid 65534)"),
+        "{err}"
+    );
+    // Root is still served.
+    h.ok(&["ps"]);
+}
