@@ -183,3 +183,60 @@ fn refused_peers_are_told_why() {
     // Root is still served.
     h.ok(&["ps"]);
 }
+
+#[test]
+fn requests_are_checked_strictly() {
+    need_root!();
+    let mut h = Host::new();
+    h.start_daemon();
+    // A struct given as an array is the wrong type, not an empty struct.
+    let a = curl(
+        &h,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            r#"{"Cmd":["true"],"HostConfig":[]}"#,
+            &url("/containers/create"),
+        ],
+    );
+    a.json_error(
+        400,
+        "invalid JSON body: HostConfig: invalid type: sequence, expected a JSON object",
+    );
+    assert_eq!(h.ok(&["ps", "-aq"]), "", "nothing was created");
+
+    for sig in ["99999", "-1", "0", "SIGBOGUS"] {
+        let a = curl(
+            &h,
+            &[
+                "-X",
+                "POST",
+                &url(&format!("/containers/x/kill?signal={sig}")),
+            ],
+        );
+        a.json_error(400, &format!("Invalid signal: {sig}"));
+    }
+
+    let err = h.fails(&["ps", "--filter", "bogus=1"]);
+    assert!(err.contains("invalid filter 'bogus'"), "{err}");
+    let err = h.fails(&["ps", "--filter", "status=sleeping"]);
+    assert!(err.contains("invalid filter 'status=sleeping'"), "{err}");
+    let err = h.fails(&["ps", "--filter", "ancestor=x"]);
+    assert!(err.contains("filter 'ancestor' is not supported"), "{err}");
+    for f in ["[1]", "\"x\"", r#"{"name":"web"}"#] {
+        let a = curl(
+            &h,
+            &[
+                "-G",
+                "--data-urlencode",
+                &format!("filters={f}"),
+                &url("/containers/json"),
+            ],
+        );
+        a.json_error(400, "invalid filter JSON");
+    }
+    h.ok(&["ps", "--filter", "status=running", "--filter", "name=x"]);
+}

@@ -18,11 +18,60 @@ use crate::api::extract::{parse_json, Obj, ReqBody, CREATE_BODY_LIMIT, Q};
 use crate::api::types;
 use crate::daemon::{ContainerCreate, Daemon, Error};
 
+/// The filters `ps` applies, and docker's other ones, which berth refuses rather than
+/// ignores: an ignored filter would list containers it should have left out.
+const PS_FILTERS: [&str; 5] = ["id", "label", "name", "network", "status"];
+const DOCKER_ONLY_PS_FILTERS: [&str; 10] = [
+    "ancestor",
+    "before",
+    "expose",
+    "exited",
+    "health",
+    "isolation",
+    "is-task",
+    "publish",
+    "since",
+    "volume",
+];
+const STATUSES: [&str; 7] = [
+    "created",
+    "restarting",
+    "running",
+    "removing",
+    "paused",
+    "exited",
+    "dead",
+];
+
+fn check_ps_filters(f: &BTreeMap<String, Vec<String>>) -> Result<(), Error> {
+    for k in f.keys() {
+        if DOCKER_ONLY_PS_FILTERS.contains(&k.as_str()) {
+            return Err(Error::InvalidParameter(format!(
+                "filter '{k}' is not supported by berth (use {})",
+                PS_FILTERS.join(", ")
+            )));
+        }
+        if !PS_FILTERS.contains(&k.as_str()) {
+            return Err(Error::InvalidParameter(format!("invalid filter '{k}'")));
+        }
+    }
+    for s in f.get("status").into_iter().flatten() {
+        if !STATUSES.contains(&s.as_str()) {
+            return Err(Error::InvalidParameter(format!(
+                "invalid filter 'status={s}' (use one of {})",
+                STATUSES.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub(super) async fn container_list(
     State(d): State<Arc<Daemon>>,
     Q(q): Q<FilterQuery>,
 ) -> ApiResult {
     let f = parse_filters(q.filters.as_deref())?;
+    check_ps_filters(&f)?;
     let all = truthy(&q.all);
     let (nets, mut ctrs) = d.snapshot().await;
     ctrs.sort_by_key(|c| std::cmp::Reverse(c.created));
@@ -268,12 +317,37 @@ pub(super) async fn container_restart(
     no_content()
 }
 
+/// docker's signals: a number, or a name with or without `SIG` in any case (`HUP`,
+/// `sigterm`, `RTMIN+3`). Like dockerd, only the platform's signals: 1–31 and the real-time
+/// ones (glibc keeps 32 and 33 for itself).
 pub fn parse_signal(s: &str) -> Option<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        return Some(n);
+    let (rtmin, rtmax) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    let valid =
+        |n: i64| (1..=31).contains(&n) || (i64::from(rtmin)..=i64::from(rtmax)).contains(&n);
+    if let Ok(n) = s.parse::<i64>() {
+        return valid(n).then_some(n as i32);
     }
     let name = s.to_ascii_uppercase();
     let name = name.strip_prefix("SIG").unwrap_or(&name);
+    // `RTMIN`, `RTMIN+n`, `RTMAX`, `RTMAX-n`.
+    let rt = |base: i32, rest: &str, sep: char, sign: i32| -> Option<i32> {
+        let off = if rest.is_empty() {
+            0
+        } else {
+            rest.strip_prefix(sep)?
+                .parse::<i32>()
+                .ok()
+                .filter(|o| *o > 0)?
+        };
+        let n = base + sign * off;
+        valid(i64::from(n)).then_some(n)
+    };
+    if let Some(rest) = name.strip_prefix("RTMIN") {
+        return rt(rtmin, rest, '+', 1);
+    }
+    if let Some(rest) = name.strip_prefix("RTMAX") {
+        return rt(rtmax, rest, '-', -1);
+    }
     let sig: nix::sys::signal::Signal = format!("SIG{name}").parse().ok()?;
     Some(sig as i32)
 }
@@ -283,9 +357,16 @@ pub(super) async fn container_kill(
     Path(id): Path<String>,
     Q(q): Q<StopQuery>,
 ) -> ApiResult {
-    let s = q.signal.unwrap_or_else(|| "SIGKILL".into());
-    let sig =
-        parse_signal(&s).ok_or_else(|| Error::InvalidParameter(format!("Invalid signal: {s}")))?;
+    let s = q
+        .signal
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "SIGKILL".into());
+    let sig = parse_signal(&s).ok_or_else(|| {
+        Error::InvalidParameter(format!(
+            "Invalid signal: {s} (give a name such as SIGTERM or HUP, or a number from 1 to {})",
+            libc::SIGRTMAX()
+        ))
+    })?;
     d.container_kill(&id, sig).await?;
     no_content()
 }
@@ -388,5 +469,16 @@ mod tests {
         assert_eq!(parse_signal("kill"), Some(9));
         assert_eq!(parse_signal("2"), Some(2));
         assert_eq!(parse_signal("BOGUS"), None);
+        assert_eq!(parse_signal("hup"), Some(1));
+        assert_eq!(parse_signal("SIGUSR1"), Some(10));
+        assert_eq!(parse_signal("64"), Some(64));
+        assert_eq!(parse_signal("RTMIN"), Some(libc::SIGRTMIN()));
+        assert_eq!(parse_signal("SIGRTMIN+3"), Some(libc::SIGRTMIN() + 3));
+        assert_eq!(parse_signal("rtmax-1"), Some(libc::SIGRTMAX() - 1));
+        for bad in [
+            "0", "-1", "32", "65", "99999", "", "RTMIN+99", "RTMINX", "RTMAX+1", "RTMIN+0",
+        ] {
+            assert_eq!(parse_signal(bad), None, "{bad}");
+        }
     }
 }

@@ -25,25 +25,39 @@ pub fn parse_filters(raw: Option<&str>) -> Result<BTreeMap<String, Vec<String>>,
     let Some(raw) = raw.filter(|s| !s.is_empty()) else {
         return Ok(BTreeMap::new());
     };
-    let v: Value = serde_json::from_str(raw)
-        .map_err(|e| Error::InvalidParameter(format!("invalid filter JSON {raw:?}: {e}")))?;
+    let bad = |why: String| {
+        Error::InvalidParameter(format!(
+            "invalid filter JSON {raw:?}: {why}; expected an object such as {{\"name\":{{\"web\":true}}}}"
+        ))
+    };
+    let v: Value = serde_json::from_str(raw).map_err(|e| bad(e.to_string()))?;
+    let Value::Object(m) = v else {
+        return Err(bad("not an object".into()));
+    };
     let mut out = BTreeMap::new();
-    if let Value::Object(m) = v {
-        for (k, vals) in m {
-            let list = match vals {
-                Value::Object(o) => o
-                    .into_iter()
-                    .filter(|(_, b)| b != &json!(false))
-                    .map(|(k, _)| k)
-                    .collect(),
-                Value::Array(a) => a
-                    .into_iter()
-                    .filter_map(|s| s.as_str().map(String::from))
-                    .collect(),
-                _ => vec![],
-            };
-            out.insert(k, list);
-        }
+    for (k, vals) in m {
+        let list = match vals {
+            Value::Object(o) => {
+                let mut list = Vec::new();
+                for (v, on) in o {
+                    match on {
+                        Value::Bool(true) => list.push(v),
+                        Value::Bool(false) => {}
+                        _ => return Err(bad(format!("the value of {k}.{v} is not true or false"))),
+                    }
+                }
+                list
+            }
+            Value::Array(a) => a
+                .into_iter()
+                .map(|s| match s {
+                    Value::String(s) => Ok(s),
+                    other => Err(bad(format!("{k} lists {other}, not a string"))),
+                })
+                .collect::<Result<_, _>>()?,
+            other => return Err(bad(format!("{k} is {other}, not an object or a list"))),
+        };
+        out.insert(k, list);
     }
     Ok(out)
 }
@@ -218,6 +232,19 @@ mod tests {
         assert_eq!(f["name"], vec!["dev"]);
         assert_eq!(f["label"], vec!["a=b"]);
         assert!(parse_filters(Some("{nope")).is_err());
+        for bad in [
+            "[1]",
+            "\"x\"",
+            "1",
+            r#"{"name":"x"}"#,
+            r#"{"name":[1]}"#,
+            r#"{"name":{"x":1}}"#,
+        ] {
+            let e = parse_filters(Some(bad)).expect_err(bad).to_string();
+            assert!(e.starts_with("invalid filter JSON"), "{e}");
+        }
+        let f = parse_filters(Some(r#"{"name":{"a":true,"b":false}}"#)).unwrap();
+        assert_eq!(f["name"], vec!["a"]);
         assert!(parse_filters(None).unwrap().is_empty());
     }
 
