@@ -240,3 +240,52 @@ fn requests_are_checked_strictly() {
     }
     h.ok(&["ps", "--filter", "status=running", "--filter", "name=x"]);
 }
+
+#[test]
+fn api_versions_are_checked() {
+    need_root!();
+    let mut h = Host::new();
+    h.start_daemon();
+    for ok in [
+        "/v1.50/containers/json",
+        "/v1.24/containers/json",
+        "/containers/json",
+    ] {
+        let a = curl(&h, &[&url(ok)]);
+        assert_eq!((a.status, a.body.as_str()), (200, "[]\n"), "{ok}");
+    }
+    curl(&h, &[&url("/v1.99/containers/json")]).json_error(
+        400,
+        "client version 1.99 is too new. Maximum supported API version is 1.50",
+    );
+    curl(&h, &[&url("/v0.1/containers/json")]).json_error(
+        400,
+        "client version 0.1 is too old. Minimum supported API version is 1.24, please upgrade your client to a newer version",
+    );
+    for bad in ["/v..../containers/json", "/v1.50.1.2/containers/json"] {
+        curl(&h, &[&url(bad)]).json_error(400, "malformed API version");
+    }
+    curl(&h, &[&url("/v/containers/json")]).json_error(404, "page not found");
+
+    // The docker CLI negotiates down to the daemon's version, or names a fixed one.
+    if Command::new("docker").arg("--version").output().is_ok() {
+        let o = h.docker(&["network", "ls", "-q"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let cfg = h.dir.path().join("docker-config");
+        let pinned = |v: &str| {
+            Command::new("docker")
+                .env("DOCKER_HOST", format!("unix://{}", h.socket().display()))
+                .env("DOCKER_CONFIG", &cfg)
+                .env("DOCKER_API_VERSION", v)
+                .args(["network", "ls", "-q"])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        };
+        assert!(pinned("1.41").status.success());
+        let o = pinned("1.99");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success());
+        assert!(err.contains("client version 1.99 is too new"), "{err}");
+    }
+}

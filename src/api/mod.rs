@@ -8,6 +8,7 @@ pub mod fdpass;
 mod routes;
 pub mod server;
 pub mod types;
+mod version;
 
 /// The `Upgrade` protocol of foreground starts and execs (see docs/api.md).
 pub const UPGRADE_PROTO: &str = "berth-stdio";

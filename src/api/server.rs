@@ -5,31 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::Request;
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixListener;
 use tower::ServiceExt;
 
 use crate::daemon::Daemon;
-
-/// Docker clients prefix paths with `/v1.xx`; dockerd answers both forms.
-fn strip_version(mut req: Request) -> Request {
-    let path = req.uri().path();
-    if let Some(rest) = path.strip_prefix("/v") {
-        if let Some(i) = rest.find('/') {
-            if rest[..i].chars().all(|c| c.is_ascii_digit() || c == '.') {
-                let new = match req.uri().query() {
-                    Some(q) => format!("{}?{q}", &rest[i..]),
-                    None => rest[i..].to_string(),
-                };
-                if let Ok(u) = new.parse() {
-                    *req.uri_mut() = u;
-                }
-            }
-        }
-    }
-    req
-}
 
 /// How long a refused peer may take to send its request head.
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -90,7 +70,7 @@ pub async fn serve(listener: UnixListener, d: Arc<Daemon>) {
                 hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let app = app.clone();
                     async move {
-                        let req = strip_version(req.map(Body::new));
+                        let req = req.map(Body::new);
                         app.oneshot(req).await
                     }
                 });
@@ -99,24 +79,5 @@ pub async fn serve(listener: UnixListener, d: Arc<Daemon>) {
                 .with_upgrades()
                 .await;
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn version_prefix_is_stripped() {
-        let r = Request::builder()
-            .uri("/v1.50/networks?filters=x")
-            .body(Body::empty())
-            .unwrap();
-        assert_eq!(strip_version(r).uri().to_string(), "/networks?filters=x");
-        let r = Request::builder()
-            .uri("/volumes/v1")
-            .body(Body::empty())
-            .unwrap();
-        assert_eq!(strip_version(r).uri().to_string(), "/volumes/v1");
     }
 }

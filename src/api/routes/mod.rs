@@ -126,6 +126,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
     Router::new()
         .fallback_service(api)
         .layer(axum::middleware::from_fn(super::errors::json_errors))
+        .layer(axum::middleware::from_fn(super::version::api_version))
         .layer(axum::middleware::map_response(docker_headers))
 }
 
