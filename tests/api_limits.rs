@@ -6,8 +6,11 @@
 mod common;
 use common::Host;
 
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// An answer read with curl: status, content type and body.
 struct Answer {
@@ -288,4 +291,198 @@ fn api_versions_are_checked() {
         assert!(!o.status.success());
         assert!(err.contains("client version 1.99 is too new"), "{err}");
     }
+}
+
+/// A raw connection to the daemon's socket. Reads give up after 30 s, so a connection the
+/// daemon failed to close (or answer) fails the test instead of hanging it.
+fn raw(h: &Host) -> UnixStream {
+    let s = UnixStream::connect(h.socket()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s
+}
+
+fn read_until(s: &mut UnixStream, needle: &str) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(needle) {
+        match s.read(&mut buf) {
+            Ok(0) => panic!(
+                "closed before {needle:?}: {}",
+                String::from_utf8_lossy(&got)
+            ),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("no {needle:?} ({e}): {}", String::from_utf8_lossy(&got)),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Reads until the daemon closes the connection.
+fn assert_closed(s: &mut UnixStream, what: &str) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => panic!("{what}: the daemon did not close it ({e})"),
+        }
+    }
+}
+
+const PING: &str = "GET /_ping HTTP/1.1\r\nHost: berth\r\n\r\n";
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn idle_and_slow_connections_are_closed() {
+    need_root!();
+    let mut h = Host::new();
+    h.start_daemon_with(&["--api-idle-timeout", "1s"]);
+
+    // Long-lived work first: an event follower, a blocking catalog query and a
+    // foreground container (an upgraded stdio session), all quiet for longer than the
+    // idle timeout while the probes below are closed.
+    let mut events = raw(&h);
+    events
+        .write_all(b"GET /events HTTP/1.1\r\nHost: berth\r\n\r\n")
+        .unwrap();
+    read_until(&mut events, "\r\n\r\n");
+    let index = serde_json::from_str::<serde_json::Value>(&curl(&h, &[&url("/catalog")]).body)
+        .unwrap()["Index"]
+        .as_u64()
+        .unwrap();
+    let mut catalog = raw(&h);
+    write!(
+        catalog,
+        "GET /catalog?index={index}&wait=120s HTTP/1.1\r\nHost: berth\r\n\r\n"
+    )
+    .unwrap();
+    let flag = h.dir.path().join("go");
+    let script = format!(
+        "i=0; while [ ! -e {} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; echo done",
+        flag.display()
+    );
+    let fg = KillOnDrop(
+        Command::new(common::berth_bin())
+            .arg("-H")
+            .arg(format!("unix://{}", h.socket().display()))
+            .args([
+                "run",
+                "--name",
+                "fg",
+                "--network",
+                "none",
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    common::wait_until("the foreground container to run", || {
+        h.ok(&["ps", "--format", "{{.Names}}"]).contains("fg")
+    });
+
+    // Probes: silent, sending half a request head (slowloris), and kept alive after
+    // one request.
+    let mut probes = Vec::new();
+    for i in 0..30 {
+        let mut s = raw(&h);
+        match i % 3 {
+            0 => {}
+            1 => s.write_all(b"GET /_ping HTTP/1.1\r\nHost: ber").unwrap(),
+            _ => {
+                s.write_all(PING.as_bytes()).unwrap();
+                read_until(&mut s, "\r\n\r\nOK");
+            }
+        }
+        probes.push(s);
+    }
+    h.ok(&["ps"]);
+    for (i, s) in probes.iter_mut().enumerate() {
+        assert_closed(s, &format!("probe {i}"));
+    }
+    h.ok(&["ps"]);
+
+    // The long-lived ones still work.
+    h.ok(&["network", "create", "after-idle"]);
+    read_until(&mut events, "after-idle");
+    std::fs::write(&flag, "").unwrap();
+    let mut fg = fg;
+    let mut out = String::new();
+    fg.0.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(out, "done\n");
+    assert!(fg.0.wait().unwrap().success());
+    let answer = read_until(&mut catalog, "\"Index\"");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[test]
+fn connection_cap_keeps_the_daemon_serving() {
+    need_root!();
+    let mut h = Host::new();
+    h.start_daemon_with(&["--api-max-connections", "4"]);
+    // start_daemon's own `version` calls have closed: four connections fill the cap.
+    let mut holders: Vec<UnixStream> = (0..4)
+        .map(|_| {
+            let mut s = raw(&h);
+            s.write_all(PING.as_bytes()).unwrap();
+            read_until(&mut s, "\r\n\r\nOK");
+            s
+        })
+        .collect();
+    common::wait_until("the daemon to report the cap", || {
+        h.daemon_log().contains("4 API connections are open")
+    });
+    let ps = KillOnDrop(
+        Command::new(common::berth_bin())
+            .arg("-H")
+            .arg(format!("unix://{}", h.socket().display()))
+            .arg("ps")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Each closes once answered, making room for the next.
+    let mut waiting: Vec<UnixStream> = (0..10)
+        .map(|_| {
+            let mut s = raw(&h);
+            s.write_all(b"GET /_ping HTTP/1.1\r\nHost: berth\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    // Held connections keep being served.
+    for s in holders.iter_mut() {
+        s.write_all(PING.as_bytes()).unwrap();
+        read_until(s, "\r\n\r\nOK");
+    }
+    let mut ps = ps;
+    assert!(ps.0.try_wait().unwrap().is_none(), "served beyond the cap");
+    drop(holders);
+    for (i, s) in waiting.iter_mut().enumerate() {
+        read_until(s, "\r\n\r\nOK");
+        assert_closed(s, &format!("waiting connection {i}"));
+    }
+    common::wait_until("the waiting ps to finish", || {
+        ps.0.try_wait().unwrap().is_some()
+    });
+    assert!(ps.0.wait().unwrap().success());
+    h.ok(&["ps"]);
 }
