@@ -486,3 +486,28 @@ fn connection_cap_keeps_the_daemon_serving() {
     assert!(ps.0.wait().unwrap().success());
     h.ok(&["ps"]);
 }
+
+#[test]
+fn deep_templates_are_an_error_not_a_crash() {
+    need_root!();
+    let mut h = Host::new();
+    h.start_daemon();
+    let nested = |open: &str, n: usize, inner: &str, close: &str| {
+        format!("{}{inner}{}", open.repeat(n), close.repeat(n))
+    };
+    for t in [
+        nested("{{with .}}", 6000, "x", "{{end}}"),
+        nested("{{if 1}}", 7000, "x", "{{end}}"),
+        format!("{{{{{}}}}}", nested("(", 60_000, "1", ")")),
+    ] {
+        let o = h.berth(&["inspect", "-f", &t, "bridge"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains("max nesting depth exceeded"), "{err}");
+    }
+    let t = r#"{{define "t"}}{{template "t" .}}{{end}}{{template "t" .}}"#;
+    let o = h.berth(&["network", "inspect", "-f", t, "bridge"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("exceeded maximum template depth"), "{err}");
+}
