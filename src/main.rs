@@ -30,6 +30,14 @@ fn daemon(args: DaemonArgs, socket: std::path::PathBuf) -> anyhow::Result<()> {
         anyhow::bail!("the daemon manages network namespaces, links and nftables: run it as root");
     }
     raise_nofile();
+    let limits = berth::api::server::Limits {
+        idle_timeout: args.api_idle_timeout,
+        max_connections: args
+            .api_max_connections
+            .map_or_else(berth::api::server::Limits::default_max_connections, |n| {
+                n as usize
+            }),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -57,7 +65,7 @@ fn daemon(args: DaemonArgs, socket: std::path::PathBuf) -> anyhow::Result<()> {
         tracing::info!(socket = %socket.display(), "berth daemon ready");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            _ = berth::api::server::serve(listener, d) => {}
+            _ = berth::api::server::serve(listener, d, limits) => {}
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }

@@ -14,6 +14,8 @@ use serde_json::Value;
 pub enum ClientError {
     #[error("Cannot connect to the berth daemon at unix://{path}. Is the daemon running? Start it with `berth daemon` (as root), or point -H / BERTH_HOST at its socket.")]
     NoDaemon { path: String },
+    #[error("permission denied while trying to connect to the berth daemon socket at unix://{path}: the socket is root-only; run the command as root, e.g. with sudo")]
+    PermissionDenied { path: String },
     #[error("Error response from daemon: {message}")]
     Api { status: u16, message: String },
     #[error("{0}")]
@@ -47,9 +49,13 @@ impl Client {
         }
     }
 
-    fn no_daemon(&self) -> ClientError {
-        ClientError::NoDaemon {
-            path: self.path.display().to_string(),
+    /// Why connecting failed: the socket's permissions (the daemon only serves root) or no
+    /// daemon at all.
+    fn connect_error(&self, e: std::io::Error) -> ClientError {
+        let path = self.path.display().to_string();
+        match e.kind() {
+            std::io::ErrorKind::PermissionDenied => ClientError::PermissionDenied { path },
+            _ => ClientError::NoDaemon { path },
         }
     }
 
@@ -61,7 +67,7 @@ impl Client {
     ) -> Result<hyper::Response<hyper::body::Incoming>> {
         let stream = tokio::net::UnixStream::connect(&self.path)
             .await
-            .map_err(|_| self.no_daemon())?;
+            .map_err(|e| self.connect_error(e))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
@@ -144,13 +150,13 @@ impl Client {
     /// Opens a `berth-stdio` upgraded connection (blocking: the caller then passes
     /// descriptors on it).
     pub fn upgrade(&self, path: &str, body: Option<&Value>) -> Result<StdUnixStream> {
-        let mut s = StdUnixStream::connect(&self.path).map_err(|_| self.no_daemon())?;
+        let mut s = StdUnixStream::connect(&self.path).map_err(|e| self.connect_error(e))?;
         let bytes = body
             .map(|b| serde_json::to_vec(b).expect("json"))
             .unwrap_or_default();
         let head = format!(
             "POST /v1.50{path} HTTP/1.1\r\nHost: berth\r\nConnection: Upgrade\r\nUpgrade: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            super::server::UPGRADE_PROTO,
+            super::UPGRADE_PROTO,
             bytes.len()
         );
         s.write_all(head.as_bytes())?;

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::server::{parse_filters, ApiError, ApiResult};
+use super::errors::{ApiError, ApiResult};
+use super::extract::Q;
+use super::routes::parse_filters;
 use crate::daemon::events::{catalog, matches};
 use crate::daemon::{Daemon, Error};
 
@@ -39,7 +41,7 @@ fn unix_nanos(s: &str, what: &str) -> Result<i64, ApiError> {
     Ok(secs * 1_000_000_000 + nanos)
 }
 
-pub async fn events(State(d): State<Arc<Daemon>>, Query(q): Query<EventsQuery>) -> ApiResult {
+pub async fn events(State(d): State<Arc<Daemon>>, Q(q): Q<EventsQuery>) -> ApiResult {
     tracing::debug!(since = ?q.since, until = ?q.until, filters = ?q.filters, "events follower");
     let filters = parse_filters(q.filters.as_deref())?;
     let since = q
@@ -116,7 +118,7 @@ pub struct CatalogQuery {
     wait: Option<String>,
 }
 
-pub async fn catalog_get(State(d): State<Arc<Daemon>>, Query(q): Query<CatalogQuery>) -> ApiResult {
+pub async fn catalog_get(State(d): State<Arc<Daemon>>, Q(q): Q<CatalogQuery>) -> ApiResult {
     let mut rx = d.journal.index();
     if let Some(seen) = q.index {
         let wait = match q.wait.as_deref() {

@@ -2,6 +2,13 @@
 
 pub mod client;
 mod discovery;
+mod errors;
+mod extract;
 pub mod fdpass;
+mod routes;
 pub mod server;
 pub mod types;
+mod version;
+
+/// The `Upgrade` protocol of foreground starts and execs (see docs/api.md).
+pub const UPGRADE_PROTO: &str = "berth-stdio";

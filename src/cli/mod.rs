@@ -115,6 +115,15 @@ pub struct DaemonArgs {
     /// (default 10m; -1: none), max-file=N (default 3). Repeatable.
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]
     pub log_opt: Vec<String>,
+    /// How long an API connection may wait for a request, idle or with a half-sent
+    /// request head, before it is closed (requests in flight, event streams and stdio
+    /// sessions are never cut)
+    #[arg(long, default_value = "60s", value_parser = parse_positive_duration)]
+    pub api_idle_timeout: std::time::Duration,
+    /// Open API connections beyond which new clients wait until one closes (default: a
+    /// quarter of the descriptor limit, between 64 and 4096)
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub api_max_connections: Option<u32>,
 }
 
 /// An optional listen address (`none`: no listener).
@@ -148,6 +157,13 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         return Err(format!("{s:?} is out of range"));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+fn parse_positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?}: must be more than 0")),
+        d => Ok(d),
+    }
 }
 
 fn parse_port_range(s: &str) -> Result<berth_ports::PortRange, String> {

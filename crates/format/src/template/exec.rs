@@ -9,8 +9,12 @@ use super::funcs::{lookup, Func, Param};
 use super::node::{Arg, Branch, Command, Node, Number, Pipe};
 use super::value::{type_name, Value};
 
-/// Go allows 100000 nested template calls; Rust's stack does not, so stop earlier.
-const MAX_DEPTH: usize = 1000;
+/// Go allows 100000 nested template calls; Rust's stack does not, so stop earlier. The
+/// parser bounds nesting inside one template body, but a recursive `{{template}}` multiplies
+/// it, so calls, `{{if}}`/`{{with}}`/`{{range}}` bodies and parenthesised pipelines all
+/// count here together. One level takes up to ~3.5 KiB of stack in a debug build: 200 leave
+/// a 3× margin on the 2 MiB threads of tests (the CLI renders on its 8 MiB main thread).
+pub(crate) const MAX_DEPTH: usize = 200;
 
 type R<T> = Result<T, String>;
 
@@ -82,6 +86,20 @@ impl<'a> Exec<'a> {
         })
     }
 
+    /// Runs `f` one level deeper, refusing to go past [`MAX_DEPTH`].
+    fn deeper<T>(&mut self, f: impl FnOnce(&mut Self) -> R<T>) -> R<T> {
+        if self.depth >= MAX_DEPTH {
+            return self.err(format!(
+                "exceeded maximum template depth ({MAX_DEPTH}): nested {{{{template}}}} calls \
+                 (recursion without an end?), {{{{if}}}}, {{{{with}}}}, {{{{range}}}} and parentheses count together"
+            ));
+        }
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        r
+    }
+
     fn walk_list(&mut self, dot: &Value, list: &'a [Node]) -> R<Flow> {
         for node in list {
             match self.walk(dot, node)? {
@@ -103,10 +121,12 @@ impl<'a> Exec<'a> {
                     self.out.push_str(&v.print());
                 }
             }
-            Node::If(b) => return self.walk_if_or_with(dot, b, false),
-            Node::With(b) => return self.walk_if_or_with(dot, b, true),
-            Node::Range(b) => return self.walk_range(dot, node, b),
-            Node::Template { name, pipe, .. } => self.walk_template(dot, name, pipe.as_ref())?,
+            Node::If(b) => return self.deeper(|e| e.walk_if_or_with(dot, b, false)),
+            Node::With(b) => return self.deeper(|e| e.walk_if_or_with(dot, b, true)),
+            Node::Range(b) => return self.deeper(|e| e.walk_range(dot, node, b)),
+            Node::Template { name, pipe, .. } => {
+                self.deeper(|e| e.walk_template(dot, name, pipe.as_ref()))?
+            }
             Node::Break(_) => return Ok(Flow::Break),
             Node::Continue(_) => return Ok(Flow::Continue),
         }
@@ -189,18 +209,13 @@ impl<'a> Exec<'a> {
                 super::value::go_quote(name)
             ));
         };
-        if self.depth >= MAX_DEPTH {
-            return self.err(format!("exceeded maximum template depth ({MAX_DEPTH})"));
-        }
         let dot = match pipe {
             Some(p) => self.eval_pipeline(dot, p)?,
             None => Value::Missing,
         };
         // No dynamic scoping: the callee sees only `$`.
         let vars = std::mem::replace(&mut self.vars, vec![("$".into(), dot.clone())]);
-        self.depth += 1;
         let result = self.walk_list(&dot, list);
-        self.depth -= 1;
         self.vars = vars;
         result.map(|_| ())
     }
@@ -468,7 +483,7 @@ impl<'a> Exec<'a> {
                 self.eval_field_chain(dot, dot.clone(), ident, std::slice::from_ref(arg), None)?
             }
             Arg::Variable { .. } => self.eval_variable(dot, arg, &[], None)?,
-            Arg::Pipe(p) => self.eval_pipeline(dot, p)?,
+            Arg::Pipe(p) => self.deeper(|e| e.eval_pipeline(dot, p))?,
             Arg::Identifier(_, name) => {
                 self.eval_function(dot, arg, name, At::Arg(arg), &[], None)?
             }

@@ -137,6 +137,10 @@ struct Lexer<'a> {
     width: usize,
     paren_depth: i32,
     items: Vec<Item>,
+    /// The line of `line_pos`: items come in order, so each one counts only the newlines
+    /// since the previous (counting from the start each time is quadratic).
+    line_pos: usize,
+    line: usize,
 }
 
 /// Tokenizes the whole input; the last item is `Eof` or an `Error`.
@@ -148,6 +152,8 @@ pub(crate) fn lex(input: &str) -> Vec<Item> {
         width: 0,
         paren_depth: 0,
         items: Vec::new(),
+        line_pos: 0,
+        line: 1,
     };
     let mut state = State::Text;
     loop {
@@ -172,8 +178,14 @@ pub(crate) fn lex(input: &str) -> Vec<Item> {
 }
 
 impl Lexer<'_> {
-    fn line_at(&self, pos: usize) -> usize {
-        1 + self.input[..pos].matches('\n').count()
+    fn line_at(&mut self, pos: usize) -> usize {
+        if pos < self.line_pos {
+            self.line_pos = 0;
+            self.line = 1;
+        }
+        self.line += self.input[self.line_pos..pos].matches('\n').count();
+        self.line_pos = pos;
+        self.line
     }
 
     fn next(&mut self) -> Option<char> {

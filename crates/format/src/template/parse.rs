@@ -21,6 +21,13 @@ enum Step {
 
 type R<T> = Result<T, String>;
 
+/// How deeply `{{if}}`/`{{with}}`/`{{range}}`/`{{block}}`/`{{define}}` bodies, `{{else if}}`
+/// chains and parenthesised pipelines may nest, all counted together. Go caps only
+/// parentheses (at 10000) and lets goroutine stacks grow for the rest; this parser recurses
+/// on a fixed thread stack, where one level costs up to ~10 KiB in a debug build, so the cap
+/// is far below what 2 MiB holds and far above what any `--format` template nests.
+pub(crate) const MAX_PARSE_DEPTH: usize = 100;
+
 pub(crate) fn parse(text: &str, has_func: &dyn Fn(&str) -> bool) -> R<Parsed> {
     let mut p = Parser {
         items: lex(text),
@@ -28,6 +35,7 @@ pub(crate) fn parse(text: &str, has_func: &dyn Fn(&str) -> bool) -> R<Parsed> {
         seen: 0,
         vars: vec!["$".into()],
         range_depth: 0,
+        depth: 0,
         action_line: 0,
         has_func,
         defs: HashMap::new(),
@@ -43,6 +51,8 @@ struct Parser<'a> {
     seen: usize,
     vars: Vec<String>,
     range_depth: usize,
+    /// Current nesting, against [`MAX_PARSE_DEPTH`].
+    depth: usize,
     action_line: usize,
     has_func: &'a dyn Fn(&str) -> bool,
     defs: HashMap<String, Vec<Node>>,
@@ -113,6 +123,20 @@ impl Parser<'_> {
         Ok(item)
     }
 
+    /// Runs `f` one nesting level deeper, refusing to go past [`MAX_PARSE_DEPTH`].
+    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> R<T>) -> R<T> {
+        if self.depth >= MAX_PARSE_DEPTH {
+            return self.errorf(format!(
+                "max nesting depth exceeded: more than {MAX_PARSE_DEPTH} levels of \
+                 {{{{if}}}}, {{{{with}}}}, {{{{range}}}}, {{{{block}}}}, {{{{else if}}}} or parentheses"
+            ));
+        }
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        r
+    }
+
     fn parse(&mut self) -> R<Vec<Node>> {
         let mut root = Vec::new();
         while self.peek().kind != Kind::Eof {
@@ -136,6 +160,10 @@ impl Parser<'_> {
 
     /// Parses a named template body with a fresh variable scope, as Go's separate Tree does.
     fn sub_tree(&mut self, name: String, context: &str) -> R<()> {
+        self.nested(|p| p.sub_tree_body(name, context))
+    }
+
+    fn sub_tree_body(&mut self, name: String, context: &str) -> R<()> {
         let vars = std::mem::replace(&mut self.vars, vec!["$".into()]);
         let depth = std::mem::replace(&mut self.range_depth, 0);
         let (list, end) = self.item_list()?;
@@ -241,6 +269,10 @@ impl Parser<'_> {
     }
 
     fn control(&mut self, context: &str) -> R<Branch> {
+        self.nested(|p| p.control_body(context))
+    }
+
+    fn control_body(&mut self, context: &str) -> R<Branch> {
         let nvars = self.vars.len();
         let pipe = self.pipeline(context, Kind::RightDelim)?;
         let in_range = usize::from(context == "range");
@@ -472,9 +504,11 @@ impl Parser<'_> {
             Kind::CharConstant | Kind::Complex | Kind::Number => {
                 Arg::Number(pos, self.number(&item)?)
             }
-            Kind::LeftParen => Arg::Pipe(Box::new(
-                self.pipeline("parenthesized pipeline", Kind::RightParen)?,
-            )),
+            Kind::LeftParen => {
+                Arg::Pipe(Box::new(self.nested(|p| {
+                    p.pipeline("parenthesized pipeline", Kind::RightParen)
+                })?))
+            }
             Kind::String | Kind::RawString => {
                 let text = self.unquote(&item.val)?;
                 Arg::String {

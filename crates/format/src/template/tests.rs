@@ -326,3 +326,83 @@ fn syntax_details() {
         "LANG=C"
     );
 }
+
+fn nested(open: &str, n: usize, inner: &str, close: &str) -> String {
+    format!("{}{inner}{}", open.repeat(n), close.repeat(n))
+}
+
+/// Deep nesting is refused with an error instead of overflowing the stack (which aborts
+/// the whole CLI). These run on the test harness's 2 MiB threads, in debug builds.
+#[test]
+fn deep_nesting_is_an_error() {
+    use super::parse::MAX_PARSE_DEPTH as MAX;
+    let parse_err = |t: &str| match render(t, &container()) {
+        Err(FormatError::Parse(m)) => m,
+        other => panic!("{}…: {other:?}", &t[..40.min(t.len())]),
+    };
+    for (open, inner, close) in [
+        ("{{with .}}", "x", "{{end}}"),
+        ("{{if 1}}", "x", "{{end}}"),
+        ("{{range .Nope}}", "x", "{{end}}"),
+        ("(", "1", ")"),
+    ] {
+        let wrap = |n: usize| {
+            let t = nested(open, n, inner, close);
+            if open == "(" {
+                format!("{{{{{t}}}}}")
+            } else {
+                t
+            }
+        };
+        assert!(render(&wrap(MAX), &container()).is_ok(), "{open} × {MAX}");
+        for n in [MAX + 1, 6000, 60_000] {
+            let m = parse_err(&wrap(n));
+            assert!(
+                m.contains("max nesting depth exceeded"),
+                "{open} × {n}: {m}"
+            );
+        }
+    }
+    let blocks = nested("{{block \"b\" .}}", 6000, "x", "{{end}}");
+    assert!(parse_err(&blocks).contains("max nesting depth exceeded"));
+    let chain = format!("{{{{if 0}}}}{}{{{{end}}}}", "{{else if 0}}".repeat(5000));
+    assert!(parse_err(&chain).contains("max nesting depth exceeded"));
+    // Parentheses and controls share one budget.
+    let mixed = nested(
+        "{{with .}}",
+        60,
+        &format!("{{{{{}}}}}", nested("(", 60, "1", ")")),
+        "{{end}}",
+    );
+    assert!(parse_err(&mixed).contains("max nesting depth exceeded"));
+}
+
+/// A recursive template multiplies the nesting of its body, so calls and nested bodies
+/// share the executor's depth budget.
+#[test]
+fn deep_execution_is_an_error() {
+    for body_depth in [0, 1, 10, 98] {
+        let t = format!(
+            "{{{{define \"t\"}}}}{}{{{{end}}}}{{{{template \"t\" .}}}}",
+            nested("{{with .}}", body_depth, "{{template \"t\" .}}", "{{end}}")
+        );
+        match render(&t, &container()) {
+            Err(FormatError::Exec(m)) => assert!(
+                m.contains(&format!(
+                    "exceeded maximum template depth ({})",
+                    super::exec::MAX_DEPTH
+                )),
+                "{m}"
+            ),
+            other => panic!("depth {body_depth}: {other:?}"),
+        }
+    }
+    // 98 parentheses: the define and the action's pipeline take the other two levels.
+    let parens = format!("{{{{{}}}}}", nested("(", 98, "1", ")"));
+    let t = format!(
+        "{{{{define \"t\"}}}}{parens}{{{{template \"t\" .}}}}{{{{end}}}}{{{{template \"t\" .}}}}"
+    );
+    assert!(
+        matches!(render(&t, &container()), Err(FormatError::Exec(m)) if m.contains("maximum template depth"))
+    );
+}
