@@ -1,0 +1,148 @@
+//! A container's end: following its shim, recording the exit, releasing what it held.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::*;
+use crate::daemon::{put_container, Daemon, Event, Inner, Result};
+use crate::model::{Container, Status};
+use crate::sandbox::{self};
+use crate::store::Op;
+
+impl Daemon {
+    /// Follows the shim; when it exits the container has exited.
+    pub(crate) fn watch(self: &Arc<Self>, id: String, shim_pid: u32, shim_start: u64) {
+        let d = self.clone();
+        tokio::spawn(async move {
+            if let Ok(fd) = sandbox::pidfd_open(shim_pid) {
+                if sandbox::proc_start_time(shim_pid) == Some(shim_start) {
+                    let _ = sandbox::wait_pidfd(fd).await;
+                }
+            }
+            // Reap it if it is our child; a re-adopted shim belongs to init.
+            let _ = nix::sys::wait::waitpid(
+                nix::unistd::Pid::from_raw(shim_pid as i32),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            );
+            d.on_exit(&id, shim_pid).await;
+            d.after_exit(&id).await;
+        });
+    }
+
+    pub(crate) async fn on_exit(&self, id: &str, shim_pid: u32) {
+        let mut st = self.state.lock().await;
+        let Some(c) = st.containers.get(id).cloned() else {
+            return;
+        };
+        if !c.is_running() || c.state.shim_pid != shim_pid {
+            return;
+        }
+        let dir = self.container_dir(id);
+        let code = match sandbox::read_exit(&dir) {
+            Some(r) => r.code,
+            None => {
+                // The shim died without recording a status: nobody supervises the process
+                // any more, so it must not linger with addresses that are released now.
+                let _ = sandbox::pidfd_signal(c.state.pid, c.state.pid_start, libc::SIGKILL);
+                255
+            }
+        };
+        self.mark_exited(&mut st, c, code).await;
+    }
+
+    /// Releases addresses, tears the sandbox down and records the exit (or removes the
+    /// container if it was started with --rm).
+    pub(crate) async fn mark_exited(&self, st: &mut Inner, mut c: Container, code: i64) {
+        let before = c.clone();
+        let mut ops = release_endpoints(st, &c);
+        self.release_ports(st, &c);
+        c.ports.clear();
+        c.endpoints.clear();
+        c.link_hosts.clear();
+        c.link_env.clear();
+        c.state.status = Status::Exited;
+        c.state.exit_code = code;
+        c.state.finished_at = Some(Utc::now());
+        c.state.pid = 0;
+        c.state.shim_pid = 0;
+        let remove = c.config.auto_remove;
+        if remove {
+            ops.push(Op::Delete(format!("containers/{}", c.id)));
+        } else {
+            ops.push(put_container(&c));
+        }
+        if let Err(e) = self.commit(ops) {
+            tracing::error!(container = %c.id, "recording exit: {e}");
+        }
+        self.dns_forget(&c.id);
+        self.emit_connects(st, &before, "disconnect");
+        self.emit_container(&c, "die", &[("exitCode", code.to_string())]);
+        if remove {
+            self.emit_container(&c, "destroy", &[]);
+        }
+        self.undo_sandbox(&before, false).await;
+        let id = c.id.clone();
+        if remove {
+            st.containers.remove(&id);
+            let _ = std::fs::remove_dir_all(self.container_dir(&id));
+        } else {
+            st.containers.insert(id.clone(), c);
+        }
+        let _ = self.events.send(Event::Exited {
+            id: id.clone(),
+            code,
+        });
+        if remove {
+            let _ = self.events.send(Event::Removed { id });
+        }
+    }
+
+    /// Waits until the container is not running; returns its exit code.
+    pub async fn container_wait(
+        &self,
+        key: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Option<i64>> {
+        let rx = self.subscribe();
+        let id = {
+            let st = self.state.lock().await;
+            let id = st.container_id(key)?;
+            let c = &st.containers[&id];
+            if !c.is_running() {
+                return Ok(Some(c.state.exit_code));
+            }
+            id
+        };
+        let fut = self.wait_exit_event(rx, id);
+        Ok(match timeout {
+            Some(t) => tokio::time::timeout(t, fut).await.ok().flatten(),
+            None => fut.await,
+        })
+    }
+
+    /// Waits for the exit of `id` on a receiver subscribed *before* the caller started the
+    /// container, so a process that exits (and is auto-removed) at once is not missed.
+    pub async fn wait_exit_event(
+        &self,
+        mut rx: tokio::sync::broadcast::Receiver<Event>,
+        id: String,
+    ) -> Option<i64> {
+        loop {
+            match rx.recv().await {
+                Ok(Event::Exited { id: i, code }) if i == id => return Some(code),
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    let st = self.state.lock().await;
+                    match st.containers.get(&id) {
+                        Some(c) if c.is_running() => {}
+                        Some(c) => return Some(c.state.exit_code),
+                        None => return None,
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+}

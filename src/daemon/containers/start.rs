@@ -1,0 +1,449 @@
+//! `start`: addresses and ports committed, then the sandbox built in the kernel and the shim
+//! spawned; a failing step undoes the earlier ones.
+
+use std::net::IpAddr;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use super::*;
+use crate::daemon::ports;
+use crate::daemon::{put_container, Daemon, Error, Inner, Result};
+use crate::model::{Container, Endpoint, Network, NetworkMode, Status};
+use crate::netlink::{self, Netlink};
+use crate::sandbox::{self, Spec};
+
+impl Daemon {
+    /// Starts the container's process in its sandbox; with `Stdio::Tty` the pty master is
+    /// returned for the client to relay.
+    pub async fn container_start(
+        self: &Arc<Self>,
+        key: &str,
+        stdio: Stdio,
+    ) -> Result<Option<OwnedFd>> {
+        let mut st = self.state.lock().await;
+        let id = st.container_id(key)?;
+        if st.containers[&id].is_running() {
+            return match stdio {
+                Stdio::Detached => Ok(None),
+                _ => Err(Error::Conflict(format!(
+                    "container {key} is already running"
+                ))),
+            };
+        }
+        let mut c = st.containers[&id].clone();
+        let dir = self.container_dir(&id);
+        std::fs::create_dir_all(&dir)?;
+        self.dns_refresh_upstreams();
+        // 1. Addresses and host ports, committed before the kernel is touched.
+        let (endpoints, net_ops) = allocate_endpoints(&mut st, &c)?;
+        c.endpoints = endpoints;
+        match crate::daemon::discovery::resolve_links(&st, &c) {
+            Ok(l) => {
+                c.link_hosts = l.hosts;
+                c.link_env = l.env;
+            }
+            Err(e) => {
+                release_endpoints(&mut st, &c);
+                return Err(e);
+            }
+        }
+        let taken = match self.take_ports(&mut st, &c) {
+            Ok(t) => t,
+            Err(e) => {
+                release_endpoints(&mut st, &c);
+                return Err(e);
+            }
+        };
+        c.ports = taken.published.clone();
+        let mut ops = net_ops;
+        ops.push(put_container(&c));
+        if let Err(e) = self.commit(ops) {
+            release_endpoints(&mut st, &c);
+            return Err(e);
+        }
+        crate::failpoint::hit("start:after-allocate");
+        // 2. Kernel: the DNAT elements (harmless until the address exists), then the sandbox.
+        let mapped = ports::mappings(&c, self.opts.userland_proxy);
+        let kernel = match self.install_ports(&mapped) {
+            Ok(()) => self.build_and_spawn(&st, &mut c, &dir, stdio).await,
+            Err(e) => Err(e),
+        };
+        match kernel {
+            Ok((shim_pid, pid, master)) => {
+                self.serve_ports(&mut st, &c, taken);
+                st.installed.insert(id.clone(), mapped);
+                c.state.status = Status::Running;
+                c.state.pid = pid;
+                c.state.pid_start = sandbox::proc_start_time(pid).unwrap_or(0);
+                c.state.shim_pid = shim_pid;
+                c.state.shim_start = sandbox::proc_start_time(shim_pid).unwrap_or(0);
+                c.state.started_at = Some(Utc::now());
+                c.state.finished_at = None;
+                c.state.exit_code = 0;
+                c.state.error.clear();
+                c.state.manually_stopped = false;
+                c.state.health = c
+                    .config
+                    .healthcheck
+                    .as_ref()
+                    .map(|_| crate::daemon::supervise::starting());
+                self.commit(vec![put_container(&c)])?;
+                crate::failpoint::hit("start:after-commit");
+                self.dns_sync(&c);
+                self.emit_connects(&st, &c, "connect");
+                self.emit_container(&c, "start", &[]);
+                st.containers.insert(id.clone(), c.clone());
+                drop(st);
+                if let Some(hc) = c.config.healthcheck.clone() {
+                    self.watch_health(id.clone(), pid, hc);
+                }
+                self.watch(id, shim_pid, c.state.shim_start);
+                Ok(master)
+            }
+            Err(e) => {
+                self.uninstall_ports(&mut st, &mapped);
+                drop(taken);
+                self.undo_sandbox(&c, true).await;
+                let mut ops = release_endpoints(&mut st, &c);
+                let mut old = st.containers[&id].clone();
+                old.endpoints.clear();
+                old.state.error = e.to_string();
+                ops.push(put_container(&old));
+                let _ = self.commit(ops);
+                st.containers.insert(id, old);
+                Err(e)
+            }
+        }
+    }
+
+    /// Namespace, links, files, then the shim. Returns (shim pid, container pid, pty master).
+    pub(super) async fn build_and_spawn(
+        &self,
+        st: &Inner,
+        c: &mut Container,
+        dir: &Path,
+        stdio: Stdio,
+    ) -> Result<(u32, u32, Option<OwnedFd>)> {
+        let mut spec = Spec {
+            cmd: c.config.cmd.clone(),
+            env: container_env(c),
+            cwd: c.config.working_dir.clone(),
+            netns: None,
+            join_uts: None,
+            join_mnt: None,
+            hostname: Some(c.config.hostname.clone()),
+            binds: vec![],
+            tty: matches!(stdio, Stdio::Tty),
+            // Detached output goes through the shim, which caps and rotates the log.
+            log: matches!(stdio, Stdio::Detached).then(|| {
+                self.opts
+                    .log_defaults
+                    .with(&c.config.log_opts)
+                    .unwrap_or(self.opts.log_defaults)
+            }),
+            join_pid: None,
+        };
+        let files_dir = match &c.config.network_mode {
+            NetworkMode::Networks | NetworkMode::None => {
+                let path = self.netns_path(&c.id);
+                let (nsnl, nsfd) = netlink::create_netns(&path).await?;
+                self.ns_links
+                    .lock()
+                    .expect("lock")
+                    .insert(c.id.clone(), nsnl.clone());
+                spec.netns = Some(path);
+                let mut first = true;
+                for ep in &c.endpoints {
+                    let net = &st.networks[&ep.network_id];
+                    self.attach_kernel(&nsfd, &nsnl, net, ep, first).await?;
+                    first = false;
+                }
+                crate::failpoint::hit("start:after-attach");
+                dir.to_path_buf()
+            }
+            NetworkMode::Host => {
+                spec.hostname = None;
+                dir.to_path_buf()
+            }
+            NetworkMode::Container(target) => {
+                let t = st
+                    .containers
+                    .get(target)
+                    .filter(|t| t.is_running())
+                    .ok_or_else(|| {
+                        Error::Conflict(format!(
+                            "cannot join network of a non running container: {target}"
+                        ))
+                    })?;
+                spec.netns = Some(PathBuf::from(format!("/proc/{}/ns/net", t.state.pid)));
+                spec.join_pid = Some(PathBuf::from(format!("/proc/{}/ns/pid", t.state.pid)));
+                spec.hostname = Some(t.config.hostname.clone());
+                match &t.config.network_mode {
+                    NetworkMode::Host => dir.to_path_buf(),
+                    _ => self.container_dir(&t.id),
+                }
+            }
+        };
+        if files_dir == dir {
+            self.write_files(c, dir)?;
+        }
+        spec.binds = vec![
+            (files_dir.join("hosts"), "/etc/hosts".into()),
+            (files_dir.join("resolv.conf"), "/etc/resolv.conf".into()),
+        ];
+        if spec.hostname.is_some() {
+            spec.binds
+                .push((files_dir.join("hostname"), "/etc/hostname".into()));
+        }
+        std::fs::write(
+            dir.join(sandbox::SPEC_FILE),
+            serde_json::to_vec(&spec).expect("json"),
+        )?;
+        let (fds, master) = self.make_stdio(stdio)?;
+        // A status left by an earlier run must go before the shim can write the new one.
+        let _ = std::fs::remove_file(dir.join(sandbox::EXIT_FILE));
+        let (shim, pid) = spawn_shim(dir, fds).await?;
+        crate::failpoint::hit("start:after-spawn");
+        Ok((shim, pid, master))
+    }
+
+    pub(super) fn write_files(&self, c: &Container, dir: &Path) -> Result<()> {
+        write_hosts(c, dir)?;
+        std::fs::write(dir.join("hostname"), format!("{}\n", c.config.hostname))?;
+        std::fs::write(dir.join("resolv.conf"), self.resolv_conf_for(c))?;
+        Ok(())
+    }
+
+    /// Rewritten in place (same inode): the sandbox sees it through a bind mount.
+    pub(super) fn make_stdio(&self, stdio: Stdio) -> Result<([OwnedFd; 3], Option<OwnedFd>)> {
+        Ok(match stdio {
+            Stdio::Fds(fds) => (fds, None),
+            // A first process's output reaches the log through the shim (`Spec::log`); a
+            // detached exec's is discarded, as docker does.
+            Stdio::Detached => {
+                let null: OwnedFd = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")?
+                    .into();
+                ([null.try_clone()?, null.try_clone()?, null], None)
+            }
+            Stdio::Tty => {
+                let (master, slave) = sandbox::open_pty()?;
+                (
+                    [slave.try_clone()?, slave.try_clone()?, slave],
+                    Some(master),
+                )
+            }
+        })
+    }
+
+    /// One endpoint in the kernel: the veth (peer created inside the sandbox), addresses,
+    /// up, and the default route for the first network. Undoes itself on failure.
+    pub(crate) async fn attach_kernel(
+        &self,
+        nsfd: &OwnedFd,
+        nsnl: &Netlink,
+        net: &Network,
+        ep: &Endpoint,
+        default_route: bool,
+    ) -> Result<()> {
+        let bridge = net.bridge.as_deref().unwrap_or_default();
+        let cached = self.bridge_index.lock().expect("lock").get(bridge).copied();
+        let bidx = match cached {
+            Some(i) => i,
+            None => {
+                let i = self.host.link_index(bridge).await?.ok_or_else(|| {
+                    Error::Internal(format!(
+                        "bridge {bridge} of network {} is missing: restart the daemon to rebuild it",
+                        net.name
+                    ))
+                })?;
+                self.bridge_index
+                    .lock()
+                    .expect("lock")
+                    .insert(bridge.to_string(), i);
+                i
+            }
+        };
+        let mac = parse_mac(&ep.mac);
+        if let Err(e) = self
+            .host
+            .add_veth_into(
+                &ep.host_ifname,
+                netlink::BridgePort {
+                    bridge: bidx,
+                    mtu: net.mtu,
+                    isolated: !net.icc,
+                },
+                &ep.ifname,
+                nsfd,
+                mac,
+            )
+            .await
+        {
+            if let netlink::NetError::BridgeFull = e {
+                return Err(Error::Unavailable(format!(
+                    "network {} has no room for another container: its bridge {bridge} already has 1023 ports, the most a Linux bridge takes; connect the container to another network",
+                    net.name
+                )));
+            }
+            // Perhaps the bridge was deleted behind our back: look it up again next time.
+            self.bridge_index.lock().expect("lock").remove(bridge);
+            return Err(e.into());
+        }
+        let inner = async {
+            let idx = nsnl.link_index(&ep.ifname).await?.ok_or_else(|| {
+                Error::Internal(format!("{} did not appear in the sandbox", ep.ifname))
+            })?;
+            if ep.ipv6.is_some() {
+                use std::os::fd::AsRawFd;
+                netlink::sysctl_in(
+                    Path::new(&format!("/proc/self/fd/{}", nsfd.as_raw_fd())),
+                    format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", ep.ifname),
+                    "0",
+                )
+                .await?;
+            }
+            // Pipelined: every request goes out at once and the kernel takes them in order
+            // (addresses, up, then routes, whose gateways need both), one round trip in all.
+            let addrs = futures::future::try_join_all(
+                [(ep.ipv4, ep.ipv4_prefix), (ep.ipv6, ep.ipv6_prefix)]
+                    .into_iter()
+                    .filter_map(|(ip, len)| ip.map(|ip| nsnl.add_address(idx, ip, len))),
+            );
+            let gws: Vec<IpAddr> = if default_route && !net.internal {
+                ep.gateway4
+                    .iter()
+                    .chain(ep.gateway6.iter())
+                    .copied()
+                    .collect()
+            } else {
+                vec![]
+            };
+            let routes = futures::future::try_join_all(
+                gws.into_iter().map(|gw| nsnl.add_default_route(gw, idx)),
+            );
+            let (a, u, r) = tokio::join!(addrs, nsnl.set_up(idx), routes);
+            a?;
+            u?;
+            r?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        if inner.is_err() {
+            let _ = self.host.delete_link_by_name(&ep.host_ifname).await;
+        }
+        inner
+    }
+
+    /// Removes what a sandbox had in the kernel. The host-side veth deletion costs the
+    /// kernel tens of milliseconds, so unless `wait` it finishes in the background.
+    pub(super) async fn undo_sandbox(&self, c: &Container, wait: bool) {
+        self.ns_links.lock().expect("lock").remove(&c.id);
+        if matches!(
+            c.config.network_mode,
+            NetworkMode::Networks | NetworkMode::None
+        ) {
+            netlink::remove_netns(&self.netns_path(&c.id));
+        }
+        let host = self.reaper.clone();
+        let names: Vec<String> = c.endpoints.iter().map(|e| e.host_ifname.clone()).collect();
+        let work = async move {
+            for n in names {
+                if let Err(e) = host.delete_link_by_name(&n).await {
+                    tracing::warn!("deleting {n}: {e}");
+                }
+            }
+        };
+        if wait {
+            work.await
+        } else {
+            tokio::spawn(work);
+        }
+    }
+}
+
+/// Starts `berth shim DIR` with the container's stdio and waits for its report on the sync
+/// pipe: the container's pid, or why it could not start. No `pre_exec` hook, so std spawns
+/// with posix_spawn (vfork): the cost does not grow with the daemon's memory.
+pub(super) async fn spawn_shim(dir: &Path, fds: [OwnedFd; 3]) -> Result<(u32, u32)> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let exe = std::env::current_exe()?;
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+    // The write end must survive exec in the shim. Another process spawned at this moment
+    // may inherit it too; the shim and every sandboxed process close stray descriptors
+    // first thing, and the daemon reads one line, not until EOF.
+    nix::fcntl::fcntl(
+        &w,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .map_err(std::io::Error::from)?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("shim")
+        .arg("--sync-fd")
+        .arg(w.as_raw_fd().to_string())
+        .arg(dir);
+    let [i, o, e] = fds;
+    cmd.stdin(i).stdout(o).stderr(e);
+    let child = cmd.spawn()?;
+    drop(cmd);
+    drop(w);
+    let shim_pid = child.id();
+    let report = tokio::task::spawn_blocking(move || {
+        let mut f = std::fs::File::from(r);
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while line.last() != Some(&b'\n') && f.read(&mut b).unwrap_or(0) == 1 {
+            line.push(b[0]);
+        }
+        String::from_utf8_lossy(&line).into_owned()
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    match report.trim().split_once(' ') {
+        Some(("ok", pid)) => Ok((shim_pid, pid.parse().unwrap_or(0))),
+        other => {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(shim_pid as i32), None);
+            let msg = other
+                .map(|(_, m)| m.to_string())
+                .unwrap_or_else(|| "the shim died".into());
+            if msg.contains("executable file not found") || msg.contains("No such file") {
+                Err(Error::InvalidParameter(msg))
+            } else {
+                Err(Error::Internal(format!(
+                    "starting the container process: {msg}"
+                )))
+            }
+        }
+    }
+}
+
+pub(super) fn parse_mac(s: &str) -> [u8; 6] {
+    let mut m = [0u8; 6];
+    for (i, p) in s.split(':').take(6).enumerate() {
+        m[i] = u8::from_str_radix(p, 16).unwrap_or(0);
+    }
+    m
+}
+
+pub(super) fn container_env(c: &Container) -> Vec<String> {
+    let mut env = vec![
+        format!("PATH={}", sandbox::DEFAULT_PATH),
+        format!("HOSTNAME={}", c.config.hostname),
+        "HOME=/root".to_string(),
+    ];
+    if c.config.tty {
+        env.push("TERM=xterm".into());
+    }
+    for e in c.link_env.iter().chain(&c.config.env) {
+        let key = e.split('=').next().unwrap_or_default();
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    env
+}
