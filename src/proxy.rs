@@ -191,6 +191,7 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(io::Error::from)?;
     // A bigger pipe moves more per splice call; failure just keeps the default size.
+    // SAFETY: fcntl on a descriptor this function owns; no memory is passed.
     unsafe {
         libc::fcntl(
             w.as_raw_fd(),
@@ -202,6 +203,8 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 fn splice(from: i32, to: i32, len: usize) -> io::Result<usize> {
+    // SAFETY: splice between two descriptors the caller holds open, with null offsets (the
+    // kernel uses the file positions); no memory of ours is passed.
     let n = unsafe {
         libc::splice(
             from,
@@ -227,6 +230,7 @@ async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<()> {
         while carried < SPLICE_AFTER {
             let n = from
                 .async_io(Interest::READABLE, || {
+                    // SAFETY: `buf` is a live, exclusively borrowed buffer of `buf.len()` bytes.
                     let n =
                         unsafe { libc::read(from.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
                     if n < 0 {
@@ -243,6 +247,7 @@ async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<()> {
             while off < n {
                 off += to
                     .async_io(Interest::WRITABLE, || {
+                        // SAFETY: `buf[off..n]` is initialized and lives across the call.
                         let w = unsafe {
                             libc::write(to.as_raw_fd(), buf[off..n].as_ptr().cast(), n - off)
                         };

@@ -204,6 +204,7 @@ fn init(spec: &Spec, fds: &InitFds) -> ! {
     fds.close_parent_ends();
     // SAFETY: these descriptors were inherited from the shim and are owned here.
     let mut report = unsafe { std::fs::File::from_raw_fd(fds.report_w) };
+    // SAFETY: as above; nothing else in this process refers to the descriptor.
     let go = unsafe { std::fs::File::from_raw_fd(fds.go_r) };
     if let Some(w) = fds.log_w {
         // SAFETY: plain dup2 onto our own stdout and stderr.
