@@ -19,11 +19,12 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+mod limits;
 mod mmsg;
 
-/// Open TCP connections per resolver; more are closed at once (aardvark-dns's
-/// CVE-2024-8418: one idle client could block every other).
-pub const TCP_CONNECTIONS: usize = 256;
+/// Open TCP connections are limited per listener and per source address (`limits.rs`); more
+/// are closed at once (aardvark-dns's CVE-2024-8418: one idle client could block every other).
+pub use limits::{PER_LISTENER as TCP_PER_NETWORK, PER_SOURCE as TCP_PER_SOURCE};
 /// A TCP client that sends nothing for this long is dropped.
 pub const TCP_IDLE: Duration = Duration::from_secs(5);
 /// Forwarded queries in flight; beyond this a query gets SERVFAIL at once instead of
@@ -45,7 +46,8 @@ pub struct Resolver {
     index: ArcSwap<Index>,
     rt: tokio::runtime::Handle,
     cfg: Config,
-    tcp_slots: Arc<Semaphore>,
+    /// The TCP connection budget all listeners share.
+    tcp_budget: Arc<std::sync::Mutex<usize>>,
     forwards: Arc<Semaphore>,
     listeners: std::sync::Mutex<HashMap<NetId, Vec<JoinHandle<()>>>>,
     /// The host listener's address once bound.
@@ -68,7 +70,7 @@ impl Resolver {
             index: ArcSwap::from_pointee(index),
             rt: handle,
             cfg,
-            tcp_slots: Arc::new(Semaphore::new(TCP_CONNECTIONS)),
+            tcp_budget: limits::Limiter::budget(),
             forwards: Arc::new(Semaphore::new(FORWARDS_IN_FLIGHT)),
             listeners: Default::default(),
             host_bound: Default::default(),
@@ -245,12 +247,13 @@ impl Resolver {
     }
 
     async fn serve_tcp(self: Arc<Self>, l: TcpListener, network: Option<NetId>) {
+        let limiter = limits::Limiter::new(self.tcp_budget.clone());
         loop {
             let Ok((stream, peer)) = l.accept().await else {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             };
-            let Ok(permit) = self.tcp_slots.clone().try_acquire_owned() else {
+            let Some(permit) = limiter.admit(peer.ip()) else {
                 continue; // dropped: closed at once
             };
             let me = self.clone();
