@@ -135,3 +135,150 @@ pub(crate) fn release_endpoints(st: &mut Inner, c: &Container) -> Vec<Op> {
     }
     ops
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::daemon::networks::{plan_pools, IpamConfigReq};
+    use crate::model::{ContainerConfig, Driver, State};
+
+    /// A user bridge network on `subnet`, as `network create --subnet` would plan it.
+    pub(crate) fn net(name: &str, subnet: &str) -> Network {
+        let req = IpamConfigReq {
+            subnet: Some(subnet.into()),
+            ..Default::default()
+        };
+        let (pools, user_subnets) = plan_pools(&[req], false, name, &[], &[]).unwrap();
+        Network {
+            id: format!("id-{name}"),
+            name: name.into(),
+            driver: Driver::Bridge,
+            created: chrono::Utc::now(),
+            builtin: false,
+            internal: false,
+            attachable: false,
+            ipv6: false,
+            labels: Default::default(),
+            options: Default::default(),
+            bridge: Some(format!("br-{name}")),
+            mtu: None,
+            icc: true,
+            masquerade: true,
+            pools,
+            user_subnets,
+        }
+    }
+
+    pub(crate) fn ctr(id: &str, networks: &[(&str, Option<&str>)]) -> Container {
+        Container {
+            id: id.into(),
+            name: id.into(),
+            created: chrono::Utc::now(),
+            config: ContainerConfig {
+                cmd: vec!["true".into()],
+                env: vec![],
+                working_dir: String::new(),
+                hostname: id.into(),
+                domainname: String::new(),
+                tty: false,
+                open_stdin: false,
+                dns: vec![],
+                dns_search: vec![],
+                dns_options: vec![],
+                extra_hosts: vec![],
+                auto_remove: false,
+                labels: Default::default(),
+                network_mode: NetworkMode::Networks,
+                network_mode_name: networks[0].0.into(),
+                networks: networks
+                    .iter()
+                    .map(|(n, ip)| {
+                        (
+                            n.to_string(),
+                            EndpointRequest {
+                                ipv4: ip.map(|i| i.parse().unwrap()),
+                                ..Default::default()
+                            },
+                        )
+                    })
+                    .collect(),
+                exposed_ports: Default::default(),
+                port_bindings: Default::default(),
+                publish_all: false,
+                links: vec![],
+                restart: Default::default(),
+                healthcheck: None,
+                log_opts: vec![],
+            },
+            state: State {
+                status: crate::model::Status::Created,
+                pid: 0,
+                pid_start: 0,
+                shim_pid: 0,
+                shim_start: 0,
+                started_at: None,
+                finished_at: None,
+                exit_code: 0,
+                error: String::new(),
+                restart_count: 0,
+                manually_stopped: false,
+                health: None,
+            },
+            endpoints: vec![],
+            ports: vec![],
+            link_hosts: vec![],
+            link_env: vec![],
+        }
+    }
+
+    fn inner(nets: &[Network]) -> Inner {
+        let mut st = Inner::default();
+        for n in nets {
+            st.networks.insert(n.id.clone(), n.clone());
+        }
+        st
+    }
+
+    #[test]
+    fn every_network_or_none() {
+        let mut st = inner(&[net("a", "10.1.0.0/24"), net("b", "10.2.0.0/30")]);
+        // b's one address taken: a two-network container gets neither.
+        let first = ctr("c1", &[("b", None)]);
+        let (eps, _) = allocate_endpoints(&mut st, &first).unwrap();
+        assert_eq!(eps[0].ipv4.unwrap().to_string(), "10.2.0.2");
+        let both = ctr("c2", &[("a", None), ("b", None)]);
+        assert!(allocate_endpoints(&mut st, &both).is_err());
+        // a's address went back: nobody holds it, and a's pool still hands addresses out
+        // (not that one at once: no immediate reuse, as docker).
+        let a = &st.networks["id-a"].pools[0];
+        assert_eq!(a.owner_of("10.1.0.2".parse().unwrap()), None);
+        let only_a = ctr("c3", &[("a", None)]);
+        let (eps, ops) = allocate_endpoints(&mut st, &only_a).unwrap();
+        assert_eq!(eps[0].ipv4.unwrap().to_string(), "10.1.0.3");
+        assert_eq!(eps[0].ifname, "eth0");
+        assert_eq!(ops.len(), 1, "one network record to write");
+    }
+
+    #[test]
+    fn a_static_address_is_had_once_and_released_with_its_container() {
+        let mut st = inner(&[net("a", "10.1.0.0/24")]);
+        let one = ctr("c1", &[("a", Some("10.1.0.9"))]);
+        let (eps, _) = allocate_endpoints(&mut st, &one).unwrap();
+        assert!(allocate_endpoints(&mut st, &ctr("c2", &[("a", Some("10.1.0.9"))])).is_err());
+        let mut held = one.clone();
+        held.endpoints = eps;
+        release_endpoints(&mut st, &held);
+        assert!(allocate_endpoints(&mut st, &ctr("c2", &[("a", Some("10.1.0.9"))])).is_ok());
+    }
+
+    #[test]
+    fn interface_names_fill_the_first_gap() {
+        let mut st = inner(&[net("a", "10.1.0.0/24")]);
+        let c = ctr("c1", &[("a", None)]);
+        let (mut eps, _) = allocate_endpoints(&mut st, &c).unwrap();
+        eps[0].ifname = "eth1".into();
+        assert_eq!(next_ifname(&eps), "eth0");
+        eps[0].ifname = "eth0".into();
+        assert_eq!(next_ifname(&eps), "eth1");
+    }
+}

@@ -315,3 +315,91 @@ pub(super) fn check_request(net: &Network, r: &EndpointRequest) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::containers::alloc::tests::{ctr, net};
+
+    fn inner(nets: &[Network]) -> Inner {
+        let mut st = Inner::default();
+        for n in nets {
+            st.networks.insert(n.id.clone(), n.clone());
+        }
+        st
+    }
+
+    fn req(mode: &str) -> ContainerCreate {
+        ContainerCreate {
+            cmd: vec!["true".into()],
+            network_mode: mode.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn modes_and_their_conflicts() {
+        let mut st = inner(&[net("a", "10.1.0.0/24"), net("b", "10.2.0.0/24")]);
+        let (mode, nets) = plan_mode(&st, "a", &req("a")).unwrap();
+        assert_eq!(mode, NetworkMode::Networks);
+        assert_eq!(nets.len(), 1);
+        // A second network through EndpointsConfig joins after the first.
+        let mut r = req("a");
+        r.endpoints.push(("b".into(), EndpointRequest::default()));
+        let (_, nets) = plan_mode(&st, "a", &r).unwrap();
+        assert_eq!(
+            nets.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert!(matches!(
+            plan_mode(&st, "nope", &req("nope")),
+            Err(Error::NotFound(_))
+        ));
+        // container: mode refuses what belongs to the joined container.
+        let base = ctr("base", &[("a", None)]);
+        st.containers.insert(base.id.clone(), base);
+        let mut r = req("container:base");
+        r.hostname = "x".into();
+        assert!(matches!(
+            plan_mode(&st, "container:base", &r),
+            Err(Error::InvalidParameter(_))
+        ));
+        let (mode, _) = plan_mode(&st, "container:base", &req("container:base")).unwrap();
+        assert_eq!(mode, NetworkMode::Container("base".into()));
+    }
+
+    #[test]
+    fn static_addresses_follow_dockers_rules() {
+        let n = net("a", "10.1.0.0/24");
+        let inside = EndpointRequest {
+            ipv4: Some("10.1.0.7".parse().unwrap()),
+            ..Default::default()
+        };
+        assert!(check_request(&n, &inside).is_ok());
+        let outside = EndpointRequest {
+            ipv4: Some("10.9.0.7".parse().unwrap()),
+            ..Default::default()
+        };
+        let e = check_request(&n, &outside).unwrap_err().to_string();
+        assert!(
+            e.contains("does not belong to any of this network's subnets"),
+            "{e}"
+        );
+        let mut auto = n.clone();
+        auto.user_subnets = false;
+        assert!(
+            check_request(&auto, &inside).is_err(),
+            "static IPs need user subnets"
+        );
+    }
+
+    #[test]
+    fn create_checks_what_reaches_the_sandbox() {
+        let mut r = req("a");
+        assert!(check_create(&r).is_ok());
+        r.dns_search = vec![".".into()];
+        assert!(check_create(&r).is_ok(), "'.' means no search domains");
+        r.extra_hosts = vec!["a\nb:1.2.3.4".into()];
+        assert!(check_create(&r).is_err());
+    }
+}
