@@ -171,3 +171,67 @@ fn names_and_subnets_that_cannot_work_are_refused() {
     ]);
     assert_eq!(h.ip_of("t1", "tiny"), "10.70.0.2");
 }
+
+#[test]
+fn a_name_dns_cannot_carry_is_never_answered_as_the_root() {
+    need_root!();
+    let mut h = Host::new();
+    h.start_daemon();
+    h.ok(&["network", "create", "--subnet", "10.71.0.0/24", "dn"]);
+    // 100 characters: a valid container name, but no DNS label (63 at most).
+    let long = "l".repeat(100);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &long,
+        "--network",
+        "dn",
+        "--ip",
+        "10.71.0.10",
+        "--",
+        "sleep",
+        "60",
+    ]);
+    // On a network whose name is no DNS label, no name of a container fits.
+    let longnet = "n".repeat(100);
+    h.ok(&["network", "create", "--subnet", "10.72.0.0/24", &longnet]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "far",
+        "--network",
+        &longnet,
+        "--ip",
+        "10.72.0.11",
+        "--",
+        "sleep",
+        "60",
+    ]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "asker",
+        "--network",
+        "dn",
+        "--",
+        "sleep",
+        "60",
+    ]);
+    let dig = |args: &[&str]| {
+        let mut a = vec!["exec", "asker", "dig", "@10.71.0.1"];
+        a.extend_from_slice(args);
+        h.ok(&a)
+    };
+    // PTR: a name of the container that DNS can carry (its hostname), which leads back.
+    let ptr = dig(&["+short", "-x", "10.71.0.10"]);
+    let ptr = ptr.trim();
+    assert!(ptr.ends_with(".dn.") && ptr.len() < 64, "{ptr}");
+    assert_eq!(dig(&["+short", ptr]).trim(), "10.71.0.10");
+    // No name fits: no record, never the root.
+    let none = h.ok(&["exec", "far", "dig", "@10.72.0.1", "-x", "10.72.0.11"]);
+    assert!(none.contains("status: NXDOMAIN"), "{none}");
+    assert!(!none.contains("PTR\t."), "{none}");
+}

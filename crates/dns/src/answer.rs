@@ -80,16 +80,21 @@ pub(crate) fn general(index: &Index, asker: Asker<'_>, query: &[u8], tcp: bool) 
             .filter(|n| n.prefix_len() == n.max_prefix_len())
             .map(|n| n.addr())
         {
-            Some(ip) => match index.reverse(&view, ip) {
-                Some((net, name)) => {
-                    answers.push(Record::from_rdata(
-                        qname.clone(),
-                        TTL,
-                        RData::PTR(PTR(target(name, net))),
-                    ));
+            Some(ip) => {
+                let holders = index.reverse(&view, ip);
+                if holders.is_empty() {
+                    return outside(&msg);
                 }
-                None => return outside(&msg),
-            },
+                // The first network whose name can be written with the holder's; an
+                // address of ours with no such name has no PTR record, and that is said
+                // here (never a root or broken name, never a question sent upstream).
+                let Some(t) = holders.iter().find_map(|(net, name)| target(name, net)) else {
+                    let mut resp = response(&msg, ResponseCode::NXDomain);
+                    resp.metadata.authoritative = true;
+                    return Reply::Answer(encode(resp, &msg, tcp));
+                };
+                answers.push(Record::from_rdata(qname.clone(), TTL, RData::PTR(PTR(t))));
+            }
             None => return outside(&msg),
         },
         RecordType::SRV => match srv(index, &view, &qname, &lower) {
@@ -196,18 +201,32 @@ fn header_only_of(r: &Message) -> Vec<u8> {
     h
 }
 
+/// The question's labels as they came, lower-case, as the fast path reads them. The text
+/// form escapes some names berth holds (a label that starts with `-`, as in a container
+/// `web.-1`), which then matched nothing over TCP while UDP answered; it stays for labels
+/// no held name has (a dot or a byte outside printable ASCII inside one).
 fn lower_name(n: &Name) -> String {
-    let mut s = n.to_ascii();
-    if s.ends_with('.') {
-        s.pop();
+    let mut s = String::with_capacity(n.len());
+    for l in n.iter() {
+        if l.iter().any(|&c| c == b'.' || !(0x21..0x7f).contains(&c)) {
+            let mut s = n.to_ascii();
+            if s.ends_with('.') {
+                s.pop();
+            }
+            s.make_ascii_lowercase();
+            return s;
+        }
+        if !s.is_empty() {
+            s.push('.');
+        }
+        s.extend(l.iter().map(|&c| char::from(c.to_ascii_lowercase())));
     }
-    s.make_ascii_lowercase();
     s
 }
 
-/// The SRV target and PTR name of a container: `NAME.NETWORK.`
-fn target(container: &str, net: &Network) -> Name {
-    Name::from_ascii(format!("{container}.{}.", net.name)).unwrap_or_else(|_| Name::root())
+/// The SRV target and PTR name of a container: `NAME.NETWORK.`, if DNS can carry it.
+fn target(container: &str, net: &Network) -> Option<Name> {
+    crate::name::qualified(container, &net.name)
 }
 
 fn rotated(members: &[Member], rot: usize) -> impl Iterator<Item = &Member> {
@@ -245,7 +264,10 @@ fn srv(index: &Index, view: &View, qname: &Name, lower: &str) -> Option<Sections
         if !m.ports.contains(&(port, proto)) {
             continue;
         }
-        let t = target(&m.name, net);
+        // A root target would mean "no such service" (RFC 2782): leave the holder out.
+        let Some(t) = target(&m.name, net) else {
+            continue;
+        };
         answers.push(Record::from_rdata(
             qname.clone(),
             TTL,

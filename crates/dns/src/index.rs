@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::fast::Lookup;
+use crate::name::fits;
 use crate::services::Services;
 
 pub type NetId = Arc<str>;
@@ -80,7 +81,8 @@ pub struct Sandbox {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     pub sandbox: Arc<str>,
-    /// The container's name: the target of SRV and PTR answers (`NAME.NETWORK.`).
+    /// The container's name, or if that cannot be a DNS name another name it holds on
+    /// this network: the target of SRV and PTR answers (`NAME.NETWORK.`).
     pub name: Arc<str>,
     pub v4: Option<Ipv4Addr>,
     pub v6: Option<Ipv6Addr>,
@@ -92,8 +94,8 @@ pub(crate) struct Table {
     pub meta: Network,
     /// Lower-case name → its holders, in attach order.
     pub names: imbl::HashMap<Arc<str>, Arc<[Member]>>,
-    /// Address → the container name that holds it on this network.
-    pub ptr: imbl::HashMap<IpAddr, Arc<str>>,
+    /// Address → the sandbox that holds it on this network and its `Member::name`.
+    pub ptr: imbl::HashMap<IpAddr, (Arc<str>, Arc<str>)>,
 }
 
 /// Who a query comes from, once the listener and source address are known.
@@ -207,7 +209,6 @@ impl Index {
         self.remove_sandbox(&s.id);
         let s = Arc::new(s);
         let ports: Arc<[(u16, Proto)]> = s.ports.clone().into();
-        let name: Arc<str> = s.name.as_str().into();
         let networks: Arc<[NetId]> = s
             .attachments
             .iter()
@@ -237,6 +238,14 @@ impl Index {
             let Some(t) = self.tables.get_mut(&a.network) else {
                 continue;
             };
+            let names = names_of(&s, a);
+            // Answers keep the name as it was given; if DNS cannot carry it (Docker allows
+            // any length), the first name it holds here that fits. None fits: no record.
+            let name: Option<Arc<str>> = if fits(&s.name) {
+                Some(s.name.as_str().into())
+            } else {
+                names.first().map(|n| n.as_str().into())
+            };
             for ip in a.v4.map(IpAddr::V4).into_iter().chain(a.v6.map(IpAddr::V6)) {
                 let mut list: Vec<(NetId, Arc<Client>)> = self
                     .clients
@@ -246,21 +255,24 @@ impl Index {
                 list.retain(|(n, _)| n != &a.network);
                 list.push((a.network.clone(), client.clone()));
                 self.clients.insert(ip, list.into());
-                if t.meta.names {
-                    t.ptr.insert(ip, name.clone());
+                if let (true, Some(name)) = (t.meta.names, &name) {
+                    t.ptr.insert(ip, (s.id.clone(), name.clone()));
                 }
             }
+            let Some(name) = name else {
+                continue;
+            };
             if !t.meta.names || !s.in_service {
                 continue;
             }
             let member = Member {
                 sandbox: s.id.clone(),
-                name: name.clone(),
+                name,
                 v4: a.v4,
                 v6: a.v6,
                 ports: ports.clone(),
             };
-            for n in names_of(&s, a) {
+            for n in names {
                 let mut holders: Vec<Member> = t
                     .names
                     .get(n.as_str())
@@ -293,7 +305,7 @@ impl Index {
                     }
                 }
                 if let Some(t) = self.tables.get_mut(&a.network) {
-                    if t.ptr.get(&ip).is_some_and(|n| **n == *s.name) {
+                    if t.ptr.get(&ip).is_some_and(|(holder, _)| **holder == *id) {
                         t.ptr.remove(&ip);
                     }
                 }
@@ -462,16 +474,18 @@ impl Index {
         }
     }
 
-    /// The container name (and its network) holding an address on a network in view.
-    pub fn reverse<'a>(&'a self, view: &View, ip: IpAddr) -> Option<(&'a Network, &'a str)> {
-        let hit = |t: &'a Table| t.ptr.get(&ip).map(|n| (&t.meta, &**n));
+    /// The holders of an address on the networks in view, in view order: each network
+    /// with the name its holder answers by there.
+    pub fn reverse<'a>(&'a self, view: &View, ip: IpAddr) -> Vec<(&'a Network, &'a str)> {
+        let hit = |t: &'a Table| t.ptr.get(&ip).map(|(_, n)| (&t.meta, &**n));
         if view.host {
-            return self.tables.values().find_map(hit);
+            return self.tables.values().filter_map(hit).collect();
         }
         view.networks
             .iter()
             .filter_map(|n| self.tables.get(n))
-            .find_map(hit)
+            .filter_map(hit)
+            .collect()
     }
 
     /// A rotation offset for round-robin order; every query takes the next one.
@@ -492,7 +506,7 @@ impl Index {
 }
 
 /// The lower-case names a sandbox holds on one network: its name, its hostname, its short
-/// id, and the aliases given on that network; each once.
+/// id, and the aliases given on that network; each once, and only those a query can carry.
 fn names_of(s: &Sandbox, a: &Attachment) -> Vec<String> {
     let mut v: Vec<String> = Vec::with_capacity(3 + a.aliases.len());
     let short = &s.id[..s.id.len().min(12)];
@@ -501,7 +515,7 @@ fn names_of(s: &Sandbox, a: &Attachment) -> Vec<String> {
         .chain(a.aliases.iter().map(String::as_str))
     {
         let n = n.trim_end_matches('.').to_ascii_lowercase();
-        if !n.is_empty() && !v.contains(&n) {
+        if fits(&n) && !v.contains(&n) {
             v.push(n);
         }
     }

@@ -5,6 +5,7 @@
 mod answer;
 mod fast;
 mod index;
+mod name;
 mod services;
 #[cfg(test)]
 mod tests;

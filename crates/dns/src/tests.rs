@@ -507,3 +507,173 @@ proptest! {
         }
     }
 }
+
+/// The PTR targets of an address, asked from `who`, over UDP and TCP alike.
+fn ptr_of(ix: &Index, who: Asker<'_>, ip: Ipv4Addr) -> Message {
+    let o = ip.octets();
+    let q = format!("{}.{}.{}.{}.in-addr.arpa.", o[3], o[2], o[1], o[0]);
+    let m = ask(ix, who, &q, RecordType::PTR);
+    let Reply::Answer(tcp) = answer(ix, who, &query(&q, RecordType::PTR), true) else {
+        panic!("{q} over TCP")
+    };
+    assert_eq!(Message::from_vec(&tcp).unwrap().answers, m.answers);
+    m
+}
+
+#[test]
+fn names_dns_cannot_carry_are_never_answered_as_root() {
+    let mut ix = world();
+    let long = "x".repeat(64);
+    // Too long for one label, with a hostname that fits: PTR and SRV answer by the hostname.
+    let mut s = sandbox("g", &long, &[("dev", &[], 20)]);
+    s.hostname = "Long-Host".into();
+    ix.upsert_sandbox(s);
+    assert!(
+        !ix.names("dev").contains(&long),
+        "a name no query can carry"
+    );
+    let m = ptr_of(&ix, from("dev", 3), Ipv4Addr::new(10, 1, 0, 20));
+    assert_eq!(addrs(&m), ["long-host.dev."]);
+    let m = ask(&ix, from("dev", 3), "_80._tcp.long-host.", RecordType::SRV);
+    assert_eq!(addrs(&m), ["80 long-host.dev."]);
+    // Hostname too long as well: the short id, which every sandbox holds.
+    let mut s = sandbox("h", &long, &[("dev", &[], 21)]);
+    s.hostname = "h".repeat(100);
+    ix.upsert_sandbox(s);
+    let m = ptr_of(&ix, from("dev", 3), Ipv4Addr::new(10, 1, 0, 21));
+    assert_eq!(addrs(&m), ["h00000000000.dev."]);
+    assert_eq!(
+        addrs(&ask(
+            &ix,
+            from("dev", 3),
+            "h00000000000.dev.",
+            RecordType::A
+        )),
+        ["10.1.0.21"]
+    );
+    // 63 characters is one label; over 63 with dots is several: both are names as given.
+    let l63 = format!("C{}", "c".repeat(62));
+    let dotted = format!("{}.{}", "d".repeat(40), "e".repeat(29));
+    ix.upsert_sandbox(sandbox("i", &l63, &[("dev", &[], 22)]));
+    ix.upsert_sandbox(sandbox("j", &dotted, &[("dev", &[], 23)]));
+    let m = ptr_of(&ix, from("dev", 3), Ipv4Addr::new(10, 1, 0, 22));
+    assert_eq!(addrs(&m), [format!("{l63}.dev.")]);
+    assert_eq!(
+        addrs(&ask(&ix, from("dev", 3), &format!("{l63}."), RecordType::A)),
+        ["10.1.0.22"]
+    );
+    let m = ptr_of(&ix, from("dev", 3), Ipv4Addr::new(10, 1, 0, 23));
+    assert_eq!(addrs(&m), [format!("{dotted}.dev.")]);
+    assert_eq!(
+        addrs(&ask(
+            &ix,
+            from("dev", 3),
+            &format!("{dotted}."),
+            RecordType::A
+        )),
+        ["10.1.0.23"]
+    );
+    // Removal finds the record by its holder, whatever name it answers by.
+    ix.remove_sandbox(&format!("{:0<64}", "g"));
+    assert!(matches!(
+        answer(
+            &ix,
+            from("dev", 3),
+            &query("20.0.1.10.in-addr.arpa.", RecordType::PTR),
+            false
+        ),
+        Reply::Forward(_)
+    ));
+}
+
+#[test]
+fn a_label_that_starts_with_a_dash_answers_over_tcp_as_over_udp() {
+    let mut ix = world();
+    ix.upsert_sandbox(sandbox("g", "web.-1", &[("dev", &[], 20)]));
+    // (hickory's text parser refuses the name; a stub sends it.)
+    let name = Name::from_labels([&b"web"[..], b"-1"]).unwrap();
+    let mut q = Message::query();
+    q.add_query(Query::query(name, RecordType::A));
+    let q = q.to_vec().unwrap();
+    for tcp in [false, true] {
+        let Reply::Answer(b) = answer(&ix, from("dev", 3), &q, tcp) else {
+            panic!("tcp {tcp}")
+        };
+        assert_eq!(
+            addrs(&Message::from_vec(&b).unwrap()),
+            ["10.1.0.20"],
+            "tcp {tcp}"
+        );
+    }
+}
+
+#[test]
+fn a_network_name_dns_cannot_carry_has_no_ptr_record() {
+    let mut ix = world();
+    ix.set_network(net("long", &"n".repeat(64), false));
+    ix.upsert_sandbox(sandbox("g", "ok", &[("long", &[], 20)]));
+    ix.upsert_sandbox(sandbox("h", "asker", &[("long", &[], 21)]));
+    let m = ptr_of(&ix, from("long", 21), Ipv4Addr::new(10, 4, 0, 20));
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert!(m.metadata.authoritative);
+    assert!(m.answers.is_empty());
+    // Bare names still work; SRV leaves out the holder it cannot name.
+    assert_eq!(
+        addrs(&ask(&ix, from("long", 21), "ok.", RecordType::A)),
+        ["10.4.0.20"]
+    );
+    let m = ask(&ix, from("long", 21), "_80._tcp.ok.", RecordType::SRV);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.answers.is_empty());
+}
+
+proptest! {
+    /// Names of any length, dots anywhere (Docker's character set): a PTR or SRV answer
+    /// never names the root or a malformed name, and its target resolves back to the
+    /// container's address from the same asker.
+    #[test]
+    fn ptr_and_srv_targets_are_real_names(
+        name in "[a-zA-Z0-9][a-zA-Z0-9_.-]{0,299}",
+        hostname in "[a-zA-Z0-9][a-zA-Z0-9_.-]{0,99}",
+        network in "[a-z0-9][a-z0-9_.-]{0,79}",
+        tcp in any::<bool>(),
+    ) {
+        let mut ix = world();
+        ix.set_network(net("pt", &network, false));
+        let mut s = sandbox("g", &name, &[("pt", &[], 20)]);
+        s.hostname = hostname;
+        ix.upsert_sandbox(s);
+        ix.upsert_sandbox(sandbox("h", "asker", &[("pt", &[], 21)]));
+        let who = from("pt", 21);
+        let targets = |q: String, t: RecordType| {
+            let Reply::Answer(b) = answer(&ix, who, &query(&q, t), tcp) else {
+                panic!("{q}: not answered")
+            };
+            let m = Message::from_vec(&b).unwrap();
+            let names: Vec<Name> = m.answers.iter().map(|r| match &r.data {
+                RData::PTR(p) => p.0.clone(),
+                RData::SRV(s) => s.target.clone(),
+                d => panic!("{d:?}"),
+            }).collect();
+            (m.metadata.response_code, names)
+        };
+        let (code, ptr) = targets("20.0.4.10.in-addr.arpa.".into(), RecordType::PTR);
+        let (_, srv) = targets("_80._tcp.g00000000000.".into(), RecordType::SRV);
+        prop_assert!(code == ResponseCode::NoError || code == ResponseCode::NXDomain);
+        prop_assert_eq!(code == ResponseCode::NoError, ptr.len() == 1);
+        prop_assert_eq!(ptr.len(), srv.len());
+        for t in ptr.iter().chain(&srv) {
+            prop_assert!(!t.is_root() && t.is_fqdn(), "{}", t);
+            prop_assert!(t.iter().all(|l| (1..=63).contains(&l.len())), "{}", t);
+            prop_assert!(t.len() <= 255, "{}", t);
+            // Built from the name itself: hickory's text parser is stricter than the wire.
+            let mut q = Message::query();
+            q.add_query(Query::query(t.clone(), RecordType::A));
+            let Reply::Answer(b) = answer(&ix, who, &q.to_vec().unwrap(), tcp) else {
+                panic!("{t}: not answered")
+            };
+            let back = addrs(&Message::from_vec(&b).unwrap());
+            prop_assert!(back.contains(&"10.4.0.20".to_string()), "{} → {:?}", t, back);
+        }
+    }
+}
