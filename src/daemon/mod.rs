@@ -5,6 +5,7 @@
 mod cleanup;
 mod containers;
 mod discovery;
+mod drivers;
 pub mod error;
 pub mod events;
 mod networks;
@@ -83,9 +84,8 @@ pub struct Daemon {
     /// A netlink socket inside each running sandbox's namespace, opened when the namespace
     /// is made: a later `network connect` needs no thread to enter the namespace.
     ns_links: std::sync::Mutex<std::collections::HashMap<String, Netlink>>,
-    /// Bridge name → ifindex. Bridges live as long as their network (the reconciler
-    /// rebuilds them at start, before any attach), so one lookup per bridge suffices.
-    bridge_index: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// What each network driver does in the kernel.
+    drivers: drivers::Drivers,
     pub started: DateTime<Utc>,
     /// The embedded resolver; its index follows every attach and detach.
     pub dns: Arc<crate::dns::Resolver>,
@@ -107,6 +107,7 @@ impl Daemon {
         }
         let store = RedbStore::open(&opts.root.join("berth.db"))?;
         let host = Netlink::current()?;
+        let reaper = Netlink::current_on_own_thread()?;
         let (events, _) = broadcast::channel(4096);
         let services = std::fs::read_to_string("/etc/services").unwrap_or_default();
         let dns = crate::dns::Resolver::start(
@@ -120,10 +121,10 @@ impl Daemon {
             opts,
             store: Arc::new(store),
             ns_links: Default::default(),
-            bridge_index: Default::default(),
+            drivers: drivers::Drivers::new(host.clone(), reaper.clone()),
             state: Mutex::new(Inner::default()),
             host,
-            reaper: Netlink::current_on_own_thread()?,
+            reaper,
             nft: berth_firewall::Nft::default(),
             events,
             pending_detach: Default::default(),

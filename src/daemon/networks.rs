@@ -297,26 +297,9 @@ impl Daemon {
         Ok(net)
     }
 
-    /// Bridge with its gateway addresses, then the firewall elements.
+    /// The network in the kernel (its driver's objects), then its firewall elements.
     pub(crate) async fn apply_network(&self, net: &Network) -> Result<()> {
-        let Some(bridge) = &net.bridge else {
-            return Ok(());
-        };
-        let idx = self
-            .host
-            .create_bridge(bridge, net.mtu, &[])
-            .await
-            .map_err(|e| Error::Internal(format!("cannot create bridge {bridge}: {e}")))?;
-        if net.ipv6 {
-            // The gateway must answer at once, not after duplicate address detection.
-            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{bridge}/accept_dad"), "0");
-            crate::netlink::sysctl("net.ipv6.conf.all.forwarding", "1")?;
-        }
-        for p in &net.pools {
-            self.host
-                .add_address(idx, p.gateway(), p.prefix_len())
-                .await?;
-        }
+        self.drivers.of(net.driver).ensure(net).await?;
         if let Some(rules) = net.firewall_rules() {
             self.nft.apply(&berth_firewall::add_network(&rules)?)?;
         }
@@ -334,11 +317,7 @@ impl Daemon {
                 errs.push(e.to_string());
             }
         }
-        if let Some(b) = &net.bridge {
-            if let Err(e) = self.host.delete_link_by_name(b).await {
-                errs.push(e.to_string());
-            }
-        }
+        errs.extend(self.drivers.of(net.driver).remove(net).await);
         errs
     }
 

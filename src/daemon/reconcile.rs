@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::containers::HOST_VETH_PREFIX;
 use super::networks::DEFAULT_BRIDGE;
 use super::{Daemon, Result};
-use crate::model::{Driver, Status};
+use crate::model::Status;
 use crate::netlink;
 use crate::sandbox;
 
@@ -101,30 +101,11 @@ impl Daemon {
             }
         }
 
-        // Bridges of the store, present and addressed (idempotent).
-        let links = self.host.links().await?;
+        // Every network in the kernel as recorded: the same call as at create.
         let mut known_bridges = HashSet::new();
-        for n in nets.iter().filter(|n| n.driver == Driver::Bridge) {
-            let Some(b) = &n.bridge else { continue };
-            known_bridges.insert(b.clone());
-            let idx = match links.iter().find(|l| &l.name == b) {
-                Some(l) => {
-                    // A bridge made by an older berth gets today's settings.
-                    self.host.adopt_bridge(b, netlink::bridge_mac(b)).await?;
-                    l.index
-                }
-                None => self.host.create_bridge(b, n.mtu, &[]).await?,
-            };
-            if n.ipv6 {
-                let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{b}/accept_dad"), "0");
-                netlink::sysctl("net.ipv6.conf.all.forwarding", "1")?;
-            }
-            for p in &n.pools {
-                self.host
-                    .add_address(idx, p.gateway(), p.prefix_len())
-                    .await?;
-            }
-            self.host.set_up(idx).await?;
+        for n in &nets {
+            known_bridges.extend(n.bridge.clone());
+            self.drivers.of(n.driver).ensure(n).await?;
         }
 
         // Ports of networks with icc off are isolated (also those an older berth made).

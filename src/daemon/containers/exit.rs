@@ -82,7 +82,7 @@ impl Daemon {
         if remove {
             self.emit_container(&c, "destroy", &[]);
         }
-        self.undo_sandbox(&before, false).await;
+        self.undo_sandbox(st, &before, false).await;
         let id = c.id.clone();
         if remove {
             st.containers.remove(&id);

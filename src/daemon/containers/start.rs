@@ -1,7 +1,6 @@
 //! `start`: addresses and ports committed, then the sandbox built in the kernel and the shim
 //! spawned; a failing step undoes the earlier ones.
 
-use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -106,7 +105,7 @@ impl Daemon {
             Err(e) => {
                 self.uninstall_ports(&mut st, &mapped);
                 drop(taken);
-                self.undo_sandbox(&c, true).await;
+                self.undo_sandbox(&st, &c, true).await;
                 let mut ops = release_endpoints(&mut st, &c);
                 let mut old = st.containers[&id].clone();
                 old.endpoints.clear();
@@ -241,8 +240,7 @@ impl Daemon {
         })
     }
 
-    /// One endpoint in the kernel: the veth (peer created inside the sandbox), addresses,
-    /// up, and the default route for the first network. Undoes itself on failure.
+    /// One endpoint in the kernel, by its network's driver; all or nothing.
     pub(crate) async fn attach_kernel(
         &self,
         nsfd: &OwnedFd,
@@ -251,98 +249,16 @@ impl Daemon {
         ep: &Endpoint,
         default_route: bool,
     ) -> Result<()> {
-        let bridge = net.bridge.as_deref().unwrap_or_default();
-        let cached = self.bridge_index.lock().expect("lock").get(bridge).copied();
-        let bidx = match cached {
-            Some(i) => i,
-            None => {
-                let i = self.host.link_index(bridge).await?.ok_or_else(|| {
-                    Error::Internal(format!(
-                        "bridge {bridge} of network {} is missing: restart the daemon to rebuild it",
-                        net.name
-                    ))
-                })?;
-                self.bridge_index
-                    .lock()
-                    .expect("lock")
-                    .insert(bridge.to_string(), i);
-                i
-            }
-        };
-        let mac = parse_mac(&ep.mac);
-        if let Err(e) = self
-            .host
-            .add_veth_into(
-                &ep.host_ifname,
-                netlink::BridgePort {
-                    bridge: bidx,
-                    mtu: net.mtu,
-                    isolated: !net.icc,
-                },
-                &ep.ifname,
-                nsfd,
-                mac,
-            )
+        let ns = crate::daemon::drivers::SandboxNs { fd: nsfd, nl: nsnl };
+        self.drivers
+            .of(net.driver)
+            .join(ns, net, ep, default_route)
             .await
-        {
-            if let netlink::NetError::BridgeFull = e {
-                return Err(Error::Unavailable(format!(
-                    "network {} has no room for another container: its bridge {bridge} already has 1023 ports, the most a Linux bridge takes; connect the container to another network",
-                    net.name
-                )));
-            }
-            // Perhaps the bridge was deleted behind our back: look it up again next time.
-            self.bridge_index.lock().expect("lock").remove(bridge);
-            return Err(e.into());
-        }
-        let inner = async {
-            let idx = nsnl.link_index(&ep.ifname).await?.ok_or_else(|| {
-                Error::Internal(format!("{} did not appear in the sandbox", ep.ifname))
-            })?;
-            if ep.ipv6.is_some() {
-                use std::os::fd::AsRawFd;
-                netlink::sysctl_in(
-                    Path::new(&format!("/proc/self/fd/{}", nsfd.as_raw_fd())),
-                    format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", ep.ifname),
-                    "0",
-                )
-                .await?;
-            }
-            // Pipelined: every request goes out at once and the kernel takes them in order
-            // (addresses, up, then routes, whose gateways need both), one round trip in all.
-            let addrs = futures::future::try_join_all(
-                [(ep.ipv4, ep.ipv4_prefix), (ep.ipv6, ep.ipv6_prefix)]
-                    .into_iter()
-                    .filter_map(|(ip, len)| ip.map(|ip| nsnl.add_address(idx, ip, len))),
-            );
-            let gws: Vec<IpAddr> = if default_route && !net.internal {
-                ep.gateway4
-                    .iter()
-                    .chain(ep.gateway6.iter())
-                    .copied()
-                    .collect()
-            } else {
-                vec![]
-            };
-            let routes = futures::future::try_join_all(
-                gws.into_iter().map(|gw| nsnl.add_default_route(gw, idx)),
-            );
-            let (a, u, r) = tokio::join!(addrs, nsnl.set_up(idx), routes);
-            a?;
-            u?;
-            r?;
-            Ok::<_, Error>(())
-        }
-        .await;
-        if inner.is_err() {
-            let _ = self.host.delete_link_by_name(&ep.host_ifname).await;
-        }
-        inner
     }
 
     /// Removes what a sandbox had in the kernel. The host-side veth deletion costs the
     /// kernel tens of milliseconds, so unless `wait` it finishes in the background.
-    pub(super) async fn undo_sandbox(&self, c: &Container, wait: bool) {
+    pub(super) async fn undo_sandbox(&self, st: &Inner, c: &Container, wait: bool) {
         self.ns_links.lock().expect("lock").remove(&c.id);
         if matches!(
             c.config.network_mode,
@@ -350,20 +266,29 @@ impl Daemon {
         ) {
             netlink::remove_netns(&self.netns_path(&c.id));
         }
+        if wait {
+            for ep in &c.endpoints {
+                let driver = st
+                    .networks
+                    .get(&ep.network_id)
+                    .map_or(crate::model::Driver::Bridge, |n| n.driver);
+                if let Err(e) = self.drivers.of(driver).leave(ep).await {
+                    tracing::warn!("deleting {}: {e}", ep.host_ifname);
+                }
+            }
+            return;
+        }
+        // In the background: a veth deletion costs the kernel tens of milliseconds, and
+        // nothing waits for it (a later join of the same container does: `pending_detach`).
         let host = self.reaper.clone();
         let names: Vec<String> = c.endpoints.iter().map(|e| e.host_ifname.clone()).collect();
-        let work = async move {
+        tokio::spawn(async move {
             for n in names {
                 if let Err(e) = host.delete_link_by_name(&n).await {
                     tracing::warn!("deleting {n}: {e}");
                 }
             }
-        };
-        if wait {
-            work.await
-        } else {
-            tokio::spawn(work);
-        }
+        });
     }
 }
 
@@ -421,14 +346,6 @@ pub(super) async fn spawn_shim(dir: &Path, fds: [OwnedFd; 3]) -> Result<(u32, u3
             }
         }
     }
-}
-
-pub(super) fn parse_mac(s: &str) -> [u8; 6] {
-    let mut m = [0u8; 6];
-    for (i, p) in s.split(':').take(6).enumerate() {
-        m[i] = u8::from_str_radix(p, 16).unwrap_or(0);
-    }
-    m
 }
 
 pub(super) fn container_env(c: &Container) -> Vec<String> {
