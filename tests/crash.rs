@@ -64,6 +64,23 @@ fn shim_ids(h: &Host) -> Vec<String> {
     ids
 }
 
+/// Runs a container on each of the 13 addresses of a /28 `net`: none was lost.
+fn refill(h: &Host, net: &str) {
+    for i in 0..13 {
+        h.ok(&[
+            "run",
+            "-d",
+            "--name",
+            &format!("f{i}"),
+            "--network",
+            net,
+            "--",
+            "sleep",
+            "600",
+        ]);
+    }
+}
+
 /// Checks the store against the kernel; returns the running containers' ids.
 fn consistent(h: &Host, point: &str) -> Vec<String> {
     let rows = h.ok(&["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.State}}"]);
@@ -183,19 +200,7 @@ fn a_daemon_killed_at_any_step_of_run_or_rm_is_repaired_at_start() {
     h.ok(&["rm", "-f", "steady"]);
     assert_eq!(consistent(&h, "end"), Vec::<String>::new());
     // Every address of the /28 can be had again, each once.
-    for i in 0..13 {
-        h.ok(&[
-            "run",
-            "-d",
-            "--name",
-            &format!("f{i}"),
-            "--network",
-            "crash",
-            "--",
-            "sleep",
-            "600",
-        ]);
-    }
+    refill(&h, "crash");
     let err = h.fails(&["run", "-d", "--network", "crash", "--", "sleep", "600"]);
     assert!(err.contains("no available IP addresses"), "{err}");
     assert_eq!(consistent(&h, "refill").len(), 13);
@@ -251,18 +256,6 @@ fn kill9_under_concurrent_runs_and_removals() {
         h.ok(&["rm", "-f", id]);
     }
     assert_eq!(consistent(&h, "end"), Vec::<String>::new());
-    for i in 0..13 {
-        h.ok(&[
-            "run",
-            "-d",
-            "--name",
-            &format!("f{i}"),
-            "--network",
-            "busy",
-            "--",
-            "sleep",
-            "600",
-        ]);
-    }
+    refill(&h, "busy");
     assert_eq!(consistent(&h, "refill").len(), 13);
 }

@@ -231,7 +231,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn inner(nets: &[Network]) -> Inner {
+    pub(crate) fn inner(nets: &[Network]) -> Inner {
         let mut st = Inner::default();
         for n in nets {
             st.networks.insert(n.id.clone(), n.clone());

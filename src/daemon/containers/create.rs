@@ -319,15 +319,7 @@ pub(super) fn check_request(net: &Network, r: &EndpointRequest) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::containers::alloc::tests::{ctr, net};
-
-    fn inner(nets: &[Network]) -> Inner {
-        let mut st = Inner::default();
-        for n in nets {
-            st.networks.insert(n.id.clone(), n.clone());
-        }
-        st
-    }
+    use crate::daemon::containers::alloc::tests::{ctr, inner, net};
 
     fn req(mode: &str) -> ContainerCreate {
         ContainerCreate {
