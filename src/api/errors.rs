@@ -27,12 +27,33 @@ impl ApiError {
     }
 }
 
+/// The HTTP status of a daemon error's class, as dockerd answers it.
+pub(crate) fn status_of(e: &Error) -> StatusCode {
+    use crate::daemon::error::Class;
+    match e.class() {
+        Class::NotFound => StatusCode::NOT_FOUND,
+        Class::InvalidParameter => StatusCode::BAD_REQUEST,
+        Class::Conflict => StatusCode::CONFLICT,
+        Class::Forbidden => StatusCode::FORBIDDEN,
+        Class::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Class::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        ApiError::new(
-            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            e.to_string(),
-        )
+        if e.class() == crate::daemon::error::Class::Internal {
+            // The client gets the message; the log keeps the whole chain of causes.
+            let mut chain = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                chain.push_str(": ");
+                chain.push_str(&c.to_string());
+                cause = c.source();
+            }
+            tracing::warn!("internal error: {chain}");
+        }
+        ApiError::new(status_of(&e), e.to_string())
     }
 }
 

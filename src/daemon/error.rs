@@ -1,5 +1,19 @@
-//! Errors of daemon operations, each in one of Docker's status classes so API clients
-//! (including the real docker CLI) react as they do with dockerd.
+//! Errors of daemon operations. Each is of one of Docker's classes (not found, invalid,
+//! conflict, forbidden, unavailable, internal) so API clients, the real docker CLI among
+//! them, react as they do with dockerd; the HTTP status is chosen in the API layer
+//! (`api::errors`). Failures of the kernel, the firewall, the store and the file system keep
+//! their cause (`source()`), for the log and for callers that tell them apart.
+
+/// Docker's classes of errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    NotFound,
+    InvalidParameter,
+    Conflict,
+    Forbidden,
+    Unavailable,
+    Internal,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -15,17 +29,30 @@ pub enum Error {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+    /// A netlink request the kernel refused (its errno is in the cause).
+    #[error(transparent)]
+    Kernel(#[from] crate::netlink::NetError),
+    #[error(transparent)]
+    Firewall(#[from] berth_firewall::FirewallError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
 }
 
 impl Error {
-    pub fn status(&self) -> u16 {
+    pub fn class(&self) -> Class {
         match self {
-            Error::NotFound(_) => 404,
-            Error::InvalidParameter(_) => 400,
-            Error::Conflict(_) => 409,
-            Error::Forbidden(_) => 403,
-            Error::Unavailable(_) => 503,
-            Error::Internal(_) => 500,
+            Error::NotFound(_) => Class::NotFound,
+            Error::InvalidParameter(_) => Class::InvalidParameter,
+            Error::Conflict(_) => Class::Conflict,
+            Error::Forbidden(_) => Class::Forbidden,
+            Error::Unavailable(_) => Class::Unavailable,
+            Error::Internal(_)
+            | Error::Kernel(_)
+            | Error::Firewall(_)
+            | Error::Store(_)
+            | Error::Io(_) => Class::Internal,
         }
     }
 }
@@ -41,28 +68,21 @@ impl From<berth_ipam::IpamError> for Error {
     }
 }
 
-impl From<crate::netlink::NetError> for Error {
-    fn from(e: crate::netlink::NetError) -> Self {
-        Error::Internal(e.to_string())
-    }
-}
-
-impl From<crate::store::StoreError> for Error {
-    fn from(e: crate::store::StoreError) -> Self {
-        Error::Internal(e.to_string())
-    }
-}
-
-impl From<berth_firewall::FirewallError> for Error {
-    fn from(e: berth_firewall::FirewallError) -> Self {
-        Error::Internal(e.to_string())
-    }
-}
-
-impl From<std::io::Error> for Error {
-    fn from(e: std::io::Error) -> Self {
-        Error::Internal(e.to_string())
-    }
-}
-
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_are_kept_and_classed_internal() {
+        use std::error::Error as _;
+        let io = std::io::Error::from_raw_os_error(libc::EMFILE);
+        let e = Error::from(io);
+        assert_eq!(e.class(), Class::Internal);
+        assert!(e.to_string().contains("Too many open files"), "{e}");
+        // transparent: the cause is the io error's own (none here), the message is its own
+        assert!(e.source().is_none());
+        assert_eq!(Error::Conflict("x".into()).class(), Class::Conflict);
+    }
+}

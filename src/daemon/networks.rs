@@ -455,7 +455,7 @@ mod tests {
     fn explicit_overlap_is_rejected() {
         let taken = vec![("dev".to_string(), "10.1.0.0/16".parse().unwrap())];
         let e = plan_pools(&[req("10.1.2.0/24")], false, "x", &[], &taken).unwrap_err();
-        assert_eq!(e.status(), 403);
+        assert_eq!(e.class(), crate::daemon::error::Class::Forbidden);
         assert!(e.to_string().contains("overlaps"), "{e}");
     }
 
@@ -463,7 +463,7 @@ mod tests {
     fn bad_cidr_is_invalid_parameter() {
         for bad in ["10.1.0.0", "nonsense", "10.1.0.0/33"] {
             let e = plan_pools(&[req(bad)], false, "x", &[], &[]).unwrap_err();
-            assert_eq!(e.status(), 400, "{bad}: {e}");
+            assert_eq!(e.class(), crate::daemon::error::Class::InvalidParameter, "{bad}: {e}");
         }
         let e = plan_pools(&[req("10.1.2.3/16")], false, "x", &[], &[]).unwrap_err();
         assert!(e.to_string().contains("10.1.0.0/16"), "{e}");
@@ -484,8 +484,8 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            plan_pools(&[r], false, "x", &[], &[]).unwrap_err().status(),
-            400
+            plan_pools(&[r], false, "x", &[], &[]).unwrap_err().class(),
+            crate::daemon::error::Class::InvalidParameter
         );
     }
 }

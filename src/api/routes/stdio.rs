@@ -163,7 +163,7 @@ where
         Err(e) => {
             let _ = crate::api::fdpass::send_line(
                 &stream,
-                &json!({"message": e.to_string(), "status": e.status()}),
+                &json!({"message": e.to_string(), "status": crate::api::errors::status_of(&e).as_u16()}),
                 None,
             );
         }
