@@ -463,7 +463,11 @@ mod tests {
     fn bad_cidr_is_invalid_parameter() {
         for bad in ["10.1.0.0", "nonsense", "10.1.0.0/33"] {
             let e = plan_pools(&[req(bad)], false, "x", &[], &[]).unwrap_err();
-            assert_eq!(e.class(), crate::daemon::error::Class::InvalidParameter, "{bad}: {e}");
+            assert_eq!(
+                e.class(),
+                crate::daemon::error::Class::InvalidParameter,
+                "{bad}: {e}"
+            );
         }
         let e = plan_pools(&[req("10.1.2.3/16")], false, "x", &[], &[]).unwrap_err();
         assert!(e.to_string().contains("10.1.0.0/16"), "{e}");

@@ -1,0 +1,44 @@
+//! berth's state store, version 2: keys with a value, a creation and a modification
+//! revision and an optional lease; reads at a revision, transactions with compares, watches
+//! that replay from a revision with no gap, and leases whose keys vanish when they expire.
+//! One interface, [`Store`], with two backends: [`Memory`] (one process: tests, and the
+//! model the others are held to) and [`Etcd`] (etcd v3, the cluster's shared state). The
+//! semantics are etcd's, so code written against one runs on the other; a conformance suite
+//! (`tests/conformance.rs`) runs the same cases on both, etcd started by the test.
+
+mod error;
+mod etcd;
+mod memory;
+mod types;
+
+pub use error::StoreError;
+pub use etcd::Etcd;
+pub use memory::Memory;
+pub use types::{Cmp, Compare, Event, KeyValue, LeaseId, Op, Revision, Txn, TxnResult, Watch};
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The store's interface. Every method is one round trip to the backend; none blocks the
+/// caller's runtime.
+pub trait Store: Send + Sync {
+    /// One key, or `None`.
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<KeyValue>>>;
+    /// Every key under `prefix`, in key order, and the store's revision they were read at.
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<(Vec<KeyValue>, Revision)>>;
+    /// All compares hold: `then` is applied, else `otherwise`; atomically, in one revision.
+    fn txn(&self, txn: Txn) -> BoxFuture<'_, Result<TxnResult>>;
+    /// Changes under `prefix` from revision `from` on (0: from now), in revision order with
+    /// no gap. A `from` older than the kept history yields [`Event::Compacted`] and ends.
+    fn watch<'a>(&'a self, prefix: &'a str, from: Revision) -> BoxFuture<'a, Result<Watch>>;
+    /// A lease of `ttl`; keys put with it are deleted when it expires or is revoked.
+    fn grant(&self, ttl: Duration) -> BoxFuture<'_, Result<LeaseId>>;
+    /// Renews a lease for its whole TTL.
+    fn keep_alive(&self, lease: LeaseId) -> BoxFuture<'_, Result<()>>;
+    fn revoke(&self, lease: LeaseId) -> BoxFuture<'_, Result<()>>;
+    /// Drops history before `revision`: watches from before it get `Compacted`.
+    fn compact(&self, revision: Revision) -> BoxFuture<'_, Result<()>>;
+}
