@@ -1,19 +1,22 @@
 //! berth's state store, version 2: keys with a value, a creation and a modification
 //! revision and an optional lease; reads at a revision, transactions with compares, watches
 //! that replay from a revision with no gap, and leases whose keys vanish when they expire.
-//! One interface, [`Store`], with two backends: [`Memory`] (one process: tests, and the
-//! model the others are held to) and [`Etcd`] (etcd v3, the cluster's shared state). The
+//! One interface, [`Store`], with three backends: [`Memory`] (one process: tests, and the
+//! model the others are held to), [`Redb`] (the model made durable in a file: one host) and
+//! [`Etcd`] (etcd v3, the cluster's shared state). The
 //! semantics are etcd's, so code written against one runs on the other; a conformance suite
 //! (`tests/conformance.rs`) runs the same cases on both, etcd started by the test.
 
 mod error;
 mod etcd;
 mod memory;
+mod redb;
 mod types;
 
 pub use error::StoreError;
 pub use etcd::Etcd;
 pub use memory::Memory;
+pub use redb::Redb;
 pub use types::{Cmp, Compare, Event, KeyValue, LeaseId, Op, Revision, Txn, TxnResult, Watch};
 
 use std::time::Duration;

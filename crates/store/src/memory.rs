@@ -14,7 +14,7 @@ use crate::types::{Compare, Event, KeyValue, LeaseId, Op, Revision, Txn, TxnResu
 use crate::{Result, Store, StoreError};
 
 /// Events kept for watches that start in the past.
-const HISTORY: usize = 10_000;
+pub(crate) const HISTORY: usize = 10_000;
 /// Buffered events per watch; a watcher that falls this far behind is cut off (it sees its
 /// channel close and watches again from its last revision), as etcd cancels slow watchers.
 const WATCH_BUFFER: usize = 4096;
@@ -41,6 +41,23 @@ struct Inner {
     leases: HashMap<LeaseId, Lease>,
     next_lease: LeaseId,
     watchers: Vec<Watcher>,
+    /// Where changes are made durable before they are applied (the redb backend).
+    persist: Option<Box<dyn Persist>>,
+}
+
+/// What a durable backend had when it was opened.
+pub(crate) struct Loaded {
+    pub kv: BTreeMap<String, KeyValue>,
+    pub revision: Revision,
+    pub compacted: Revision,
+    pub history: VecDeque<Event>,
+}
+
+/// A backend's durable copy: given a revision's events before they take effect; an error
+/// leaves the store unchanged.
+pub(crate) trait Persist: Send {
+    fn persist(&mut self, events: &[Event], revision: Revision) -> Result<()>;
+    fn compacted(&mut self, revision: Revision) -> Result<()>;
 }
 
 #[derive(Clone)]
@@ -85,6 +102,20 @@ impl Memory {
         m
     }
 
+    /// A store over loaded state whose changes go to `persist` first (the redb backend).
+    pub(crate) fn with_state(state: Loaded, persist: Box<dyn Persist>) -> Memory {
+        let m = Memory::new();
+        {
+            let mut st = m.lock();
+            st.kv = state.kv;
+            st.revision = state.revision.max(1);
+            st.compacted = state.compacted;
+            st.history = state.history;
+            st.persist = Some(persist);
+        }
+        m
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("lock")
     }
@@ -102,8 +133,47 @@ impl Inner {
         }
     }
 
-    /// Applies `ops` as one revision; returns the events (none: the revision stays).
+    /// Applies `ops` as one revision; returns the events (none: the revision stays). The
+    /// events are planned first, then made durable (the redb backend), then applied: a
+    /// failure to persist changes nothing.
     fn apply(&mut self, ops: &[Op]) -> Result<Vec<Event>> {
+        let events = self.plan(ops)?;
+        if events.is_empty() {
+            return Ok(events);
+        }
+        let rev = self.revision + 1;
+        if let Some(p) = self.persist.as_mut() {
+            p.persist(&events, rev)?;
+        }
+        for e in &events {
+            match e {
+                Event::Put { kv, prev } => {
+                    if let Some(old) = prev.as_ref().and_then(|p| p.lease) {
+                        if Some(old) != kv.lease {
+                            if let Some(l) = self.leases.get_mut(&old) {
+                                l.keys.remove(&kv.key);
+                            }
+                        }
+                    }
+                    if let Some(l) = kv.lease.and_then(|id| self.leases.get_mut(&id)) {
+                        l.keys.insert(kv.key.clone());
+                    }
+                    self.kv.insert(kv.key.clone(), kv.clone());
+                }
+                Event::Delete { prev, .. } => {
+                    self.remove_key(&prev.key);
+                }
+                Event::Compacted { .. } => {}
+            }
+        }
+        self.revision = rev;
+        self.publish(&events);
+        Ok(events)
+    }
+
+    /// The events `ops` would make, in order, without changing anything. Later ops see the
+    /// effect of earlier ones in the same transaction.
+    fn plan(&self, ops: &[Op]) -> Result<Vec<Event>> {
         for op in ops {
             if let Op::Put {
                 lease: Some(id), ..
@@ -115,25 +185,18 @@ impl Inner {
             }
         }
         let rev = self.revision + 1;
+        let mut overlay: HashMap<String, Option<KeyValue>> = HashMap::new();
+        let current = |overlay: &HashMap<String, Option<KeyValue>>, k: &str| -> Option<KeyValue> {
+            match overlay.get(k) {
+                Some(v) => v.clone(),
+                None => self.kv.get(k).cloned(),
+            }
+        };
         let mut events = Vec::new();
         for op in ops {
             match op {
                 Op::Put { key, value, lease } => {
-                    let prev = self.kv.get(key).cloned();
-                    if let Some(old) = prev.as_ref().and_then(|p| p.lease) {
-                        if Some(old) != *lease {
-                            if let Some(l) = self.leases.get_mut(&old) {
-                                l.keys.remove(key);
-                            }
-                        }
-                    }
-                    if let Some(id) = lease {
-                        self.leases
-                            .get_mut(id)
-                            .expect("checked above")
-                            .keys
-                            .insert(key.clone());
-                    }
+                    let prev = current(&overlay, key);
                     let kv = KeyValue {
                         key: key.clone(),
                         value: value.clone(),
@@ -141,11 +204,12 @@ impl Inner {
                         mod_revision: rev,
                         lease: *lease,
                     };
-                    self.kv.insert(key.clone(), kv.clone());
+                    overlay.insert(key.clone(), Some(kv.clone()));
                     events.push(Event::Put { kv, prev });
                 }
                 Op::Delete(key) => {
-                    if let Some(prev) = self.remove_key(key) {
+                    if let Some(prev) = current(&overlay, key) {
+                        overlay.insert(key.clone(), None);
                         events.push(Event::Delete {
                             prev,
                             revision: rev,
@@ -153,14 +217,23 @@ impl Inner {
                     }
                 }
                 Op::DeletePrefix(prefix) => {
-                    let keys: Vec<String> = self
+                    let mut keys: Vec<String> = self
                         .kv
                         .range(prefix.clone()..)
                         .take_while(|(k, _)| k.starts_with(prefix.as_str()))
                         .map(|(k, _)| k.clone())
                         .collect();
+                    keys.extend(
+                        overlay
+                            .keys()
+                            .filter(|k| k.starts_with(prefix.as_str()))
+                            .cloned(),
+                    );
+                    keys.sort();
+                    keys.dedup();
                     for k in keys {
-                        if let Some(prev) = self.remove_key(&k) {
+                        if let Some(prev) = current(&overlay, &k) {
+                            overlay.insert(k.clone(), None);
                             events.push(Event::Delete {
                                 prev,
                                 revision: rev,
@@ -169,10 +242,6 @@ impl Inner {
                     }
                 }
             }
-        }
-        if !events.is_empty() {
-            self.revision = rev;
-            self.publish(&events);
         }
         Ok(events)
     }
@@ -322,6 +391,9 @@ impl Store for Memory {
                     "cannot compact to revision {revision}: the store is at {}",
                     st.revision
                 )));
+            }
+            if let Some(p) = st.persist.as_mut() {
+                p.compacted(revision)?;
             }
             while st.history.front().is_some_and(|e| e.revision() < revision) {
                 st.history.pop_front();

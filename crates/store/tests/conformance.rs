@@ -344,3 +344,56 @@ async fn etcd_agrees_with_the_model_on_random_transactions() {
     assert_eq!(mr, er);
     assert_eq!(m, e);
 }
+
+#[tokio::test]
+async fn redb_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = berth_store::Redb::open(&dir.path().join("store.db"))
+        .await
+        .unwrap();
+    suite(Arc::new(s)).await;
+}
+
+/// What a durable store keeps across a restart: records, the revision, the watch history;
+/// and what it does not: the leases of the process that is gone, whose keys are deleted.
+#[tokio::test]
+async fn redb_keeps_records_revisions_and_history_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let (from, rev) = {
+        let s = berth_store::Redb::open(&path).await.unwrap();
+        let from = put(&s, "/d/1", "a").await;
+        put(&s, "/d/2", "b").await;
+        s.txn(Txn::ops(vec![Op::Delete("/d/1".into())]))
+            .await
+            .unwrap();
+        let lease = s.grant(Duration::from_secs(60)).await.unwrap();
+        let rev = s
+            .txn(Txn::ops(vec![Op::put_on("/d/leased", "x", lease)]))
+            .await
+            .unwrap()
+            .revision;
+        (from, rev)
+    };
+    let s = berth_store::Redb::open(&path).await.unwrap();
+    let (list, now) = s.list("/d/").await.unwrap();
+    assert_eq!(
+        list.iter().map(|k| k.key.as_str()).collect::<Vec<_>>(),
+        ["/d/2"]
+    );
+    assert_eq!(
+        now,
+        rev + 1,
+        "one revision for removing the old lease's key"
+    );
+    let mut w = s.watch("/d/", from).await.unwrap();
+    assert!(matches!(next(&mut w).await, Event::Put { kv, .. } if kv.key == "/d/1"));
+    assert!(matches!(next(&mut w).await, Event::Put { kv, .. } if kv.key == "/d/2"));
+    assert!(matches!(next(&mut w).await, Event::Delete { prev, .. } if prev.key == "/d/1"));
+    assert!(matches!(next(&mut w).await, Event::Put { kv, .. } if kv.key == "/d/leased"));
+    assert!(
+        matches!(next(&mut w).await, Event::Delete { prev, revision } if prev.key == "/d/leased" && revision == now)
+    );
+    // Revisions go on from where they were.
+    assert_eq!(put(&s, "/d/3", "c").await, now + 1);
+}
