@@ -8,7 +8,7 @@
 # real thing (state in /var/lib/berth, socket /run/berth/berth.sock).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "run as root (sudo $0): berth manages namespaces, links and nftables" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "run as root (from another user: sudo $0): berth manages namespaces, links and nftables" >&2; exit 1; }
 scripts/deps.sh
 if ! command -v cargo >/dev/null; then
   echo "cargo not found: install a Rust toolchain (https://rustup.rs), then run this again" >&2
