@@ -122,7 +122,7 @@ pub async fn catalog_get(State(d): State<Arc<Daemon>>, Q(q): Q<CatalogQuery>) ->
     let mut rx = d.journal.index();
     if let Some(seen) = q.index {
         let wait = match q.wait.as_deref() {
-            Some(w) => crate::cli::parse_duration(w)
+            Some(w) => berth_format::parse_duration(w)
                 .map_err(|e| ApiError::from(Error::InvalidParameter(format!("wait: {e}"))))?,
             None => Duration::from_secs(300),
         }

@@ -41,6 +41,25 @@ pub fn container_status(state: &str, exit_code: i64, since: Duration) -> String 
     }
 }
 
+/// `500ms`, `2s`, `1m` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (like 500ms, 2s, 1m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    if !(0.0..=86400.0 * 365.0).contains(&secs) {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +144,18 @@ mod tests {
         assert_eq!(s("restarting", 1, 2), "Restarting (1) 2 seconds ago");
         assert_eq!(s("dead", 0, 0), "Dead");
         assert_eq!(s("removing", 0, 0), "Removal In Progress");
+    }
+
+    #[test]
+    fn durations_as_the_flags_take_them() {
+        use std::time::Duration;
+        assert_eq!(
+            super::parse_duration("500ms"),
+            Ok(Duration::from_millis(500))
+        );
+        assert_eq!(super::parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(super::parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert!(super::parse_duration("2d").is_err());
+        assert!(super::parse_duration("-1s").is_err());
     }
 }

@@ -10,7 +10,7 @@ mod error;
 mod table;
 mod template;
 
-pub use duration::{container_status, human_duration};
+pub use duration::{container_status, human_duration, parse_duration};
 pub use error::FormatError;
 pub use table::{render_list, tabwrite};
 
