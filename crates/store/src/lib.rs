@@ -25,6 +25,49 @@ use futures::future::BoxFuture;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Keeps a lease alive until dropped (a node's membership, a scheduler's election): renews it
+/// every third of its TTL, so two renewals can be lost before it expires. A renewal that
+/// finds the lease gone ends the task; `alive()` then says so.
+pub struct KeepAlive {
+    task: tokio::task::JoinHandle<()>,
+    alive: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl KeepAlive {
+    pub fn start(store: std::sync::Arc<dyn Store>, lease: LeaseId, ttl: Duration) -> KeepAlive {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let alive = std::sync::Arc::new(AtomicBool::new(true));
+        let flag = alive.clone();
+        let task = tokio::spawn(async move {
+            let every = (ttl / 3).max(Duration::from_millis(100));
+            loop {
+                tokio::time::sleep(every).await;
+                match store.keep_alive(lease).await {
+                    Ok(()) => {}
+                    Err(StoreError::LeaseNotFound(_)) => {
+                        flag.store(false, Ordering::Relaxed);
+                        return;
+                    }
+                    // Unreachable for now: try again at the next tick, while the TTL lasts.
+                    Err(e) => tracing::warn!(lease, "renewing the lease: {e}"),
+                }
+            }
+        });
+        KeepAlive { task, alive }
+    }
+
+    /// Whether the lease was still there at the last renewal.
+    pub fn alive(&self) -> bool {
+        self.alive.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// The store's interface. Every method is one round trip to the backend; none blocks the
 /// caller's runtime.
 pub trait Store: Send + Sync {

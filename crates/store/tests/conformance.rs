@@ -285,12 +285,9 @@ async fn an_unreachable_etcd_is_named() {
     }
 }
 
-/// The same random transactions on the model and on etcd: the same outcomes, the same
+/// The same random transactions on the model and on `other`: the same outcomes, the same
 /// revisions, the same records (creation and modification revisions included).
-#[tokio::test]
-async fn etcd_agrees_with_the_model_on_random_transactions() {
-    let server = EtcdServer::start().await;
-    let etcd = server.client().await;
+async fn agrees_with_the_model(other: &dyn Store) {
     let model = Memory::new();
     let mut seed: u64 = 0x5eed_1234_abcd_0001;
     let mut rnd = |n: u64| {
@@ -335,14 +332,58 @@ async fn etcd_agrees_with_the_model_on_random_transactions() {
         };
         let (a, b) = (
             model.txn(txn.clone()).await.unwrap(),
-            etcd.txn(txn.clone()).await.unwrap(),
+            other.txn(txn.clone()).await.unwrap(),
         );
         assert_eq!(a, b, "transaction {i}: {txn:?}");
     }
     let (m, mr) = model.list("/p/").await.unwrap();
-    let (e, er) = etcd.list("/p/").await.unwrap();
+    let (e, er) = other.list("/p/").await.unwrap();
     assert_eq!(mr, er);
     assert_eq!(m, e);
+}
+
+#[tokio::test]
+async fn etcd_agrees_with_the_model_on_random_transactions() {
+    let server = EtcdServer::start().await;
+    agrees_with_the_model(&server.client().await).await;
+}
+
+#[tokio::test]
+async fn redb_agrees_with_the_model_on_random_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = berth_store::Redb::open(&dir.path().join("store.db"))
+        .await
+        .unwrap();
+    agrees_with_the_model(&s).await;
+}
+
+/// A kept-alive lease outlives several TTLs; dropped, it expires, and its key with it.
+async fn keep_alive_until_dropped(s: Arc<dyn Store>) {
+    let ttl = Duration::from_secs(2);
+    let lease = s.grant(ttl).await.unwrap();
+    s.txn(Txn::ops(vec![Op::put_on("/ka/node", "up", lease)]))
+        .await
+        .unwrap();
+    let keeper = berth_store::KeepAlive::start(s.clone(), lease, ttl);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(keeper.alive());
+    assert!(
+        s.get("/ka/node").await.unwrap().is_some(),
+        "expired while kept alive"
+    );
+    drop(keeper);
+    let t = std::time::Instant::now();
+    while s.get("/ka/node").await.unwrap().is_some() {
+        assert!(t.elapsed() < Duration::from_secs(10), "outlived its lease");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn keep_alive_memory_and_etcd() {
+    keep_alive_until_dropped(Arc::new(Memory::new())).await;
+    let server = EtcdServer::start().await;
+    keep_alive_until_dropped(Arc::new(server.client().await)).await;
 }
 
 #[tokio::test]
