@@ -246,6 +246,26 @@ pub struct State {
     pub health: Option<Health>,
 }
 
+impl State {
+    /// A container that was created and never started.
+    pub fn created() -> State {
+        State {
+            status: Status::Created,
+            pid: 0,
+            pid_start: 0,
+            shim_pid: 0,
+            shim_start: 0,
+            started_at: None,
+            finished_at: None,
+            exit_code: 0,
+            error: String::new(),
+            restart_count: 0,
+            manually_stopped: false,
+            health: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Endpoint {
     pub id: String,

@@ -9,7 +9,7 @@ use crate::daemon::ports;
 use crate::daemon::{put_container, Daemon, Error, Inner, Result};
 use crate::model::{
     new_id, unique_random_name, valid_name, Container, ContainerConfig, Driver, EndpointRequest,
-    Network, NetworkMode, State, Status,
+    Network, NetworkMode, State,
 };
 
 impl Daemon {
@@ -135,20 +135,7 @@ impl Daemon {
                 healthcheck: req.healthcheck,
                 log_opts: req.log_opts,
             },
-            state: State {
-                status: Status::Created,
-                pid: 0,
-                pid_start: 0,
-                shim_pid: 0,
-                shim_start: 0,
-                started_at: None,
-                finished_at: None,
-                exit_code: 0,
-                error: String::new(),
-                restart_count: 0,
-                manually_stopped: false,
-                health: None,
-            },
+            state: State::created(),
             endpoints: vec![],
             ports: vec![],
             link_hosts: vec![],
