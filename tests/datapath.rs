@@ -3,22 +3,6 @@
 mod common;
 use common::{wait_until, Host};
 
-/// A server in a detached container that answers every connection with `reply`.
-fn server(h: &Host, name: &str, net: &str, port: u16, reply: &str) {
-    h.ok(&[
-        "run",
-        "-d",
-        "--name",
-        name,
-        "--network",
-        net,
-        "--",
-        "socat",
-        &format!("TCP-LISTEN:{port},fork,reuseaddr"),
-        &format!("SYSTEM:echo {reply}"),
-    ]);
-}
-
 /// Connects from a fresh container on `net`; returns what came back (empty on failure).
 fn client(h: &Host, net: &str, addr: &str, port: u16) -> String {
     let o = h.berth(&[
@@ -55,7 +39,7 @@ fn tcp_within_a_network_and_isolation_across_networks() {
     h.start_daemon();
     h.ok(&["network", "create", "--subnet", "10.31.0.0/24", "front"]);
     h.ok(&["network", "create", "--subnet", "10.32.0.0/24", "back"]);
-    server(&h, "web", "front", 8080, "hello-from-web");
+    h.server("web", "front", 8080, "hello-from-web");
     wait_listening(&h, "web", 8080);
     let ip = h.ip_of("web", "front");
     assert!(ip.starts_with("10.31.0."), "{ip}");
@@ -254,7 +238,7 @@ fn daemon_kill9_keeps_containers_running_and_reachable() {
     let mut h = Host::new();
     h.start_daemon();
     h.ok(&["network", "create", "--subnet", "10.34.0.0/24", "dev"]);
-    server(&h, "es", "dev", 9200, "es-ok");
+    h.server("es", "dev", 9200, "es-ok");
     wait_listening(&h, "es", 9200);
     h.ok(&[
         "run",

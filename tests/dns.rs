@@ -69,14 +69,6 @@ fn status(out: &str) -> String {
         .to_string()
 }
 
-/// A container that sleeps, with these `run` flags.
-fn sleeper(h: &Host, name: &str, flags: &[&str]) {
-    let mut a = vec!["--name", name];
-    a.extend_from_slice(flags);
-    a.extend_from_slice(&["--", "sleep", "300"]);
-    run(h, &a);
-}
-
 fn run(h: &Host, args: &[&str]) {
     let mut a = vec!["run", "-d"];
     a.extend_from_slice(args);
@@ -109,9 +101,9 @@ fn names_aliases_scoping_round_robin_and_lifecycle() {
             "SYSTEM:echo es-on-dev",
         ],
     );
-    sleeper(&h, "es2", &["--network", "prod", "--network-alias", "es"]);
-    sleeper(&h, "es3", &["--network", "prod", "--network-alias", "es"]);
-    sleeper(&h, "web", &["--network", "dev"]);
+    h.sleeper("es2", &["--network", "prod", "--network-alias", "es"]);
+    h.sleeper("es3", &["--network", "prod", "--network-alias", "es"]);
+    h.sleeper("web", &["--network", "dev"]);
     h.ok(&["network", "connect", "--alias", "www", "prod", "web"]);
     let es = h.ip_of("es", "dev");
     let (es2, es3) = (h.ip_of("es2", "prod"), h.ip_of("es3", "prod"));
@@ -177,7 +169,7 @@ fn names_aliases_scoping_round_robin_and_lifecycle() {
     assert!(short(&h, "es2", "web").is_empty());
     let rc = h.ok(&["exec", "web", "cat", "/etc/resolv.conf"]);
     assert!(!rc.contains("10.32.0.1"), "{rc}");
-    sleeper(&h, "late", &["--network", "prod"]);
+    h.sleeper("late", &["--network", "prod"]);
     assert_eq!(short(&h, "es2", "late"), [h.ip_of("late", "prod")]);
     h.ok(&["rm", "-f", "late"]);
     assert!(short(&h, "es2", "late").is_empty());
@@ -187,8 +179,7 @@ fn names_aliases_scoping_round_robin_and_lifecycle() {
     // PTR, both ways of naming an SRV port.
     let rev = dig(&h, "web", &format!("+short -x {es}"));
     assert_eq!(rev.trim(), "es.dev.");
-    sleeper(
-        &h,
+    h.sleeper(
         "api",
         &["--network", "prod", "--expose", "8080", "-p", "53/udp"],
     );
@@ -217,10 +208,10 @@ fn forwarding_truncation_failures_and_internal_networks() {
         "10.34.0.0/24",
         "sealed",
     ]);
-    sleeper(&h, "c", &["--network", "app"]);
-    sleeper(&h, "own", &["--network", "app", "--dns", "203.0.113.9"]);
-    sleeper(&h, "inner", &["--network", "sealed"]);
-    sleeper(&h, "old", &[]);
+    h.sleeper("c", &["--network", "app"]);
+    h.sleeper("own", &["--network", "app", "--dns", "203.0.113.9"]);
+    h.sleeper("inner", &["--network", "sealed"]);
+    h.sleeper("old", &[]);
 
     // External names are forwarded: over UDP, and over TCP.
     assert_eq!(short(&h, "c", "ext.test"), ["192.0.2.7"]);
@@ -273,8 +264,8 @@ fn garbage_idle_tcp_and_the_host_resolver() {
         "fd35::/64",
         "net6",
     ]);
-    sleeper(&h, "alpha", &["--network", "net6"]);
-    sleeper(&h, "beta", &["--network", "net6"]);
+    h.sleeper("alpha", &["--network", "net6"]);
+    h.sleeper("beta", &["--network", "net6"]);
     let a4 = h.ip_of("alpha", "net6");
     assert_eq!(short(&h, "beta", "alpha"), [a4]);
     let aaaa = short(&h, "beta", "AAAA alpha");
@@ -335,9 +326,8 @@ fn links_hosts_and_environment() {
     let mut h = Host::new();
     h.start_daemon();
     // Legacy links on the default bridge (seed 004): /etc/hosts and docker's variables.
-    sleeper(&h, "db", &["--expose", "5432", "-e", "POSTGRES_USER=app"]);
-    sleeper(
-        &h,
+    h.sleeper("db", &["--expose", "5432", "-e", "POSTGRES_USER=app"]);
+    h.sleeper(
         "web",
         &["--link", "db:pg", "--add-host", "extra.example:192.0.2.9"],
     );
@@ -373,9 +363,9 @@ fn links_hosts_and_environment() {
 
     // On a user network a link is a resolver alias for the linking container only.
     h.ok(&["network", "create", "--subnet", "10.36.0.0/24", "u"]);
-    sleeper(&h, "cache", &["--network", "u"]);
-    sleeper(&h, "app", &["--network", "u", "--link", "cache:kv"]);
-    sleeper(&h, "other", &["--network", "u"]);
+    h.sleeper("cache", &["--network", "u"]);
+    h.sleeper("app", &["--network", "u", "--link", "cache:kv"]);
+    h.sleeper("other", &["--network", "u"]);
     assert_eq!(short(&h, "app", "kv"), [h.ip_of("cache", "u")]);
     assert!(short(&h, "other", "kv").is_empty());
 
@@ -403,8 +393,8 @@ fn port_53_stays_free_to_publish() {
     });
     h.start_daemon();
     h.ok(&["network", "create", "--subnet", "10.37.0.0/24", "busy"]);
-    sleeper(&h, "first", &["--network", "busy"]);
-    sleeper(&h, "second", &["--network", "busy"]);
+    h.sleeper("first", &["--network", "busy"]);
+    h.sleeper("second", &["--network", "busy"]);
     assert_eq!(short(&h, "second", "first"), vec![h.ip_of("first", "busy")]);
     let o =
         h.ns.sh_ok("dig +short +time=2 +tries=1 @127.0.0.11 first.busy");
@@ -453,7 +443,7 @@ fn a_taken_resolver_port_costs_names_not_the_network() {
     });
     h.start_daemon();
     h.ok(&["network", "create", "--subnet", "10.38.0.0/24", "busy"]);
-    sleeper(&h, "c", &["--network", "busy"]);
+    h.sleeper("c", &["--network", "busy"]);
     let rc = h.ok(&["exec", "c", "cat", "/etc/resolv.conf"]);
     assert!(!rc.contains("10.38.0.1"), "{rc}");
     assert!(

@@ -71,17 +71,7 @@ fn a_tcp_flood_from_one_container_costs_only_that_container() {
     h.ok(&["network", "create", "n1"]);
     h.ok(&["network", "create", "n2"]);
     for (name, net) in [("flood", "n1"), ("neighbour", "n1"), ("other", "n2")] {
-        h.ok(&[
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            net,
-            "--",
-            "sleep",
-            "600",
-        ]);
+        h.sleeper(name, &["--network", net]);
     }
     let (gw1, gw2) = (gateway(&h, "n1"), gateway(&h, "n2"));
     wait_until("the resolvers", || {

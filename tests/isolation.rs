@@ -47,18 +47,7 @@ fn icc_off_holds_with_and_without_bridge_netfilter() {
         ("c", "open"),
         ("d", "open"),
     ] {
-        h.ok(&[
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            net,
-            "--",
-            "socat",
-            "TCP-LISTEN:80,fork,reuseaddr",
-            "SYSTEM:echo hi",
-        ]);
+        h.server(name, net, 80, "hi");
     }
     for name in ["a", "b", "c", "d"] {
         wait_until("listener", || {

@@ -10,14 +10,6 @@ fn inspect(h: &Host, name: &str, tmpl: &str) -> String {
         .to_string()
 }
 
-/// `run -d --name NAME FLAGS -- sleep 300`.
-fn sleeper(h: &Host, name: &str, flags: &[&str]) {
-    let mut a = vec!["run", "-d", "--name", name];
-    a.extend_from_slice(flags);
-    a.extend_from_slice(&["--", "sleep", "300"]);
-    h.ok(&a);
-}
-
 fn dig(h: &Host, from: &str, name: &str) -> Vec<String> {
     let mut v: Vec<String> = h
         .ok(&["exec", from, "dig", "+short", "+time=2", "+tries=1", name])
@@ -66,8 +58,8 @@ fn restart_policies() {
     );
 
     // always: the process dies → it comes back, with a new address that DNS follows.
-    sleeper(&h, "svc", &["--network", "n", "--restart", "always"]);
-    sleeper(&h, "client", &["--network", "n"]);
+    h.sleeper("svc", &["--network", "n", "--restart", "always"]);
+    h.sleeper("client", &["--network", "n"]);
     let (pid, ip) = (inspect(&h, "svc", "{{.State.Pid}}"), h.ip_of("svc", "n"));
     h.ns.sh_ok(&format!("kill -9 {pid}"));
     wait_until("svc to come back", || {
@@ -87,12 +79,8 @@ fn restart_policies() {
     // Across a daemon restart: a container that dies while the daemon is down is
     // restarted when it comes back; unless-stopped that was stopped stays stopped;
     // always starts again even after a manual stop (docker's rule).
-    sleeper(
-        &h,
-        "keep",
-        &["--network", "n", "--restart", "unless-stopped"],
-    );
-    sleeper(&h, "quiet", &["--restart", "unless-stopped"]);
+    h.sleeper("keep", &["--network", "n", "--restart", "unless-stopped"]);
+    h.sleeper("quiet", &["--restart", "unless-stopped"]);
     h.ok(&["stop", "-t", "1", "quiet"]);
     let keep_pid = inspect(&h, "keep", "{{.State.Pid}}");
     h.kill9_daemon();
@@ -188,7 +176,7 @@ fn health_checks_steer_dns() {
             "300",
         ]);
     }
-    sleeper(&h, "client", &["--network", "n"]);
+    h.sleeper("client", &["--network", "n"]);
     let (ip1, ip2) = (h.ip_of("r1", "n"), h.ip_of("r2", "n"));
     // Starting: out of the service's answers (their own names too).
     assert!(dig(&h, "client", "svc").is_empty());

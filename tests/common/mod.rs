@@ -311,6 +311,30 @@ impl Host {
         String::from_utf8_lossy(&o.stderr).into_owned()
     }
 
+    /// A detached container on `net` that answers every TCP connection to `port` with `reply`.
+    pub fn server(&self, name: &str, net: &str, port: u16, reply: &str) {
+        self.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            net,
+            "--",
+            "socat",
+            &format!("TCP-LISTEN:{port},fork,reuseaddr"),
+            &format!("SYSTEM:echo {reply}"),
+        ]);
+    }
+
+    /// `run -d --name NAME FLAGS -- sleep 300`: an address to reach or to hold.
+    pub fn sleeper(&self, name: &str, flags: &[&str]) {
+        let mut a = vec!["run", "-d", "--name", name];
+        a.extend_from_slice(flags);
+        a.extend_from_slice(&["--", "sleep", "300"]);
+        self.ok(&a);
+    }
+
     pub fn docker(&self, args: &[&str]) -> Output {
         let cfg = self.dir.path().join("docker-config");
         std::fs::create_dir_all(&cfg).unwrap();
