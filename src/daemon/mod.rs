@@ -72,9 +72,6 @@ pub struct Daemon {
     store: Arc<dyn Store>,
     pub(crate) state: Mutex<Inner>,
     host: Netlink,
-    /// For veth deletions, which hold the kernel for tens of milliseconds (see
-    /// `Netlink::current_on_own_thread`).
-    reaper: Netlink,
     nft: berth_firewall::Nft,
     events: broadcast::Sender<Event>,
     /// Veth deletions still running in the background, per container: the sandbox end
@@ -84,8 +81,8 @@ pub struct Daemon {
     /// A netlink socket inside each running sandbox's namespace, opened when the namespace
     /// is made: a later `network connect` needs no thread to enter the namespace.
     ns_links: std::sync::Mutex<std::collections::HashMap<String, Netlink>>,
-    /// What each network driver does in the kernel.
-    drivers: drivers::Drivers,
+    /// What each network driver does in the kernel (shared with background detaches).
+    drivers: Arc<drivers::Drivers>,
     pub started: DateTime<Utc>,
     /// The embedded resolver; its index follows every attach and detach.
     pub dns: Arc<crate::dns::Resolver>,
@@ -121,10 +118,9 @@ impl Daemon {
             opts,
             store: Arc::new(store),
             ns_links: Default::default(),
-            drivers: drivers::Drivers::new(host.clone(), reaper.clone()),
+            drivers: Arc::new(drivers::Drivers::new(host.clone(), reaper)),
             state: Mutex::new(Inner::default()),
             host,
-            reaper,
             nft: berth_firewall::Nft::default(),
             events,
             pending_detach: Default::default(),

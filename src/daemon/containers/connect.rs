@@ -196,12 +196,7 @@ impl Daemon {
                 let _ = write_hosts(&c, &self.container_dir(&cid));
                 self.write_resolv(&c);
             }
-            let host = self.reaper.clone();
-            let h = tokio::spawn(async move {
-                if let Err(e) = host.delete_link_by_name(&ep.host_ifname).await {
-                    tracing::warn!("deleting {}: {e}", ep.host_ifname);
-                }
-            });
+            let h = self.leave_in_background(vec![(net.driver, ep)]);
             let mut pending = self.pending_detach.lock().expect("lock");
             let list = pending.entry(cid.clone()).or_default();
             list.retain(|h| !h.is_finished());

@@ -256,6 +256,23 @@ impl Daemon {
             .await
     }
 
+    /// Endpoints leave their networks on a task of their own: a veth deletion costs the kernel
+    /// tens of milliseconds, and only a later join of the same container waits for it
+    /// (`pending_detach`).
+    pub(super) fn leave_in_background(
+        &self,
+        eps: Vec<(crate::model::Driver, Endpoint)>,
+    ) -> tokio::task::JoinHandle<()> {
+        let drivers = self.drivers.clone();
+        tokio::spawn(async move {
+            for (driver, ep) in eps {
+                if let Err(e) = drivers.of(driver).leave(&ep).await {
+                    tracing::warn!("deleting {}: {e}", ep.host_ifname);
+                }
+            }
+        })
+    }
+
     /// Removes what a sandbox had in the kernel. The host-side veth deletion costs the
     /// kernel tens of milliseconds, so unless `wait` it finishes in the background.
     pub(super) async fn undo_sandbox(&self, st: &Inner, c: &Container, wait: bool) {
@@ -266,29 +283,21 @@ impl Daemon {
         ) {
             netlink::remove_netns(&self.netns_path(&c.id));
         }
-        if wait {
-            for ep in &c.endpoints {
+        let eps = c
+            .endpoints
+            .iter()
+            .map(|ep| {
                 let driver = st
                     .networks
                     .get(&ep.network_id)
                     .map_or(crate::model::Driver::Bridge, |n| n.driver);
-                if let Err(e) = self.drivers.of(driver).leave(ep).await {
-                    tracing::warn!("deleting {}: {e}", ep.host_ifname);
-                }
-            }
-            return;
+                (driver, ep.clone())
+            })
+            .collect();
+        let done = self.leave_in_background(eps);
+        if wait {
+            let _ = done.await;
         }
-        // In the background: a veth deletion costs the kernel tens of milliseconds, and
-        // nothing waits for it (a later join of the same container does: `pending_detach`).
-        let host = self.reaper.clone();
-        let names: Vec<String> = c.endpoints.iter().map(|e| e.host_ifname.clone()).collect();
-        tokio::spawn(async move {
-            for n in names {
-                if let Err(e) = host.delete_link_by_name(&n).await {
-                    tracing::warn!("deleting {n}: {e}");
-                }
-            }
-        });
     }
 }
 

@@ -77,7 +77,7 @@ impl NetworkDriver for Plain {
 
 /// The daemon's drivers, by the driver a network names.
 pub(crate) struct Drivers {
-    pub bridge: Bridge,
+    bridge: Bridge,
     plain: Plain,
 }
 
