@@ -12,7 +12,6 @@ pub mod netlink;
 pub mod proxy;
 pub mod sandbox;
 pub mod shim;
-pub mod store;
 pub mod validate;
 
 pub use berth_dns as dnsindex;

@@ -35,7 +35,7 @@ pub enum Error {
     #[error(transparent)]
     Firewall(#[from] berth_firewall::FirewallError),
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] berth_store::StoreError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }

@@ -8,6 +8,8 @@ mod discovery;
 mod drivers;
 pub mod error;
 pub mod events;
+pub(crate) mod keys;
+mod migrate;
 mod networks;
 mod ports;
 mod reconcile;
@@ -27,7 +29,8 @@ pub use networks::{IpamConfigReq, NetworkCreate};
 
 use crate::model::{Container, Network};
 use crate::netlink::Netlink;
-use crate::store::{Op, RedbStore, Store};
+use berth_store::{Revision, Store};
+use keys::Writes;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -92,6 +95,26 @@ pub struct Daemon {
     resolv_mtime: std::sync::Mutex<Option<std::time::SystemTime>>,
 }
 
+/// The v2 store under `root`; a v1 database found there is moved into it first.
+async fn open_store(root: &std::path::Path) -> anyhow::Result<Arc<dyn Store>> {
+    let store = berth_store::Redb::open(&root.join("state.db")).await?;
+    if let Some(w) = migrate::read_v1(root)? {
+        let n = w.ops.len();
+        let r = store.txn(w.into_txn()).await?;
+        anyhow::ensure!(
+            r.succeeded,
+            "moving the old state into {}: records of both were found; move one of them away",
+            root.join("state.db").display()
+        );
+        migrate::retire_v1(root)?;
+        tracing::info!(
+            records = n,
+            "moved the state of an older berth into the v2 store"
+        );
+    }
+    Ok(Arc::new(store))
+}
+
 impl Daemon {
     pub async fn open(opts: Options) -> anyhow::Result<Arc<Daemon>> {
         for d in [
@@ -102,7 +125,7 @@ impl Daemon {
         ] {
             std::fs::create_dir_all(d)?;
         }
-        let store = RedbStore::open(&opts.root.join("berth.db"))?;
+        let store = open_store(&opts.root).await?;
         let host = Netlink::current()?;
         let reaper = Netlink::current_on_own_thread()?;
         let (events, _) = broadcast::channel(4096);
@@ -116,7 +139,7 @@ impl Daemon {
         )?;
         let d = Arc::new(Daemon {
             opts,
-            store: Arc::new(store),
+            store,
             ns_links: Default::default(),
             drivers: Arc::new(drivers::Drivers::new(host.clone(), reaper)),
             state: Mutex::new(Inner::default()),
@@ -129,7 +152,7 @@ impl Daemon {
             journal: Default::default(),
             resolv_mtime: Default::default(),
         });
-        d.load()?;
+        d.load().await?;
         d.reconcile().await?;
         d.dns_refresh_upstreams();
         {
@@ -141,51 +164,98 @@ impl Daemon {
         Ok(d)
     }
 
-    fn load(&self) -> anyhow::Result<()> {
+    /// The cache from the store: records, then each address key given back to its pool.
+    /// A pool's walk resumes after its most recently claimed address (the cursor is not
+    /// written on every claim).
+    async fn load(&self) -> anyhow::Result<()> {
         let mut st = self.state.try_lock().expect("no contention during load");
-        for (_, v) in self.store.list("networks/")? {
-            let n: Network = serde_json::from_slice(&v)?;
-            st.networks.insert(n.id.clone(), n);
+        let (records, _) = self.store.list(keys::ROOT).await?;
+        let mut addresses = Vec::new();
+        for kv in records {
+            if kv.key.starts_with(keys::NETWORKS) {
+                let n: Network = serde_json::from_slice(&kv.value)?;
+                st.networks.insert(n.id.clone(), n);
+            } else if kv.key.starts_with(keys::CONTAINERS) {
+                let c: Container = serde_json::from_slice(&kv.value)?;
+                st.containers.insert(c.id.clone(), c);
+            } else if kv.key.starts_with(keys::IPAM) {
+                addresses.push(kv);
+            }
         }
-        for (_, v) in self.store.list("containers/")? {
-            let c: Container = serde_json::from_slice(&v)?;
-            st.containers.insert(c.id.clone(), c);
-        }
-        let Inner {
-            networks,
-            containers,
-            ..
-        } = &mut *st;
-        for c in containers.values() {
-            for e in &c.endpoints {
-                let Some(n) = networks.get_mut(&e.network_id) else {
-                    continue;
-                };
-                for ip in e.ipv4.iter().chain(e.ipv6.iter()) {
-                    if let Some(p) = n.pools.iter_mut().find(|p| p.contains(*ip)) {
-                        if let Err(err) = p.allocate_static(*ip, &c.id) {
-                            tracing::warn!(container = %c.name, %ip, "restoring address: {err}");
-                        }
-                    }
+        addresses.sort_by_key(|kv| kv.create_revision);
+        // Keys and records are written in one transaction, so each key's owner holds its
+        // address; a key that breaks this (a store edited by hand) would keep the address
+        // from everybody, so it is deleted.
+        let mut orphans = Writes::default();
+        for kv in addresses {
+            let parsed = keys::parse_address(&kv.key);
+            let owner = std::str::from_utf8(&kv.value).unwrap_or_default();
+            let held = parsed.is_some_and(|(net, ip)| {
+                st.containers.get(owner).is_some_and(|c| {
+                    c.endpoints
+                        .iter()
+                        .any(|e| e.network_id == net && (e.ipv4 == Some(ip) || e.ipv6 == Some(ip)))
+                })
+            });
+            let (Some((net, ip)), true) = (parsed, held) else {
+                tracing::warn!(key = kv.key, owner, "deleting an address key nobody holds");
+                orphans.ops.push(berth_store::Op::Delete(kv.key.clone()));
+                continue;
+            };
+            let Some(n) = st.networks.get_mut(net) else {
+                orphans.ops.push(berth_store::Op::Delete(kv.key.clone()));
+                continue;
+            };
+            if let Some(p) = n.pools.iter_mut().find(|p| p.contains(ip)) {
+                match p.allocate_static(ip, owner) {
+                    Ok(()) => p.resume_after(ip),
+                    Err(err) => tracing::warn!(%ip, owner, "restoring address: {err}"),
                 }
             }
+        }
+        drop(st);
+        if !orphans.ops.is_empty() {
+            self.commit(orphans).await?;
         }
         Ok(())
     }
 
-    pub(crate) fn commit(&self, ops: Vec<Op>) -> Result<()> {
-        Ok(self.store.commit(ops)?)
+    /// Commits one operation's writes as one transaction. A compare that fails (an address
+    /// claimed meanwhile) changes nothing and is a conflict.
+    pub(crate) async fn commit(&self, w: Writes) -> Result<Revision> {
+        self.commit_in_background(w)
+            .await
+            .map_err(|e| Error::Internal(format!("store commit task: {e}")))?
     }
 
-    /// Starts a commit on a blocking thread, so the caller can do the kernel work while the
-    /// store syncs to disk. The caller must await the result before it answers, and undo
-    /// its kernel work if the commit failed.
+    /// Starts a commit on a blocking thread (redb syncs the file before it answers), so the
+    /// caller can do the kernel work meanwhile. The caller must await the result before it
+    /// answers, and undo its kernel work if the commit failed.
     pub(crate) fn commit_in_background(
         &self,
-        ops: Vec<Op>,
-    ) -> tokio::task::JoinHandle<std::result::Result<(), crate::store::StoreError>> {
+        w: Writes,
+    ) -> tokio::task::JoinHandle<Result<Revision>> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.commit(ops))
+        let rt = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let claimed: Vec<String> = w
+                .compares
+                .iter()
+                .filter_map(|c| match c {
+                    berth_store::Compare::Absent(k) => Some(k.clone()),
+                    _ => None,
+                })
+                .collect();
+            let r = rt.block_on(store.txn(w.into_txn()))?;
+            if r.succeeded {
+                Ok(r.revision)
+            } else {
+                Err(Error::Conflict(format!(
+                    "the change was refused: one of {} is held already; try again",
+                    claimed.join(", ")
+                )))
+            }
+        })
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -203,16 +273,6 @@ impl Daemon {
     pub fn host_resolv(&self) -> String {
         std::fs::read_to_string(&self.opts.resolv_conf).unwrap_or_default()
     }
-}
-
-/// A network's record holds its pools without their allocations: every address is
-/// recorded by the endpoint that holds it, so committing an attach costs the same with 1 or
-/// 10 000 containers, and `load` rebuilds the pools from the endpoints.
-pub(crate) fn put_network(n: &Network) -> Op {
-    Op::Put(
-        format!("networks/{}", n.id),
-        serde_json::to_vec(&without_allocations(n)).expect("serializable"),
-    )
 }
 
 /// A copy of a network whose pools carry no allocations: what is stored, and a cheap
@@ -236,13 +296,6 @@ pub(crate) fn without_allocations(n: &Network) -> Network {
         pools: n.pools.iter().map(|p| p.persistable()).collect(),
         user_subnets: n.user_subnets,
     }
-}
-
-pub(crate) fn put_container(c: &Container) -> Op {
-    Op::Put(
-        format!("containers/{}", c.id),
-        serde_json::to_vec(c).expect("serializable"),
-    )
 }
 
 /// Docker's lookup order: full id, exact name, then a unique id prefix.

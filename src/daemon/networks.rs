@@ -7,9 +7,9 @@ use berth_ipam::{Pool, PoolConfig};
 use chrono::Utc;
 use ipnet::IpNet;
 
-use super::{put_network, Daemon, Error, Result};
+use super::keys::{self, Writes};
+use super::{Daemon, Error, Result};
 use crate::model::{new_id, valid_ifname, valid_name, Driver, Network};
-use crate::store::Op;
 
 pub const DEFAULT_BRIDGE: &str = "berth0";
 pub const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
@@ -281,7 +281,7 @@ impl Daemon {
             pools,
             user_subnets,
         };
-        self.commit(vec![put_network(&net)])?;
+        self.commit(Writes::network(&net)).await?;
         let applied = match self.apply_network(&net).await {
             Ok(()) => self.dns_add_network(&net),
             Err(e) => Err(e),
@@ -289,7 +289,9 @@ impl Daemon {
         if let Err(e) = applied {
             self.dns_remove_network(&net.id);
             self.undo_network_kernel(&net).await;
-            let _ = self.commit(vec![Op::Delete(format!("networks/{}", net.id))]);
+            let mut w = Writes::default();
+            w.delete_network(&net.id);
+            let _ = self.commit(w).await;
             return Err(e);
         }
         self.emit_network(&net, "create", None);
@@ -339,7 +341,14 @@ impl Daemon {
                 active.join(", ")
             )));
         }
-        self.commit(vec![Op::Delete(format!("networks/{id}"))])?;
+        // No endpoint is left, so no address key should be; a leftover goes with the network.
+        let mut w = Writes::default();
+        w.delete_network(&id);
+        w.ops.push(berth_store::Op::DeletePrefix(format!(
+            "{}{id}/",
+            keys::IPAM
+        )));
+        self.commit(w).await?;
         st.networks.remove(&id);
         self.dns_remove_network(&id);
         self.emit_network(&net, "destroy", None);
@@ -393,7 +402,7 @@ impl Daemon {
         for (name, driver) in [("none", Driver::Null), ("host", Driver::Host)] {
             if st.network_by_name(name).is_none() {
                 let n = predefined(name, driver);
-                self.commit(vec![put_network(&n)])?;
+                self.commit(Writes::network(&n)).await?;
                 st.networks.insert(n.id.clone(), n);
             }
         }
@@ -424,7 +433,7 @@ impl Daemon {
                 pools,
                 ..predefined("bridge", Driver::Bridge)
             };
-            self.commit(vec![put_network(&n)])?;
+            self.commit(Writes::network(&n)).await?;
             st.networks.insert(n.id.clone(), n);
         }
         Ok(())

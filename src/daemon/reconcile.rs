@@ -63,11 +63,11 @@ impl Daemon {
             tracing::info!(container = %c.name, "releasing the addresses of a container that is not running");
             let mut st = self.state.lock().await;
             let mut r = c.clone();
-            let mut ops = super::containers::release_endpoints(&mut st, &r);
+            let mut w = super::containers::release_endpoints(&mut st, &r);
             r.endpoints.clear();
             r.ports.clear();
-            ops.push(super::put_container(&r));
-            self.commit(ops)?;
+            w.put_container(&r);
+            self.commit(w).await?;
             st.containers.insert(r.id.clone(), r);
         }
         for c in ctrs.iter().filter(|c| c.state.status == Status::Running) {

@@ -198,6 +198,14 @@ impl Pool {
         }
     }
 
+    /// Resumes the serial walk after `ip`: a restarted allocator continues where it stopped
+    /// (its cursor is not written on every allocation). Ignored outside the subnet.
+    pub fn resume_after(&mut self, ip: IpAddr) {
+        if self.contains(ip) {
+            self.last_allocated = Some(ip);
+        }
+    }
+
     pub fn release(&mut self, ip: IpAddr) -> bool {
         self.allocated.remove(&ip).is_some()
     }

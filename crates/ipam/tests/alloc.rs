@@ -384,3 +384,14 @@ fn persistable_keeps_the_cursor_and_drops_allocations() {
         "the freed address is not reused at once"
     );
 }
+
+#[test]
+fn a_resumed_walk_continues_after_the_given_address() {
+    let mut p = pool("10.1.0.0/24");
+    p.allocate_static(ip("10.1.0.7"), "old").unwrap();
+    p.resume_after(ip("10.1.0.7"));
+    assert_eq!(p.allocate("new").unwrap(), ip("10.1.0.8"));
+    // Outside the subnet: ignored, the walk goes on from where it was.
+    p.resume_after(ip("192.168.0.1"));
+    assert_eq!(p.allocate("next").unwrap(), ip("10.1.0.9"));
+}

@@ -34,10 +34,27 @@ fn db_err(e: impl std::fmt::Display) -> StoreError {
 impl Redb {
     /// Opens (or creates) the store at `path`. Must be called inside a tokio runtime.
     pub async fn open(path: &Path) -> Result<Redb> {
-        let db = Database::create(path).map_err(|e| StoreError::Unavailable {
-            endpoints: path.display().to_string(),
-            source: Box::new(e),
-        })?;
+        // A daemon restarted right after a crash may find the file lock still held for a
+        // moment by the dying process; a second daemon on the same file keeps holding it.
+        let mut tries = 0;
+        let db = loop {
+            match Database::create(path) {
+                Ok(db) => break db,
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) if tries < 30 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => {
+                    return Err(StoreError::Unavailable {
+                        endpoints: format!(
+                            "{} (is another berth daemon using this --root?)",
+                            path.display()
+                        ),
+                        source: Box::new(e),
+                    })
+                }
+            }
+        };
         let state = load(&db)?;
         let stale: Vec<String> = state
             .kv

@@ -1,11 +1,11 @@
 //! Endpoint addresses: allocated in every network of a container (all or none), released.
 
 use super::*;
-use crate::daemon::{put_network, without_allocations, Error, Inner, Result};
+use crate::daemon::keys::Writes;
+use crate::daemon::{without_allocations, Error, Inner, Result};
 use crate::model::{
     mac_for, mac_string, new_id, Container, Endpoint, EndpointRequest, Network, NetworkMode,
 };
-use crate::store::Op;
 
 pub(super) fn next_ifname(eps: &[Endpoint]) -> String {
     (0..)
@@ -79,13 +79,11 @@ pub(super) fn allocate_one(
     })
 }
 
-/// Addresses for every network of a container about to start (all or none).
-pub(super) fn allocate_endpoints(
-    st: &mut Inner,
-    c: &Container,
-) -> Result<(Vec<Endpoint>, Vec<Op>)> {
+/// Addresses for every network of a container about to start (all or none), and their
+/// claims in the store.
+pub(super) fn allocate_endpoints(st: &mut Inner, c: &Container) -> Result<(Vec<Endpoint>, Writes)> {
     if c.config.network_mode != NetworkMode::Networks {
-        return Ok((vec![], vec![]));
+        return Ok((vec![], Writes::default()));
     }
     let mut eps: Vec<Endpoint> = Vec::new();
     for (i, (name, req)) in c.config.networks.iter().enumerate() {
@@ -106,11 +104,11 @@ pub(super) fn allocate_endpoints(
             }
         }
     }
-    let ops = eps
-        .iter()
-        .map(|e| put_network(&st.networks[&e.network_id]))
-        .collect();
-    Ok((eps, ops))
+    let mut w = Writes::default();
+    for ep in &eps {
+        w.claim(&c.id, ep);
+    }
+    Ok((eps, w))
 }
 
 pub(super) fn release_ep(n: &mut Network, ep: &Endpoint) {
@@ -121,19 +119,19 @@ pub(super) fn release_ep(n: &mut Network, ep: &Endpoint) {
     }
 }
 
-/// Releases a container's addresses in memory; returns the network records to write.
-pub(crate) fn release_endpoints(st: &mut Inner, c: &Container) -> Vec<Op> {
-    let mut ops = Vec::new();
+/// Releases a container's addresses in memory; returns their deletions in the store.
+pub(crate) fn release_endpoints(st: &mut Inner, c: &Container) -> Writes {
+    let mut w = Writes::default();
     for ep in &c.endpoints {
         if let Some(n) = st.networks.get_mut(&ep.network_id) {
             release_ep(n, ep);
-            ops.push(put_network(n));
         }
+        w.release(ep);
     }
     if !st.stale.elements.is_empty() {
         crate::daemon::cleanup::hold_targets(st);
     }
-    ops
+    w
 }
 
 #[cfg(test)]
@@ -218,6 +216,14 @@ pub(crate) mod tests {
         }
     }
 
+    /// A container holding `ip` on `n`, as a start would leave it.
+    pub(crate) fn container_on(n: &Network, id: &str, ip: &str) -> Container {
+        let mut st = inner(std::slice::from_ref(n));
+        let mut c = ctr(id, &[(&n.name, Some(ip))]);
+        c.endpoints = allocate_endpoints(&mut st, &c).unwrap().0;
+        c
+    }
+
     pub(crate) fn inner(nets: &[Network]) -> Inner {
         let mut st = Inner::default();
         for n in nets {
@@ -240,10 +246,17 @@ pub(crate) mod tests {
         let a = &st.networks["id-a"].pools[0];
         assert_eq!(a.owner_of("10.1.0.2".parse().unwrap()), None);
         let only_a = ctr("c3", &[("a", None)]);
-        let (eps, ops) = allocate_endpoints(&mut st, &only_a).unwrap();
+        let (eps, w) = allocate_endpoints(&mut st, &only_a).unwrap();
         assert_eq!(eps[0].ipv4.unwrap().to_string(), "10.1.0.3");
         assert_eq!(eps[0].ifname, "eth0");
-        assert_eq!(ops.len(), 1, "one network record to write");
+        // One address key claimed; the network record is not rewritten.
+        assert_eq!(w.ops.len(), 1);
+        assert_eq!(
+            w.compares,
+            vec![berth_store::Compare::Absent(
+                "/berth/ipam/id-a/10.1.0.3".into()
+            )]
+        );
     }
 
     #[test]

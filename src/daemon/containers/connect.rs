@@ -1,9 +1,8 @@
 //! `network connect` and `disconnect` of a container, running or not.
 
 use super::*;
-use crate::daemon::{
-    put_container, put_network, without_allocations, Daemon, Error, Inner, Result,
-};
+use crate::daemon::keys::Writes;
+use crate::daemon::{without_allocations, Daemon, Error, Inner, Result};
 use crate::model::{Container, Driver, EndpointRequest, NetworkMode};
 use crate::netlink::{self, Netlink};
 
@@ -63,7 +62,7 @@ impl Daemon {
         check_request(&net, &req)?;
         c.config.networks.push((net.name.clone(), req.clone()));
         if !c.is_running() {
-            self.commit(vec![put_container(&c)])?;
+            self.commit(Writes::container(&c)).await?;
             st.containers.insert(cid, c);
             return Ok(());
         }
@@ -75,8 +74,9 @@ impl Daemon {
                 release_ep(n, &ep);
             }
         };
-        let commit =
-            self.commit_in_background(vec![put_network(&st.networks[&nid]), put_container(&c)]);
+        let mut w = Writes::container(&c);
+        w.claim(&c.id, &ep);
+        let commit = self.commit_in_background(w);
         // A detach of this container may still be deleting its veth (and so its ethN).
         let pending = self
             .pending_detach
@@ -108,9 +108,9 @@ impl Daemon {
         let committed = commit
             .await
             .map_err(|e| Error::Internal(format!("store commit task: {e}")))
-            .and_then(|r| r.map_err(Error::from));
+            .and_then(|r| r);
         let res = match (kernel, committed) {
-            (Ok(()), Ok(())) => Ok(()),
+            (Ok(()), Ok(_)) => Ok(()),
             (Ok(()), Err(e)) => {
                 let _ = self.host.delete_link_by_name(&ep.host_ifname).await;
                 Err(e)
@@ -130,10 +130,10 @@ impl Daemon {
             Err(e) => {
                 let _ = write_hosts(&st.containers[&cid], &self.container_dir(&cid));
                 undo(&mut st);
-                let _ = self.commit(vec![
-                    put_network(&st.networks[&nid]),
-                    put_container(&st.containers[&cid]),
-                ]);
+                // The claim may not have been committed: deleting an absent key is harmless.
+                let mut w = Writes::container(&st.containers[&cid]);
+                w.release(&ep);
+                let _ = self.commit(w).await;
                 Err(e)
             }
         }
@@ -171,15 +171,16 @@ impl Daemon {
                 c.id, net.name
             )));
         }
-        let mut ops = Vec::new();
         let removed = pos.map(|p| c.endpoints.remove(p));
+        let mut w = Writes::container(&c);
+        if let Some(ep) = &removed {
+            w.release(ep);
+        }
+        self.commit(w).await?;
         if let Some(ep) = &removed {
             let n = st.networks.get_mut(&nid).expect("resolved above");
             release_ep(n, ep);
-            ops.push(put_network(n));
         }
-        ops.push(put_container(&c));
-        self.commit(ops)?;
         st.containers.insert(cid.clone(), c.clone());
         if c.is_running() {
             self.retarget_ports(&mut st, &c);

@@ -6,7 +6,7 @@ use chrono::Utc;
 
 use super::*;
 use crate::daemon::ports;
-use crate::daemon::{put_container, Daemon, Error, Inner, Result};
+use crate::daemon::{Daemon, Error, Inner, Result};
 use crate::model::{
     new_id, unique_random_name, valid_name, Container, ContainerConfig, Driver, EndpointRequest,
     Network, NetworkMode, State,
@@ -141,7 +141,8 @@ impl Daemon {
             link_hosts: vec![],
             link_env: vec![],
         };
-        self.commit(vec![put_container(&c)])?;
+        self.commit(crate::daemon::keys::Writes::container(&c))
+            .await?;
         self.emit_container(&c, "create", &[]);
         st.containers.insert(id.clone(), c);
         Ok(id)

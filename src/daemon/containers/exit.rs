@@ -6,10 +6,9 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::*;
-use crate::daemon::{put_container, Daemon, Event, Inner, Result};
+use crate::daemon::{Daemon, Event, Inner, Result};
 use crate::model::{Container, Status};
 use crate::sandbox::{self};
-use crate::store::Op;
 
 impl Daemon {
     /// Follows the shim; when it exits the container has exited.
@@ -56,7 +55,7 @@ impl Daemon {
     /// container if it was started with --rm).
     pub(crate) async fn mark_exited(&self, st: &mut Inner, mut c: Container, code: i64) {
         let before = c.clone();
-        let mut ops = release_endpoints(st, &c);
+        let mut w = release_endpoints(st, &c);
         self.release_ports(st, &c);
         c.ports.clear();
         c.endpoints.clear();
@@ -69,11 +68,11 @@ impl Daemon {
         c.state.shim_pid = 0;
         let remove = c.config.auto_remove;
         if remove {
-            ops.push(Op::Delete(format!("containers/{}", c.id)));
+            w.delete_container(&c.id);
         } else {
-            ops.push(put_container(&c));
+            w.put_container(&c);
         }
-        if let Err(e) = self.commit(ops) {
+        if let Err(e) = self.commit(w).await {
             tracing::error!(container = %c.id, "recording exit: {e}");
         }
         self.dns_forget(&c.id);

@@ -19,6 +19,8 @@ mod start;
 mod stop;
 
 pub(crate) use alloc::release_endpoints;
+#[cfg(test)]
+pub(crate) use alloc::tests as alloc_tests;
 // The operations share these helpers.
 use alloc::*;
 use create::*;

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use super::*;
+use crate::daemon::keys::Writes;
 use crate::daemon::ports;
-use crate::daemon::{put_container, Daemon, Error, Inner, Result};
+use crate::daemon::{Daemon, Error, Inner, Result};
 use crate::model::{Container, Endpoint, Network, NetworkMode, Status};
 use crate::netlink::{self, Netlink};
 use crate::sandbox::{self, Spec};
@@ -37,7 +38,7 @@ impl Daemon {
         std::fs::create_dir_all(&dir)?;
         self.dns_refresh_upstreams();
         // 1. Addresses and host ports, committed before the kernel is touched.
-        let (endpoints, net_ops) = allocate_endpoints(&mut st, &c)?;
+        let (endpoints, mut writes) = allocate_endpoints(&mut st, &c)?;
         c.endpoints = endpoints;
         match crate::daemon::discovery::resolve_links(&st, &c) {
             Ok(l) => {
@@ -57,9 +58,8 @@ impl Daemon {
             }
         };
         c.ports = taken.published.clone();
-        let mut ops = net_ops;
-        ops.push(put_container(&c));
-        if let Err(e) = self.commit(ops) {
+        writes.put_container(&c);
+        if let Err(e) = self.commit(writes).await {
             release_endpoints(&mut st, &c);
             return Err(e);
         }
@@ -89,7 +89,7 @@ impl Daemon {
                     .healthcheck
                     .as_ref()
                     .map(|_| crate::daemon::supervise::starting());
-                self.commit(vec![put_container(&c)])?;
+                self.commit(Writes::container(&c)).await?;
                 crate::failpoint::hit("start:after-commit");
                 self.dns_sync(&c);
                 self.emit_connects(&st, &c, "connect");
@@ -106,12 +106,12 @@ impl Daemon {
                 self.uninstall_ports(&mut st, &mapped);
                 drop(taken);
                 self.undo_sandbox(&st, &c, true).await;
-                let mut ops = release_endpoints(&mut st, &c);
+                let mut w = release_endpoints(&mut st, &c);
                 let mut old = st.containers[&id].clone();
                 old.endpoints.clear();
                 old.state.error = e.to_string();
-                ops.push(put_container(&old));
-                let _ = self.commit(ops);
+                w.put_container(&old);
+                let _ = self.commit(w).await;
                 st.containers.insert(id, old);
                 Err(e)
             }

@@ -6,7 +6,6 @@ use std::time::Duration;
 use super::*;
 use crate::daemon::{Daemon, Error, Event, Result};
 use crate::sandbox::{self};
-use crate::store::Op;
 
 impl Daemon {
     pub async fn container_kill(&self, key: &str, sig: i32) -> Result<()> {
@@ -101,9 +100,9 @@ impl Daemon {
         // A record that is not running holds no address; one left by a crash mid-start
         // could, and the address must not stay reserved after the record is gone.
         let held = st.containers[&id].clone();
-        let mut ops = release_endpoints(&mut st, &held);
-        ops.push(Op::Delete(format!("containers/{id}")));
-        self.commit(ops)?;
+        let mut w = release_endpoints(&mut st, &held);
+        w.delete_container(&id);
+        self.commit(w).await?;
         if let Some(c) = st.containers.remove(&id) {
             self.emit_container(&c, "destroy", &[]);
         }
