@@ -93,6 +93,9 @@ pub struct Daemon {
     pub journal: events::Journal,
     /// The host resolv.conf's modification time when its resolvers were last read.
     resolv_mtime: std::sync::Mutex<Option<std::time::SystemTime>>,
+    /// Orders the operations on one container (start, connect, disconnect, rm): the state
+    /// lock is not held across kernel work, so two of them could otherwise interleave.
+    op_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<Mutex<()>>>>,
 }
 
 /// The v2 store under `root`; a v1 database found there is moved into it first.
@@ -151,6 +154,7 @@ impl Daemon {
             dns,
             journal: Default::default(),
             resolv_mtime: Default::default(),
+            op_locks: Default::default(),
         });
         d.load().await?;
         d.reconcile().await?;
@@ -256,6 +260,18 @@ impl Daemon {
                 )))
             }
         })
+    }
+
+    /// Held for the whole of an operation on container `id`; taken before the state lock,
+    /// never while holding it.
+    pub(crate) async fn op_lock(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = {
+            let mut locks = self.op_locks.lock().expect("lock");
+            // Entries of containers nobody is operating on go, so the map stays small.
+            locks.retain(|_, m| Arc::strong_count(m) > 1);
+            locks.entry(id.to_string()).or_default().clone()
+        };
+        m.lock_owned().await
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::daemon::keys::Writes;
-use crate::daemon::{without_allocations, Daemon, Error, Inner, Result};
+use crate::daemon::{without_allocations, Daemon, Error, Result};
 use crate::model::{Container, Driver, EndpointRequest, NetworkMode};
 use crate::netlink::{self, Netlink};
 
@@ -13,11 +13,14 @@ impl Daemon {
         ctr_key: &str,
         req: EndpointRequest,
     ) -> Result<()> {
+        let cid = self.state.lock().await.container_id(ctr_key)?;
+        let _op = self.op_lock(&cid).await;
         let mut st = self.state.lock().await;
         let nid = st.network_id(net_key)?;
-        let cid = st.container_id(ctr_key)?;
+        let cid = st.container_id(&cid)?;
         let net = without_allocations(&st.networks[&nid]);
-        let mut c = st.containers[&cid].clone();
+        let old = st.containers[&cid].clone();
+        let mut c = old.clone();
         match &c.config.network_mode {
             NetworkMode::Host => {
                 return Err(Error::InvalidParameter(
@@ -69,11 +72,10 @@ impl Daemon {
         let ifname = next_ifname(&c.endpoints);
         let ep = allocate_one(&mut st, &c.id, &net, &req, ifname)?;
         c.endpoints.push(ep.clone());
-        let undo = |st: &mut Inner| {
-            if let Some(n) = st.networks.get_mut(&nid) {
-                release_ep(n, &ep);
-            }
-        };
+        // Recorded at once, so `network rm` sees the endpoint; the kernel work and the
+        // commit then run without the state lock.
+        st.containers.insert(cid.clone(), c.clone());
+        drop(st);
         let mut w = Writes::container(&c);
         w.claim(&c.id, &ep);
         let commit = self.commit_in_background(w);
@@ -101,8 +103,7 @@ impl Daemon {
                 None => Netlink::open_in(&path).await?,
             };
             let first = c.endpoints.len() == 1;
-            self.attach_kernel(&nsfd, &nsnl, &st.networks[&nid], &ep, first)
-                .await
+            self.attach_kernel(&nsfd, &nsnl, &net, &ep, first).await
         }
         .await;
         let committed = commit
@@ -118,6 +119,7 @@ impl Daemon {
             (Err(e), _) => Err(e),
         };
         let _ = hosts.await;
+        let mut st = self.state.lock().await;
         match res {
             Ok(()) => {
                 self.retarget_ports(&mut st, &c);
@@ -128,10 +130,14 @@ impl Daemon {
                 Ok(())
             }
             Err(e) => {
-                let _ = write_hosts(&st.containers[&cid], &self.container_dir(&cid));
-                undo(&mut st);
+                let _ = write_hosts(&old, &self.container_dir(&cid));
+                if let Some(n) = st.networks.get_mut(&nid) {
+                    release_ep(n, &ep);
+                }
+                st.containers.insert(cid.clone(), old.clone());
+                drop(st);
                 // The claim may not have been committed: deleting an absent key is harmless.
-                let mut w = Writes::container(&st.containers[&cid]);
+                let mut w = Writes::container(&old);
                 w.release(&ep);
                 let _ = self.commit(w).await;
                 Err(e)
@@ -145,10 +151,16 @@ impl Daemon {
         ctr_key: &str,
         force: bool,
     ) -> Result<()> {
+        let cid = match self.state.lock().await.container_id(ctr_key) {
+            Ok(id) => id,
+            Err(_) if force => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let _op = self.op_lock(&cid).await;
         let mut st = self.state.lock().await;
         let nid = st.network_id(net_key)?;
         let net = without_allocations(&st.networks[&nid]);
-        let cid = match st.container_id(ctr_key) {
+        let cid = match st.container_id(&cid) {
             Ok(id) => id,
             Err(_) if force => return Ok(()),
             Err(e) => return Err(e),

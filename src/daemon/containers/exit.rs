@@ -81,7 +81,7 @@ impl Daemon {
         if remove {
             self.emit_container(&c, "destroy", &[]);
         }
-        self.undo_sandbox(st, &before, false).await;
+        self.undo_sandbox(&st.networks, &before, false).await;
         let id = c.id.clone();
         if remove {
             st.containers.remove(&id);

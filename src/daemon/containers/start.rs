@@ -1,6 +1,7 @@
 //! `start`: addresses and ports committed, then the sandbox built in the kernel and the shim
 //! spawned; a failing step undoes the earlier ones.
 
+use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,13 +19,20 @@ use crate::sandbox::{self, Spec};
 impl Daemon {
     /// Starts the container's process in its sandbox; with `Stdio::Tty` the pty master is
     /// returned for the client to relay.
+    ///
+    /// The state lock is held only to plan (addresses, host ports, links) and to record the
+    /// outcome; the commit, the firewall elements, the namespace, the links and the shim
+    /// happen without it, so starts of different containers overlap. The container's own
+    /// operation lock keeps a concurrent `rm` or `connect` of the same container out.
     pub async fn container_start(
         self: &Arc<Self>,
         key: &str,
         stdio: Stdio,
     ) -> Result<Option<OwnedFd>> {
+        let id = self.state.lock().await.container_id(key)?;
+        let _op = self.op_lock(&id).await;
         let mut st = self.state.lock().await;
-        let id = st.container_id(key)?;
+        let id = st.container_id(&id)?;
         if st.containers[&id].is_running() {
             return match stdio {
                 Stdio::Detached => Ok(None),
@@ -33,11 +41,12 @@ impl Daemon {
                 ))),
             };
         }
-        let mut c = st.containers[&id].clone();
+        let old = st.containers[&id].clone();
+        let mut c = old.clone();
         let dir = self.container_dir(&id);
         std::fs::create_dir_all(&dir)?;
         self.dns_refresh_upstreams();
-        // 1. Addresses and host ports, committed before the kernel is touched.
+        // 1. Plan: addresses and host ports, held in memory while the lock is held.
         let (endpoints, mut writes) = allocate_endpoints(&mut st, &c)?;
         c.endpoints = endpoints;
         match crate::daemon::discovery::resolve_links(&st, &c) {
@@ -58,22 +67,31 @@ impl Daemon {
             }
         };
         c.ports = taken.published.clone();
+        // A new run's health is unknown until its first check, also while it starts.
+        c.state.health = c
+            .config
+            .healthcheck
+            .as_ref()
+            .map(|_| crate::daemon::supervise::starting());
+        let view = View::of(&st, &c);
+        // Recorded with its endpoints at once, so `network rm` sees them in use.
+        st.containers.insert(id.clone(), c.clone());
+        drop(st);
+        // 2. Commit, then the kernel, with no lock held.
         writes.put_container(&c);
-        if let Err(e) = self.commit(writes).await {
-            release_endpoints(&mut st, &c);
-            return Err(e);
-        }
-        crate::failpoint::hit("start:after-allocate");
-        // 2. Kernel: the DNAT elements (harmless until the address exists), then the sandbox.
+        let mut kernel = self.commit(writes).await.map(|_| ());
         let mapped = ports::mappings(&c, self.opts.userland_proxy);
-        let kernel = match self.install_ports(&mapped) {
-            Ok(()) => self.build_and_spawn(&st, &mut c, &dir, stdio).await,
+        if kernel.is_ok() {
+            crate::failpoint::hit("start:after-allocate");
+            // The DNAT elements (harmless until the address exists), then the sandbox.
+            kernel = self.install_ports(&mapped);
+        }
+        let spawned = match kernel {
+            Ok(()) => self.build_and_spawn(&view, &mut c, &dir, stdio).await,
             Err(e) => Err(e),
         };
-        match kernel {
+        let spawned = match spawned {
             Ok((shim_pid, pid, master)) => {
-                self.serve_ports(&mut st, &c, taken);
-                st.installed.insert(id.clone(), mapped);
                 c.state.status = Status::Running;
                 c.state.pid = pid;
                 c.state.pid_start = sandbox::proc_start_time(pid).unwrap_or(0);
@@ -84,13 +102,24 @@ impl Daemon {
                 c.state.exit_code = 0;
                 c.state.error.clear();
                 c.state.manually_stopped = false;
-                c.state.health = c
-                    .config
-                    .healthcheck
-                    .as_ref()
-                    .map(|_| crate::daemon::supervise::starting());
-                self.commit(Writes::container(&c)).await?;
+                match self.commit(Writes::container(&c)).await {
+                    Ok(_) => Ok((pid, master)),
+                    Err(e) => {
+                        let _ = sandbox::pidfd_signal(pid, c.state.pid_start, libc::SIGKILL);
+                        let _ = sandbox::pidfd_signal(shim_pid, c.state.shim_start, libc::SIGKILL);
+                        Err(e)
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
+        // 3. Record the outcome.
+        let mut st = self.state.lock().await;
+        match spawned {
+            Ok((pid, master)) => {
                 crate::failpoint::hit("start:after-commit");
+                self.serve_ports(&mut st, &c, taken);
+                st.installed.insert(id.clone(), mapped);
                 self.dns_sync(&c);
                 self.emit_connects(&st, &c, "connect");
                 self.emit_container(&c, "start", &[]);
@@ -99,20 +128,21 @@ impl Daemon {
                 if let Some(hc) = c.config.healthcheck.clone() {
                     self.watch_health(id.clone(), pid, hc);
                 }
-                self.watch(id, shim_pid, c.state.shim_start);
+                self.watch(id, c.state.shim_pid, c.state.shim_start);
                 Ok(master)
             }
             Err(e) => {
                 self.uninstall_ports(&mut st, &mapped);
                 drop(taken);
-                self.undo_sandbox(&st, &c, true).await;
                 let mut w = release_endpoints(&mut st, &c);
-                let mut old = st.containers[&id].clone();
+                let mut old = old;
                 old.endpoints.clear();
                 old.state.error = e.to_string();
                 w.put_container(&old);
-                let _ = self.commit(w).await;
                 st.containers.insert(id, old);
+                drop(st);
+                self.undo_sandbox(&view.nets, &c, true).await;
+                let _ = self.commit(w).await;
                 Err(e)
             }
         }
@@ -121,7 +151,7 @@ impl Daemon {
     /// Namespace, links, files, then the shim. Returns (shim pid, container pid, pty master).
     pub(super) async fn build_and_spawn(
         &self,
-        st: &Inner,
+        view: &View,
         c: &mut Container,
         dir: &Path,
         stdio: Stdio,
@@ -156,7 +186,7 @@ impl Daemon {
                 spec.netns = Some(path);
                 let mut first = true;
                 for ep in &c.endpoints {
-                    let net = &st.networks[&ep.network_id];
+                    let net = &view.nets[&ep.network_id];
                     self.attach_kernel(&nsfd, &nsnl, net, ep, first).await?;
                     first = false;
                 }
@@ -168,15 +198,11 @@ impl Daemon {
                 dir.to_path_buf()
             }
             NetworkMode::Container(target) => {
-                let t = st
-                    .containers
-                    .get(target)
-                    .filter(|t| t.is_running())
-                    .ok_or_else(|| {
-                        Error::Conflict(format!(
-                            "cannot join network of a non running container: {target}"
-                        ))
-                    })?;
+                let t = view.target.as_ref().ok_or_else(|| {
+                    Error::Conflict(format!(
+                        "cannot join network of a non running container: {target}"
+                    ))
+                })?;
                 spec.netns = Some(PathBuf::from(format!("/proc/{}/ns/net", t.state.pid)));
                 spec.join_pid = Some(PathBuf::from(format!("/proc/{}/ns/pid", t.state.pid)));
                 spec.hostname = Some(t.config.hostname.clone());
@@ -275,7 +301,12 @@ impl Daemon {
 
     /// Removes what a sandbox had in the kernel. The host-side veth deletion costs the
     /// kernel tens of milliseconds, so unless `wait` it finishes in the background.
-    pub(super) async fn undo_sandbox(&self, st: &Inner, c: &Container, wait: bool) {
+    pub(super) async fn undo_sandbox(
+        &self,
+        nets: &BTreeMap<String, Network>,
+        c: &Container,
+        wait: bool,
+    ) {
         self.ns_links.lock().expect("lock").remove(&c.id);
         if matches!(
             c.config.network_mode,
@@ -287,8 +318,7 @@ impl Daemon {
             .endpoints
             .iter()
             .map(|ep| {
-                let driver = st
-                    .networks
+                let driver = nets
                     .get(&ep.network_id)
                     .map_or(crate::model::Driver::Bridge, |n| n.driver);
                 (driver, ep.clone())
@@ -298,6 +328,30 @@ impl Daemon {
         if wait {
             let _ = done.await;
         }
+    }
+}
+
+/// What the kernel work of a start reads, copied out of the state so that no lock is held
+/// meanwhile: the container's networks (without their allocations) and, for
+/// `--network container:X`, the running container it joins.
+pub(super) struct View {
+    pub nets: BTreeMap<String, Network>,
+    pub target: Option<Container>,
+}
+
+impl View {
+    pub(super) fn of(st: &Inner, c: &Container) -> View {
+        let mut nets = BTreeMap::new();
+        for ep in &c.endpoints {
+            if let Some(n) = st.networks.get(&ep.network_id) {
+                nets.insert(n.id.clone(), crate::daemon::without_allocations(n));
+            }
+        }
+        let target = match &c.config.network_mode {
+            NetworkMode::Container(t) => st.containers.get(t).filter(|t| t.is_running()).cloned(),
+            _ => None,
+        };
+        View { nets, target }
     }
 }
 

@@ -37,6 +37,10 @@ impl Daemon {
 
     /// SIGTERM, then SIGKILL after `timeout`.
     pub async fn container_stop(&self, key: &str, timeout: Duration) -> Result<()> {
+        let id = self.state.lock().await.container_id(key)?;
+        // A start in flight finishes first, so the stop is not lost in its window.
+        let _op = self.op_lock(&id).await;
+        let key = id.as_str();
         match self.container_kill(key, libc::SIGTERM).await {
             Err(Error::Conflict(_)) => {
                 // Exited and waiting for its restart: stopping it cancels that.
@@ -75,9 +79,15 @@ impl Daemon {
     }
 
     pub async fn container_remove(&self, key: &str, force: bool) -> Result<()> {
+        let id = self.state.lock().await.container_id(key)?;
+        // A start or connect of this container in flight finishes first.
+        let _op = self.op_lock(&id).await;
+        let key = id.as_str();
         {
             let st = self.state.lock().await;
-            let id = st.container_id(key)?;
+            let Ok(id) = st.container_id(key) else {
+                return Ok(()); // --rm got there first
+            };
             if st.containers[&id].is_running() && !force {
                 return Err(Error::Conflict(format!(
                     "You cannot remove a running container {id}. Stop the container before attempting removal or force remove"
