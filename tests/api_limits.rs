@@ -418,6 +418,18 @@ fn idle_and_slow_connections_are_closed() {
     // The long-lived ones still work.
     h.ok(&["network", "create", "after-idle"]);
     read_until(&mut events, "after-idle");
+    // A name on a network changes the catalog (fg, on `none`, has none to add).
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "named",
+        "--network",
+        "after-idle",
+        "--",
+        "sleep",
+        "60",
+    ]);
     std::fs::write(&flag, "").unwrap();
     let mut fg = fg;
     let mut out = String::new();
@@ -428,7 +440,7 @@ fn idle_and_slow_connections_are_closed() {
         .unwrap();
     assert_eq!(out, "done\n");
     assert!(fg.0.wait().unwrap().success());
-    let answer = read_until(&mut catalog, "\"Index\"");
+    let answer = read_until(&mut catalog, "\"named\"");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 

@@ -135,10 +135,9 @@ pub async fn catalog_get(State(d): State<Arc<Daemon>>, Q(q): Q<CatalogQuery>) ->
             }
         }
     }
-    let st = d.state.lock().await;
+    // The snapshot is swapped in before the index moves: it is at least as new.
     let index = *rx.borrow();
-    let services = catalog(&st);
-    drop(st);
+    let services = catalog(&d.feed.snapshot());
     let mut body =
         serde_json::to_vec(&json!({ "Index": index, "Services": services })).expect("json");
     body.push(b'\n');

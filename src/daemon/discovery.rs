@@ -1,11 +1,14 @@
 //! What other sandboxes and tools learn about containers: the embedded resolver's index
-//! (derived from the daemon's state on every attach and detach, never edited on its own)
-//! and the resolv.conf that points each sandbox at it.
+//! (kept by its controller from the change feed, never edited by an operation) and the
+//! resolv.conf that points each sandbox at it.
 
 use std::net::{IpAddr, SocketAddr};
 
 use berth_dns as dns;
 
+use std::sync::Arc;
+
+use super::feed::{Change, Controller, Snapshot};
 use super::{Daemon, Error, Inner, Result};
 use crate::model::{Container, Driver, Network, NetworkMode};
 
@@ -79,29 +82,86 @@ fn gateways(n: &Network) -> Vec<IpAddr> {
     n.pools.iter().map(|p| p.gateway()).collect()
 }
 
-impl Daemon {
-    /// Brings the container's names in line with its state: in while it runs, out when it
-    /// stops. Called, under the state lock, before the operation answers its caller.
-    pub(crate) fn dns_sync(&self, c: &Container) {
-        match dns_sandbox(c) {
-            Some(s) => self.dns.update(|ix| ix.upsert_sandbox(s)),
-            None => self.dns.update(|ix| ix.remove_sandbox(&c.id)),
+/// Keeps the resolver's index in line with the records: networks and running sandboxes.
+/// The listeners are not its business: binding a socket can fail, so network create and
+/// rm open and close them in the operation, which can undo itself.
+pub(crate) struct DnsController {
+    pub dns: Arc<crate::dns::Resolver>,
+}
+
+impl Controller for DnsController {
+    fn resync(&self, snap: &Snapshot) {
+        self.dns.update(|ix| *ix = dns_index(ix, snap));
+    }
+
+    fn apply(&self, snap: &Snapshot, change: &Change) {
+        self.dns.update(|ix| dns_apply(ix, snap, change));
+    }
+}
+
+/// The index of a whole state, keeping `base`'s upstreams, services and rotation.
+pub(crate) fn dns_index(base: &dns::Index, snap: &Snapshot) -> dns::Index {
+    let mut ix = base.cleared();
+    for n in snap.networks.values() {
+        if let Some(dn) = dns_network(n) {
+            ix.set_network(dn);
         }
     }
-
-    pub(crate) fn dns_forget(&self, id: &str) {
-        self.dns.update(|ix| ix.remove_sandbox(id));
+    for c in snap.containers.values() {
+        if let Some(s) = dns_sandbox(c) {
+            ix.upsert_sandbox(s);
+        }
     }
+    ix
+}
 
-    /// A network's listeners and table. Port 53 on the gateway may be taken (a DNS server
-    /// on the host bound to every address): the network still works, its sandboxes then
-    /// get the host's resolvers instead, and the daemon says why.
-    pub(crate) fn dns_add_network(&self, n: &Network) -> Result<()> {
+/// One change into the index; `snap` is the state after it.
+pub(crate) fn dns_apply(ix: &mut dns::Index, snap: &Snapshot, change: &Change) {
+    match change {
+        Change::Network { prev, new, .. } => {
+            match (new, prev) {
+                (Some(n), _) => match dns_network(n) {
+                    Some(dn) => ix.set_network(dn),
+                    None => ix.remove_network(&n.id),
+                },
+                (None, Some(p)) => ix.remove_network(&p.id),
+                (None, None) => return,
+            }
+            // A sandbox's client entry says which of its networks the resolver knows and
+            // whether all are internal: those attached to this one are put in again.
+            let id = new.as_ref().or(prev.as_ref()).map(|n| n.id.as_str());
+            for c in snap.containers.values() {
+                if c.endpoints
+                    .iter()
+                    .any(|e| Some(e.network_id.as_str()) == id)
+                {
+                    ix.remove_sandbox(&c.id);
+                    if let Some(s) = dns_sandbox(c) {
+                        ix.upsert_sandbox(s);
+                    }
+                }
+            }
+        }
+        Change::Container { prev, new, .. } => match (new, prev) {
+            (Some(c), _) => match dns_sandbox(c) {
+                Some(s) => ix.upsert_sandbox(s),
+                None => ix.remove_sandbox(&c.id),
+            },
+            (None, Some(p)) => ix.remove_sandbox(&p.id),
+            (None, None) => {}
+        },
+    }
+}
+
+impl Daemon {
+    /// A network's listeners. Port 53 on the gateway may be taken (a DNS server on the
+    /// host bound to every address): the network still works, its sandboxes then get the
+    /// host's resolvers instead, and the daemon says why.
+    pub(crate) fn dns_listen(&self, n: &Network) {
         let Some(dn) = dns_network(n) else {
-            return Ok(());
+            return;
         };
-        let id = dn.id.clone();
-        if let Err(e) = self.dns.listen(&id, &gateways(n)) {
+        if let Err(e) = self.dns.listen(&dn.id, &gateways(n)) {
             tracing::warn!(
                 network = %n.name,
                 "no embedded DNS on this network ({e}): its containers get the host's resolvers; free port {} on {:?} and restart the daemon to have names",
@@ -109,25 +169,10 @@ impl Daemon {
                 gateways(n)
             );
         }
-        self.dns.update(|ix| ix.set_network(dn));
-        Ok(())
     }
 
-    pub(crate) fn dns_remove_network(&self, id: &str) {
+    pub(crate) fn dns_unlisten(&self, id: &str) {
         self.dns.unlisten(id);
-        self.dns.update(|ix| ix.remove_network(id));
-    }
-
-    /// The whole index from the state, at start.
-    pub(crate) fn dns_rebuild(&self, st: &Inner) {
-        for n in st.networks.values() {
-            if let Err(e) = self.dns_add_network(n) {
-                tracing::warn!(network = %n.name, "embedded DNS: {e}");
-            }
-        }
-        for c in st.containers.values() {
-            self.dns_sync(c);
-        }
     }
 
     /// Re-reads the host's resolvers when its resolv.conf changed (cheap: one stat).
@@ -350,6 +395,84 @@ mod tests {
                 "MY_DB_PORT_53_UDP_PROTO=udp",
                 "MY_DB_ENV_POSTGRES_USER=app",
             ]
+        );
+    }
+
+    /// The resolver's controller gives the same index whether it follows every change
+    /// (`apply`) or rebuilds from the state reached (`resync`), after each step of a
+    /// history that has starts, health changes, attaches to a network created later, exits,
+    /// removals and a network changed and removed under its sandboxes.
+    #[test]
+    fn apply_and_resync_agree() {
+        use crate::daemon::containers::alloc_tests::{container_across, container_on, net};
+        use crate::daemon::feed::step;
+        use crate::daemon::keys;
+        use crate::model::{Health, Status};
+
+        let running = |mut c: Container| {
+            c.state.status = Status::Running;
+            c.state.pid = 1;
+            c
+        };
+        let health = |mut c: Container, status: &str| {
+            c.state.health = Some(Health {
+                status: status.into(),
+                failing_streak: 0,
+                log: vec![],
+            });
+            c
+        };
+        let (a, b) = (net("a", "10.1.0.0/24"), net("b", "10.2.0.0/24"));
+        let mut internal_a = a.clone();
+        internal_a.internal = true;
+        let mut aliased = running(container_on(&a, "c3", "10.1.0.30"));
+        aliased.endpoints[0].aliases = vec!["db".into(), "store".into()];
+        let net_put = |n: &Network| (keys::network(&n.id), Some(serde_json::to_vec(n).unwrap()));
+        let ctr_put =
+            |c: &Container| (keys::container(&c.id), Some(serde_json::to_vec(c).unwrap()));
+        let c1 = container_on(&a, "c1", "10.1.0.10");
+        let c2 = running(container_on(&a, "c2", "10.1.0.20"));
+        let c4 = running(container_across(&[a.clone(), b.clone()], "c4"));
+        let history: Vec<(String, Option<Vec<u8>>)> = vec![
+            net_put(&a),
+            ctr_put(&c1),
+            ctr_put(&running(c1.clone())),
+            ctr_put(&health(c2.clone(), "starting")),
+            ctr_put(&health(c2.clone(), "healthy")),
+            ctr_put(&aliased),
+            ctr_put(&c4),
+            net_put(&b),
+            (
+                format!("{}id-a/10.1.0.10", keys::IPAM),
+                Some(b"c1".to_vec()),
+            ),
+            ctr_put(&c1),
+            ctr_put(&health(c2.clone(), "unhealthy")),
+            (keys::container("c3"), None),
+            net_put(&internal_a),
+            (keys::network(&b.id), None),
+            (keys::container("c4"), None),
+        ];
+        let base = dns::Index::default();
+        let mut snap = Snapshot::default();
+        let mut followed = base.clone();
+        for (i, (key, value)) in history.iter().enumerate() {
+            let revision = i as i64 + 2;
+            if let Some(change) = step(&mut snap, key, value.as_deref(), revision) {
+                dns_apply(&mut followed, &snap, &change);
+            }
+            snap.revision = revision;
+            assert_eq!(
+                followed.describe(),
+                dns_index(&base, &snap).describe(),
+                "after step {i} ({key})"
+            );
+        }
+        // The history did reach the index: c2 is out (unhealthy), c1 exited.
+        assert!(
+            followed.names("id-a").is_empty(),
+            "{:?}",
+            followed.names("id-a")
         );
     }
 }

@@ -1,7 +1,9 @@
 //! The event stream (`GET /events`, docker's message shape, so registry tools like
-//! Registrator can follow) and the service catalog's change index (`GET /catalog`
-//! blocking queries). Events are emitted under the state lock, in the same operation as
-//! the change they report: a follower never sees an event before the state it describes.
+//! Registrator can follow) and the service catalog (`GET /catalog` blocking queries).
+//! Events are emitted by the operation after its commit has reached the controllers: a
+//! follower never sees an event before the state it describes. The catalog is made from
+//! the change feed's snapshot, and its index is the store revision of the last change
+//! that altered it, as Consul's index is its Raft index.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -9,6 +11,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
+pub use super::feed::Snapshot;
+use super::feed::{Change, Controller};
 use super::{Daemon, Inner};
 use crate::model::{Container, Network};
 
@@ -47,8 +51,9 @@ pub struct Actor {
 pub struct Journal {
     tx: broadcast::Sender<Arc<Message>>,
     recent: std::sync::Mutex<VecDeque<Arc<Message>>>,
-    /// The catalog's index: bumped by every event that changes it.
-    index: watch::Sender<u64>,
+    /// The catalog's index: the revision of the last change that altered it (kept by the
+    /// catalog controller).
+    index: Arc<watch::Sender<u64>>,
 }
 
 impl Default for Journal {
@@ -56,18 +61,13 @@ impl Default for Journal {
         Journal {
             tx: broadcast::channel(4096).0,
             recent: Default::default(),
-            index: watch::channel(1).0,
+            index: Arc::new(watch::channel(1).0),
         }
     }
 }
 
 impl Journal {
     fn emit(&self, m: Message) {
-        // The catalog changes with what the resolver answers: starts, exits, attaches.
-        let catalog = matches!(
-            (m.typ, m.action.as_str()),
-            ("container", "start" | "die") | ("network", "connect" | "disconnect")
-        );
         let m = Arc::new(m);
         {
             let mut r = self.recent.lock().expect("lock");
@@ -75,9 +75,6 @@ impl Journal {
                 r.pop_front();
             }
             r.push_back(m.clone());
-        }
-        if catalog {
-            self.index.send_modify(|i| *i += 1);
         }
         let _ = self.tx.send(m);
     }
@@ -99,6 +96,46 @@ impl Journal {
 
     pub fn index(&self) -> watch::Receiver<u64> {
         self.index.subscribe()
+    }
+
+    pub(crate) fn index_sender(&self) -> Arc<watch::Sender<u64>> {
+        self.index.clone()
+    }
+}
+
+/// Moves the catalog's index to the revision of every change that alters the catalog.
+pub(crate) struct CatalogController {
+    pub index: Arc<watch::Sender<u64>>,
+}
+
+impl Controller for CatalogController {
+    fn resync(&self, snap: &Snapshot) {
+        let r = u64::try_from(snap.revision).unwrap_or(0);
+        self.index.send_if_modified(|i| {
+            let moved = r > *i;
+            *i = (*i).max(r);
+            moved
+        });
+    }
+
+    fn apply(&self, _snap: &Snapshot, change: &Change) {
+        let Change::Container {
+            prev,
+            new,
+            revision,
+        } = change
+        else {
+            return;
+        };
+        let entries = |c: &Option<Arc<Container>>| c.as_deref().map(entries_of).unwrap_or_default();
+        if entries(prev) != entries(new) {
+            let r = u64::try_from(*revision).unwrap_or(0);
+            self.index.send_if_modified(|i| {
+                let moved = r > *i;
+                *i = (*i).max(r);
+                moved
+            });
+        }
     }
 }
 
@@ -253,7 +290,7 @@ pub struct Service {
     pub endpoints: Vec<CatalogEndpoint>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct CatalogEndpoint {
     #[serde(rename = "ContainerID")]
@@ -267,7 +304,7 @@ pub struct CatalogEndpoint {
     pub labels: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct CatalogPort {
     pub private_port: u16,
@@ -280,51 +317,64 @@ pub struct CatalogPort {
     pub host_port: Option<u16>,
 }
 
-/// The catalog from the state: every name the resolver answers (container names and
-/// network aliases, per network) with its endpoints; sorted by name, then network.
-pub fn catalog(st: &Inner) -> Vec<Service> {
-    let mut by_name: BTreeMap<String, Vec<CatalogEndpoint>> = BTreeMap::new();
-    for c in st.containers.values().filter(|c| c.is_running()) {
-        let mut ports: Vec<CatalogPort> = Vec::new();
-        for p in &c.config.exposed_ports {
-            let published: Vec<&berth_ports::Published> =
-                c.ports.iter().filter(|x| x.container == *p).collect();
-            if published.is_empty() {
-                ports.push(CatalogPort {
-                    private_port: p.port,
-                    proto: p.proto.as_str().into(),
-                    host_ip: None,
-                    host_port: None,
-                });
-            }
-            for x in published {
-                ports.push(CatalogPort {
-                    private_port: p.port,
-                    proto: p.proto.as_str().into(),
-                    host_ip: Some(x.host_ip.to_string()),
-                    host_port: Some(x.host_port),
-                });
+/// One container's entries: each name it answers to on each network, with its endpoint
+/// there. Empty unless it runs.
+fn entries_of(c: &Container) -> Vec<(String, CatalogEndpoint)> {
+    let mut out = Vec::new();
+    if !c.is_running() {
+        return out;
+    }
+    let mut ports: Vec<CatalogPort> = Vec::new();
+    for p in &c.config.exposed_ports {
+        let published: Vec<&berth_ports::Published> =
+            c.ports.iter().filter(|x| x.container == *p).collect();
+        if published.is_empty() {
+            ports.push(CatalogPort {
+                private_port: p.port,
+                proto: p.proto.as_str().into(),
+                host_ip: None,
+                host_port: None,
+            });
+        }
+        for x in published {
+            ports.push(CatalogPort {
+                private_port: p.port,
+                proto: p.proto.as_str().into(),
+                host_ip: Some(x.host_ip.to_string()),
+                host_port: Some(x.host_port),
+            });
+        }
+    }
+    for e in &c.endpoints {
+        let ep = CatalogEndpoint {
+            container_id: c.id.clone(),
+            container_name: c.name.clone(),
+            network: e.network_name.clone(),
+            address: e.ipv4.map(|a| a.to_string()),
+            address_v6: e.ipv6.map(|a| a.to_string()),
+            ports: ports.clone(),
+            labels: c.config.labels.clone(),
+        };
+        let mut names = vec![c.name.clone()];
+        for a in &e.aliases {
+            if !names.contains(a) {
+                names.push(a.clone());
             }
         }
-        for e in &c.endpoints {
-            let ep = CatalogEndpoint {
-                container_id: c.id.clone(),
-                container_name: c.name.clone(),
-                network: e.network_name.clone(),
-                address: e.ipv4.map(|a| a.to_string()),
-                address_v6: e.ipv6.map(|a| a.to_string()),
-                ports: ports.clone(),
-                labels: c.config.labels.clone(),
-            };
-            let mut names = vec![c.name.clone()];
-            for a in &e.aliases {
-                if !names.contains(a) {
-                    names.push(a.clone());
-                }
-            }
-            for n in names {
-                by_name.entry(n).or_default().push(ep.clone());
-            }
+        for n in names {
+            out.push((n, ep.clone()));
+        }
+    }
+    out
+}
+
+/// The catalog of a snapshot: every name the resolver answers (container names and
+/// network aliases, per network) with its endpoints; sorted by name, then network.
+pub fn catalog(snap: &Snapshot) -> Vec<Service> {
+    let mut by_name: BTreeMap<String, Vec<CatalogEndpoint>> = BTreeMap::new();
+    for c in snap.containers.values() {
+        for (n, ep) in entries_of(c) {
+            by_name.entry(n).or_default().push(ep);
         }
     }
     by_name

@@ -8,6 +8,7 @@ mod discovery;
 mod drivers;
 pub mod error;
 pub mod events;
+mod feed;
 pub(crate) mod keys;
 mod migrate;
 mod networks;
@@ -96,6 +97,8 @@ pub struct Daemon {
     /// Orders the operations on one container (start, connect, disconnect, rm): the state
     /// lock is not held across kernel work, so two of them could otherwise interleave.
     op_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<Mutex<()>>>>,
+    /// The store's changes, applied to the state cache and the controllers.
+    pub(crate) feed: Arc<feed::Feed>,
 }
 
 /// The v2 store under `root`; a v1 database found there is moved into it first.
@@ -140,6 +143,13 @@ impl Daemon {
                 host_addr: opts.dns_host_address,
             },
         )?;
+        let journal = events::Journal::default();
+        let feed = Arc::new(feed::Feed::new(vec![
+            Arc::new(discovery::DnsController { dns: dns.clone() }),
+            Arc::new(events::CatalogController {
+                index: journal.index_sender(),
+            }),
+        ]));
         let d = Arc::new(Daemon {
             opts,
             store,
@@ -152,17 +162,23 @@ impl Daemon {
             pending_detach: Default::default(),
             started: Utc::now(),
             dns,
-            journal: Default::default(),
+            journal,
             resolv_mtime: Default::default(),
             op_locks: Default::default(),
+            feed,
         });
         d.load().await?;
         d.reconcile().await?;
         d.dns_refresh_upstreams();
         {
             let st = d.state.lock().await;
-            d.dns_rebuild(&st);
+            for n in st.networks.values() {
+                d.dns_listen(n);
+            }
         }
+        // Start-up reconciliation of the controllers: a resync from the store, then the
+        // watch from there on.
+        d.feed.start(d.store.clone()).await?;
         d.restart_on_boot().await;
         d.start_cleanup();
         Ok(d)
@@ -224,8 +240,9 @@ impl Daemon {
         Ok(())
     }
 
-    /// Commits one operation's writes as one transaction. A compare that fails (an address
-    /// claimed meanwhile) changes nothing and is a conflict.
+    /// Commits one operation's writes as one transaction, and returns once the controllers
+    /// have applied it (read-your-writes). A compare that fails (an address claimed
+    /// meanwhile) changes nothing and is a conflict.
     pub(crate) async fn commit(&self, w: Writes) -> Result<Revision> {
         self.commit_in_background(w)
             .await
@@ -240,6 +257,7 @@ impl Daemon {
         w: Writes,
     ) -> tokio::task::JoinHandle<Result<Revision>> {
         let store = self.store.clone();
+        let feed = self.feed.clone();
         let rt = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let claimed: Vec<String> = w
@@ -252,6 +270,7 @@ impl Daemon {
                 .collect();
             let r = rt.block_on(store.txn(w.into_txn()))?;
             if r.succeeded {
+                rt.block_on(feed.settle(r.revision));
                 Ok(r.revision)
             } else {
                 Err(Error::Conflict(format!(

@@ -283,11 +283,14 @@ impl Daemon {
         };
         self.commit(Writes::network(&net)).await?;
         let applied = match self.apply_network(&net).await {
-            Ok(()) => self.dns_add_network(&net),
+            Ok(()) => {
+                self.dns_listen(&net);
+                Ok(())
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = applied {
-            self.dns_remove_network(&net.id);
+            self.dns_unlisten(&net.id);
             self.undo_network_kernel(&net).await;
             let mut w = Writes::default();
             w.delete_network(&net.id);
@@ -350,7 +353,7 @@ impl Daemon {
         )));
         self.commit(w).await?;
         st.networks.remove(&id);
-        self.dns_remove_network(&id);
+        self.dns_unlisten(&id);
         self.emit_network(&net, "destroy", None);
         drop(st);
         let errs = self.undo_network_kernel(&net).await;

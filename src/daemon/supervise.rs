@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
+use super::keys::Writes;
 use super::{Daemon, ExecRequest, Stdio};
 use crate::model::{Container, Health, HealthResult, Healthcheck};
 
@@ -164,9 +165,14 @@ impl Daemon {
                     }
                 }
                 if h.status != before {
+                    // Committed (under the state lock, so an exit's record cannot be
+                    // overtaken by it): the resolver's controller follows the record.
                     let status = h.status.clone();
                     let c = c.clone();
-                    self_sync(&d, &c, &status);
+                    if let Err(e) = d.commit(Writes::container(&c)).await {
+                        tracing::warn!(container = %id, "recording health {status}: {e}");
+                    }
+                    d.emit_container(&c, &format!("health_status: {status}"), &[]);
                 }
             }
         });
@@ -245,10 +251,4 @@ pub(crate) fn starting() -> Health {
         failing_streak: 0,
         log: vec![],
     }
-}
-
-/// A health change: the resolver's answers follow it, and followers hear of it.
-fn self_sync(d: &Daemon, c: &Container, status: &str) {
-    d.dns_sync(c);
-    d.emit_container(c, &format!("health_status: {status}"), &[]);
 }

@@ -493,6 +493,50 @@ impl Index {
         self.rotation.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// The same upstreams, services and rotation, without networks or sandboxes: where a
+    /// rebuild from the daemon's state starts.
+    pub fn cleared(&self) -> Index {
+        Index {
+            tables: Default::default(),
+            by_name: Default::default(),
+            clients: Default::default(),
+            sandboxes: Default::default(),
+            upstreams: self.upstreams.clone(),
+            services: self.services.clone(),
+            rotation: self.rotation.clone(),
+        }
+    }
+
+    /// Everything answers are made from, as sorted lines: two indexes that describe alike
+    /// answer alike (holders of a name compare as a set; rotation spreads their order).
+    pub fn describe(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for (id, t) in &self.tables {
+            v.push(format!("network {id} {:?}", t.meta));
+            for (name, holders) in &t.names {
+                let mut h: Vec<String> = holders.iter().map(|m| format!("{m:?}")).collect();
+                h.sort();
+                v.push(format!("name {id} {name} {h:?}"));
+            }
+            for (ip, holder) in &t.ptr {
+                v.push(format!("ptr {id} {ip} {holder:?}"));
+            }
+        }
+        for (name, id) in &self.by_name {
+            v.push(format!("by-name {name} {id}"));
+        }
+        for (ip, list) in &self.clients {
+            let mut l: Vec<String> = list.iter().map(|c| format!("{c:?}")).collect();
+            l.sort();
+            v.push(format!("client {ip} {l:?}"));
+        }
+        for (id, s) in &self.sandboxes {
+            v.push(format!("sandbox {id} {s:?}"));
+        }
+        v.sort();
+        v
+    }
+
     /// Every name a network holds, sorted (tests compare indexes with it).
     pub fn names(&self, network: &str) -> Vec<String> {
         let mut v: Vec<String> = self

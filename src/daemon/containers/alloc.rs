@@ -224,6 +224,16 @@ pub(crate) mod tests {
         c
     }
 
+    /// A container with an endpoint on each of `nets`, addresses from their pools.
+    pub(crate) fn container_across(nets: &[Network], id: &str) -> Container {
+        let mut st = inner(nets);
+        let spec: Vec<(&str, Option<&str>)> =
+            nets.iter().map(|n| (n.name.as_str(), None)).collect();
+        let mut c = ctr(id, &spec);
+        c.endpoints = allocate_endpoints(&mut st, &c).unwrap().0;
+        c
+    }
+
     pub(crate) fn inner(nets: &[Network]) -> Inner {
         let mut st = Inner::default();
         for n in nets {

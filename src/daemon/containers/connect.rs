@@ -123,7 +123,6 @@ impl Daemon {
         match res {
             Ok(()) => {
                 self.retarget_ports(&mut st, &c);
-                self.dns_sync(&c);
                 self.write_resolv(&c);
                 self.emit_network(&st.networks[&nid], "connect", Some(&c));
                 st.containers.insert(cid.clone(), c);
@@ -196,7 +195,6 @@ impl Daemon {
         st.containers.insert(cid.clone(), c.clone());
         if c.is_running() {
             self.retarget_ports(&mut st, &c);
-            self.dns_sync(&c);
         }
         if let Some(ep) = &removed {
             // The event names the address the container had there.

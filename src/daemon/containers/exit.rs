@@ -75,7 +75,6 @@ impl Daemon {
         if let Err(e) = self.commit(w).await {
             tracing::error!(container = %c.id, "recording exit: {e}");
         }
-        self.dns_forget(&c.id);
         self.emit_connects(st, &before, "disconnect");
         self.emit_container(&c, "die", &[("exitCode", code.to_string())]);
         if remove {

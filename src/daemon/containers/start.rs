@@ -120,7 +120,6 @@ impl Daemon {
                 crate::failpoint::hit("start:after-commit");
                 self.serve_ports(&mut st, &c, taken);
                 st.installed.insert(id.clone(), mapped);
-                self.dns_sync(&c);
                 self.emit_connects(&st, &c, "connect");
                 self.emit_container(&c, "start", &[]);
                 st.containers.insert(id.clone(), c.clone());
