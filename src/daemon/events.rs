@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, watch};
 
 pub use super::feed::Snapshot;
 use super::feed::{Change, Controller};
-use super::{Daemon, Inner};
+use super::Daemon;
 use crate::model::{Container, Network};
 
 /// Past events kept for `since` (docker keeps 256; a little more costs nothing).
@@ -153,10 +153,10 @@ pub fn image_of(c: &Container) -> String {
         .unwrap_or_default()
 }
 
-impl Daemon {
+impl Journal {
     /// A container event; `start` also carries its addresses and published ports
     /// (berth's additions: `ip.NETWORK`, `ip6.NETWORK`, `ports`).
-    pub(crate) fn emit_container(&self, c: &Container, action: &str, extra: &[(&str, String)]) {
+    pub(crate) fn container(&self, c: &Container, action: &str, extra: &[(&str, String)]) {
         let mut attributes: BTreeMap<String, String> = c.config.labels.clone();
         attributes.insert("name".into(), c.name.clone());
         attributes.insert("image".into(), image_of(c));
@@ -189,7 +189,7 @@ impl Daemon {
             attributes.insert(k.to_string(), v.clone());
         }
         let t = now_nanos();
-        self.journal.emit(Message {
+        self.emit(Message {
             status: Some(action.to_string()),
             id: Some(c.id.clone()),
             from: Some(image_of(c)),
@@ -206,7 +206,7 @@ impl Daemon {
     }
 
     /// A network event; connect and disconnect name the container and its addresses.
-    pub(crate) fn emit_network(&self, n: &Network, action: &str, c: Option<&Container>) {
+    pub(crate) fn network(&self, n: &Network, action: &str, c: Option<&Container>) {
         let mut attributes = BTreeMap::new();
         attributes.insert("name".into(), n.name.clone());
         attributes.insert("type".into(), n.driver.as_str().to_string());
@@ -226,7 +226,7 @@ impl Daemon {
             }
         }
         let t = now_nanos();
-        self.journal.emit(Message {
+        self.emit(Message {
             status: None,
             id: None,
             from: None,
@@ -241,14 +241,98 @@ impl Daemon {
             time_nano: t,
         });
     }
+}
 
-    /// Connect events for every network of a container that just started.
-    pub(crate) fn emit_connects(&self, st: &Inner, c: &Container, action: &str) {
-        for e in &c.endpoints {
-            if let Some(n) = st.networks.get(&e.network_id) {
-                self.emit_network(n, action, Some(c));
+impl Daemon {
+    /// An event of an action (kill, stop).
+    pub(crate) fn emit_container(&self, c: &Container, action: &str, extra: &[(&str, String)]) {
+        self.journal.container(c, action, extra);
+    }
+
+    /// `network connect`/`disconnect` of a running container, once its kernel work is done.
+    pub(crate) fn emit_network(&self, n: &Network, action: &str, c: Option<&Container>) {
+        self.journal.network(n, action, c);
+    }
+}
+
+/// The events of record changes, in the order of the feed: what a container's or a
+/// network's record became tells what happened to it (created, started with its
+/// attachments, health changed, died with its detachments, removed). Events of actions
+/// come from their operations: kill and stop change no record, and `network connect` of a
+/// running container commits alongside its kernel work, so only the operation knows when
+/// the attachment is real. There is nothing to resync: the journal is history, and like dockerd at its
+/// start the daemon tells nothing of what already existed.
+pub(crate) struct EventsController {
+    pub journal: Arc<Journal>,
+}
+
+impl Controller for EventsController {
+    fn resync(&self, _snap: &Snapshot) {}
+
+    fn apply(&self, snap: &Snapshot, change: &Change) {
+        let j = &self.journal;
+        match change {
+            Change::Network {
+                prev: None,
+                new: Some(n),
+            } => j.network(n, "create", None),
+            Change::Network {
+                prev: Some(p),
+                new: None,
+            } => j.network(p, "destroy", None),
+            Change::Network { .. } => {}
+            Change::Container { prev, new, .. } => {
+                container_events(j, snap, prev.as_deref(), new.as_deref())
             }
         }
+    }
+}
+
+fn container_events(
+    j: &Journal,
+    snap: &Snapshot,
+    prev: Option<&Container>,
+    new: Option<&Container>,
+) {
+    let attach = |c: &Container, ep: &crate::model::Endpoint, action: &str| {
+        if let Some(n) = snap.networks.get(&ep.network_id) {
+            j.network(n, action, Some(c));
+        }
+    };
+    let running = |c: Option<&Container>| c.is_some_and(Container::is_running);
+    if prev.is_none() {
+        if let Some(c) = new {
+            j.container(c, "create", &[]);
+        }
+    }
+    match (prev, new) {
+        (_, Some(c)) if !running(prev) && c.is_running() => {
+            for ep in &c.endpoints {
+                attach(c, ep, "connect");
+            }
+            j.container(c, "start", &[]);
+        }
+        (Some(p), c) if p.is_running() && !running(c) => {
+            for ep in &p.endpoints {
+                attach(p, ep, "disconnect");
+            }
+            // An auto-removed container's exit is recorded before its record goes.
+            if let Some(c) = c {
+                j.container(c, "die", &[("exitCode", c.state.exit_code.to_string())]);
+            }
+        }
+        (Some(p), Some(c)) if p.is_running() && c.is_running() => {
+            // `network connect`/`disconnect` of a running container tell of themselves once
+            // the kernel work is done (the record is committed alongside it).
+            let status = |c: &Container| c.state.health.as_ref().map(|h| h.status.clone());
+            if let (Some(s), true) = (status(c), status(p) != status(c)) {
+                j.container(c, &format!("health_status: {s}"), &[]);
+            }
+        }
+        _ => {}
+    }
+    if let (Some(p), None) = (prev, new) {
+        j.container(p, "destroy", &[]);
     }
 }
 
@@ -386,4 +470,82 @@ pub fn catalog(snap: &Snapshot) -> Vec<Service> {
             Service { name, endpoints }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::containers::alloc_tests::{container_on, net};
+    use crate::daemon::feed::step;
+    use crate::daemon::keys;
+    use crate::model::{Health, Status};
+
+    /// A container's life as records tells its events in docker's order, with the exit
+    /// code and the addresses it had; the catalog index moves only with the catalog.
+    #[test]
+    fn record_changes_tell_the_events() {
+        let journal = Arc::new(Journal::default());
+        let events = EventsController {
+            journal: journal.clone(),
+        };
+        let catalog = CatalogController {
+            index: journal.index_sender(),
+        };
+        let n = net("app", "10.42.0.0/24");
+        let created = container_on(&n, "web", "10.42.0.7");
+        let mut running = created.clone();
+        running.state.status = Status::Running;
+        let mut healthy = running.clone();
+        healthy.state.health = Some(Health {
+            status: "healthy".into(),
+            failing_streak: 0,
+            log: vec![],
+        });
+        let mut exited = healthy.clone();
+        exited.state.status = Status::Exited;
+        exited.state.exit_code = 143;
+        exited.endpoints.clear();
+        let put = |c: &Container| Some(serde_json::to_vec(c).unwrap());
+        let history = [
+            (keys::network(&n.id), Some(serde_json::to_vec(&n).unwrap())),
+            (keys::container("web"), put(&created)),
+            (keys::container("web"), put(&running)),
+            (keys::container("web"), put(&healthy)),
+            (keys::container("web"), put(&exited)),
+            (keys::container("web"), None),
+            (keys::network(&n.id), None),
+        ];
+        let mut snap = Snapshot::default();
+        let mut indexes = vec![];
+        for (i, (key, value)) in history.iter().enumerate() {
+            let change = step(&mut snap, key, value.as_deref(), i as i64 + 2).unwrap();
+            events.apply(&snap, &change);
+            catalog.apply(&snap, &change);
+            indexes.push(*journal.index().borrow());
+        }
+        let (past, _) = journal.subscribe(Some(0));
+        let seq: Vec<String> = past
+            .iter()
+            .map(|m| format!("{} {}", m.typ, m.action))
+            .collect();
+        assert_eq!(
+            seq,
+            [
+                "network create",
+                "container create",
+                "network connect",
+                "container start",
+                "container health_status: healthy",
+                "network disconnect",
+                "container die",
+                "container destroy",
+                "network destroy",
+            ]
+        );
+        assert_eq!(past[2].actor.attributes["ipv4Address"], "10.42.0.7");
+        assert_eq!(past[3].actor.attributes["ip.app"], "10.42.0.7");
+        assert_eq!(past[6].actor.attributes["exitCode"], "143");
+        // In at the start (revision 4), out at the exit (revision 6); nothing else moves it.
+        assert_eq!(indexes, [1, 1, 4, 4, 6, 6, 6]);
+    }
 }

@@ -64,20 +64,12 @@ pub struct Inner {
     pub(crate) stale: cleanup::Stale,
 }
 
-/// Something that changed, for waiters (and, later, the event stream).
-#[derive(Debug, Clone)]
-pub enum Event {
-    Exited { id: String, code: i64 },
-    Removed { id: String },
-}
-
 pub struct Daemon {
     pub opts: Options,
     store: Arc<dyn Store>,
     pub(crate) state: Mutex<Inner>,
     host: Netlink,
     nft: berth_firewall::Nft,
-    events: broadcast::Sender<Event>,
     /// Veth deletions still running in the background, per container: the sandbox end
     /// (`ethN`) exists until they finish, so a new attach to that container waits for them.
     pending_detach:
@@ -90,8 +82,9 @@ pub struct Daemon {
     pub started: DateTime<Utc>,
     /// The embedded resolver; its index follows every attach and detach.
     pub dns: Arc<crate::dns::Resolver>,
-    /// The public event stream and the catalog's change index.
-    pub journal: events::Journal,
+    /// The public event stream (also what waiters for an exit follow) and the catalog's
+    /// change index.
+    pub journal: Arc<events::Journal>,
     /// The host resolv.conf's modification time when its resolvers were last read.
     resolv_mtime: std::sync::Mutex<Option<std::time::SystemTime>>,
     /// Orders the operations on one container (start, connect, disconnect, rm): the state
@@ -134,7 +127,6 @@ impl Daemon {
         let store = open_store(&opts.root).await?;
         let host = Netlink::current()?;
         let reaper = Netlink::current_on_own_thread()?;
-        let (events, _) = broadcast::channel(4096);
         let services = std::fs::read_to_string("/etc/services").unwrap_or_default();
         let dns = crate::dns::Resolver::start(
             berth_dns::Index::new(vec![], berth_dns::Services::parse(&services)),
@@ -143,11 +135,14 @@ impl Daemon {
                 host_addr: opts.dns_host_address,
             },
         )?;
-        let journal = events::Journal::default();
+        let journal = Arc::new(events::Journal::default());
         let feed = Arc::new(feed::Feed::new(vec![
             Arc::new(discovery::DnsController { dns: dns.clone() }),
             Arc::new(events::CatalogController {
                 index: journal.index_sender(),
+            }),
+            Arc::new(events::EventsController {
+                journal: journal.clone(),
             }),
         ]));
         let d = Arc::new(Daemon {
@@ -158,7 +153,6 @@ impl Daemon {
             state: Mutex::new(Inner::default()),
             host,
             nft: berth_firewall::Nft::default(),
-            events,
             pending_detach: Default::default(),
             started: Utc::now(),
             dns,
@@ -293,8 +287,9 @@ impl Daemon {
         m.lock_owned().await
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+    /// The event stream from now on (for an exit: subscribe before starting).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<events::Message>> {
+        self.journal.subscribe(None).1
     }
 
     pub(crate) fn container_dir(&self, id: &str) -> PathBuf {

@@ -297,7 +297,6 @@ impl Daemon {
             let _ = self.commit(w).await;
             return Err(e);
         }
-        self.emit_network(&net, "create", None);
         st.networks.insert(net.id.clone(), net.clone());
         Ok(net)
     }
@@ -354,7 +353,6 @@ impl Daemon {
         self.commit(w).await?;
         st.networks.remove(&id);
         self.dns_unlisten(&id);
-        self.emit_network(&net, "destroy", None);
         drop(st);
         let errs = self.undo_network_kernel(&net).await;
         if !errs.is_empty() {

@@ -172,7 +172,6 @@ impl Daemon {
                     if let Err(e) = d.commit(Writes::container(&c)).await {
                         tracing::warn!(container = %id, "recording health {status}: {e}");
                     }
-                    d.emit_container(&c, &format!("health_status: {status}"), &[]);
                 }
             }
         });

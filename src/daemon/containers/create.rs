@@ -143,7 +143,6 @@ impl Daemon {
         };
         self.commit(crate::daemon::keys::Writes::container(&c))
             .await?;
-        self.emit_container(&c, "create", &[]);
         st.containers.insert(id.clone(), c);
         Ok(id)
     }

@@ -6,7 +6,9 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::*;
-use crate::daemon::{Daemon, Event, Inner, Result};
+use crate::daemon::events::Message;
+use crate::daemon::keys::Writes;
+use crate::daemon::{Daemon, Inner, Result};
 use crate::model::{Container, Status};
 use crate::sandbox::{self};
 
@@ -67,18 +69,18 @@ impl Daemon {
         c.state.pid = 0;
         c.state.shim_pid = 0;
         let remove = c.config.auto_remove;
-        if remove {
-            w.delete_container(&c.id);
-        } else {
-            w.put_container(&c);
-        }
+        // Recorded even when auto-removed: the exit code reaches followers and waiters
+        // (as `die`) before the record goes (`destroy`).
+        w.put_container(&c);
         if let Err(e) = self.commit(w).await {
             tracing::error!(container = %c.id, "recording exit: {e}");
         }
-        self.emit_connects(st, &before, "disconnect");
-        self.emit_container(&c, "die", &[("exitCode", code.to_string())]);
         if remove {
-            self.emit_container(&c, "destroy", &[]);
+            let mut w = Writes::default();
+            w.delete_container(&c.id);
+            if let Err(e) = self.commit(w).await {
+                tracing::error!(container = %c.id, "removing the exited container: {e}");
+            }
         }
         self.undo_sandbox(&st.networks, &before, false).await;
         let id = c.id.clone();
@@ -87,13 +89,6 @@ impl Daemon {
             let _ = std::fs::remove_dir_all(self.container_dir(&id));
         } else {
             st.containers.insert(id.clone(), c);
-        }
-        let _ = self.events.send(Event::Exited {
-            id: id.clone(),
-            code,
-        });
-        if remove {
-            let _ = self.events.send(Event::Removed { id });
         }
     }
 
@@ -124,12 +119,15 @@ impl Daemon {
     /// container, so a process that exits (and is auto-removed) at once is not missed.
     pub async fn wait_exit_event(
         &self,
-        mut rx: tokio::sync::broadcast::Receiver<Event>,
+        mut rx: tokio::sync::broadcast::Receiver<Arc<Message>>,
         id: String,
     ) -> Option<i64> {
         loop {
             match rx.recv().await {
-                Ok(Event::Exited { id: i, code }) if i == id => return Some(code),
+                Ok(m) if m.typ == "container" && m.action == "die" && m.actor.id == id => {
+                    let code = m.actor.attributes.get("exitCode");
+                    return Some(code.and_then(|c| c.parse().ok()).unwrap_or(255));
+                }
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     let st = self.state.lock().await;

@@ -120,8 +120,6 @@ impl Daemon {
                 crate::failpoint::hit("start:after-commit");
                 self.serve_ports(&mut st, &c, taken);
                 st.installed.insert(id.clone(), mapped);
-                self.emit_connects(&st, &c, "connect");
-                self.emit_container(&c, "start", &[]);
                 st.containers.insert(id.clone(), c.clone());
                 drop(st);
                 if let Some(hc) = c.config.healthcheck.clone() {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::daemon::{Daemon, Error, Event, Result};
+use crate::daemon::{Daemon, Error, Result};
 use crate::sandbox::{self};
 
 impl Daemon {
@@ -113,11 +113,8 @@ impl Daemon {
         let mut w = release_endpoints(&mut st, &held);
         w.delete_container(&id);
         self.commit(w).await?;
-        if let Some(c) = st.containers.remove(&id) {
-            self.emit_container(&c, "destroy", &[]);
-        }
+        st.containers.remove(&id);
         let _ = std::fs::remove_dir_all(self.container_dir(&id));
-        let _ = self.events.send(Event::Removed { id });
         Ok(())
     }
 }
