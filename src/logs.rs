@@ -77,6 +77,11 @@ impl LogOptions {
 }
 
 /// docker's sizes (go-units RAMInBytes): a number with an optional b, k, m or g (binary).
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "checked positive and finite; a float to integer cast saturates beyond u64"
+)]
 pub fn parse_size(s: &str) -> Option<u64> {
     let t = s.trim().to_ascii_lowercase();
     let t = t.strip_suffix('b').unwrap_or(&t);
@@ -270,10 +275,14 @@ mod tests {
                 .max_size,
             0
         );
-        assert!(LogOptions::default().with(&[kv("max-file", "0")]).is_err());
-        assert!(LogOptions::default().with(&[kv("max-size", "x")]).is_err());
-        assert!(LogOptions::default().with(&[kv("bogus", "1")]).is_err());
-        assert!(LogOptions::parse_pairs(&["max-size".into()]).is_err());
+        LogOptions::default()
+            .with(&[kv("max-file", "0")])
+            .unwrap_err();
+        LogOptions::default()
+            .with(&[kv("max-size", "x")])
+            .unwrap_err();
+        LogOptions::default().with(&[kv("bogus", "1")]).unwrap_err();
+        LogOptions::parse_pairs(&["max-size".into()]).unwrap_err();
     }
 
     #[test]

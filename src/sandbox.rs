@@ -235,12 +235,14 @@ fn is_zombie(pid: u32) -> bool {
 
 pub fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
     // SAFETY: plain system call; a non-negative return is a new fd we own.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.cast_signed(), 0) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
+    let fd = RawFd::try_from(fd)
+        .map_err(|_| std::io::Error::other("pidfd_open: descriptor out of range"))?;
     // SAFETY: the kernel just returned this descriptor to us.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Resolves when the process behind the pidfd has exited (works for non-children, which is

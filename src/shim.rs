@@ -135,9 +135,9 @@ fn start(dir: &Path) -> std::io::Result<Started> {
     }
     // The process is init's child and is not reaped before `go`: its PID can be read.
     let init = if join.is_some() {
-        only_child(top.as_raw() as u32)
+        only_child(top.as_raw().cast_unsigned())
     } else {
-        Some(top.as_raw() as u32)
+        Some(top.as_raw().cast_unsigned())
     };
     let pid = init.and_then(only_child).unwrap_or(0);
     let _ = std::fs::File::from(go_w).write_all(b"g");
@@ -192,7 +192,7 @@ fn middle(spec: &Spec, fds: &InitFds) -> ! {
                 }
             }
             null_stdio();
-            std::process::exit(wait_code(init) as i32)
+            std::process::exit(i32::try_from(wait_code(init)).unwrap_or(255))
         }
         Err(e) => fail(e),
     }
@@ -233,7 +233,7 @@ fn init(spec: &Spec, fds: &InitFds) -> ! {
     // Wait for the shim to have read the process's PID before it can be reaped.
     let _ = (&go).read(&mut [0u8; 1]);
     drop(go);
-    let main = Pid::from_raw(child.id() as i32);
+    let main = Pid::from_raw(child.id().cast_signed());
     loop {
         match waitpid(None::<Pid>, None) {
             Ok(WaitStatus::Exited(p, code)) if p == main => std::process::exit(code),

@@ -470,7 +470,7 @@ fn attached_up_follows_output_and_stops_on_interrupt() {
     let mut line = String::new();
     std::io::BufRead::read_line(&mut out, &mut line).unwrap();
     assert_eq!(line.trim(), "talk-1     | hello from talker");
-    let up_pid = up.id() as i32;
+    let up_pid = up.id().cast_signed();
     let interrupt = || {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(up_pid),

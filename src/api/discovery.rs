@@ -22,7 +22,7 @@ const MAX_WAIT: Duration = Duration::from_secs(600);
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-pub struct EventsQuery {
+pub(super) struct EventsQuery {
     since: Option<String>,
     until: Option<String>,
     filters: Option<String>,
@@ -41,7 +41,7 @@ fn unix_nanos(s: &str, what: &str) -> Result<i64, ApiError> {
     Ok(secs * 1_000_000_000 + nanos)
 }
 
-pub async fn events(State(d): State<Arc<Daemon>>, Q(q): Q<EventsQuery>) -> ApiResult {
+pub(super) async fn events(State(d): State<Arc<Daemon>>, Q(q): Q<EventsQuery>) -> ApiResult {
     tracing::debug!(since = ?q.since, until = ?q.until, filters = ?q.filters, "events follower");
     let filters = parse_filters(q.filters.as_deref())?;
     let since = q
@@ -73,7 +73,7 @@ pub async fn events(State(d): State<Arc<Daemon>>, Q(q): Q<EventsQuery>) -> ApiRe
         }
         let deadline = until.map(|u| {
             let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
-            tokio::time::Instant::now() + Duration::from_nanos((u - now).max(0) as u64)
+            tokio::time::Instant::now() + Duration::from_nanos(u64::try_from(u - now).unwrap_or(0))
         });
         loop {
             let next = async {
@@ -113,12 +113,12 @@ pub async fn events(State(d): State<Arc<Daemon>>, Q(q): Q<EventsQuery>) -> ApiRe
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-pub struct CatalogQuery {
+pub(super) struct CatalogQuery {
     index: Option<u64>,
     wait: Option<String>,
 }
 
-pub async fn catalog_get(State(d): State<Arc<Daemon>>, Q(q): Q<CatalogQuery>) -> ApiResult {
+pub(super) async fn catalog_get(State(d): State<Arc<Daemon>>, Q(q): Q<CatalogQuery>) -> ApiResult {
     let mut rx = d.journal.index();
     if let Some(seen) = q.index {
         let wait = match q.wait.as_deref() {

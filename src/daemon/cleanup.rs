@@ -13,12 +13,12 @@ use berth_firewall::PortMapping;
 use super::{Daemon, Inner};
 
 /// Who holds an address in a pool while stale elements lead to it.
-pub const HOLDER: &str = "berth:published-port-cleanup";
+pub(super) const HOLDER: &str = "berth:published-port-cleanup";
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const LAST_RETRY: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
-pub struct Stale {
+pub(crate) struct Stale {
     pub elements: Vec<PortMapping>,
     /// The last failure, for `info` and the log.
     pub error: Option<String>,
@@ -27,7 +27,7 @@ pub struct Stale {
 }
 
 /// The next wait after a failed retry: doubling, at most `LAST_RETRY`.
-pub fn next_delay(d: Duration) -> Duration {
+pub(super) fn next_delay(d: Duration) -> Duration {
     (d * 2).min(LAST_RETRY)
 }
 

@@ -457,7 +457,7 @@ mod tests {
         let mut snap = Snapshot::default();
         let mut followed = base.clone();
         for (i, (key, value)) in history.iter().enumerate() {
-            let revision = i as i64 + 2;
+            let revision = i64::try_from(i).unwrap() + 2;
             if let Some(change) = step(&mut snap, key, value.as_deref(), revision) {
                 dns_apply(&mut followed, &snap, &change);
             }

@@ -518,7 +518,13 @@ mod tests {
         let mut snap = Snapshot::default();
         let mut indexes = vec![];
         for (i, (key, value)) in history.iter().enumerate() {
-            let change = step(&mut snap, key, value.as_deref(), i as i64 + 2).unwrap();
+            let change = step(
+                &mut snap,
+                key,
+                value.as_deref(),
+                i64::try_from(i).unwrap() + 2,
+            )
+            .unwrap();
             events.apply(&snap, &change);
             catalog.apply(&snap, &change);
             indexes.push(*journal.index().borrow());

@@ -50,20 +50,20 @@ pub(crate) struct Writes {
 
 impl Writes {
     /// One container record put.
-    pub fn container(c: &Container) -> Writes {
+    pub(crate) fn container(c: &Container) -> Writes {
         let mut w = Writes::default();
         w.put_container(c);
         w
     }
 
     /// One network record put.
-    pub fn network(n: &Network) -> Writes {
+    pub(crate) fn network(n: &Network) -> Writes {
         let mut w = Writes::default();
         w.put_network(n);
         w
     }
 
-    pub fn put_network(&mut self, n: &Network) -> &mut Self {
+    pub(crate) fn put_network(&mut self, n: &Network) -> &mut Self {
         self.ops.push(Op::put(
             network(&n.id),
             serde_json::to_vec(&crate::daemon::without_allocations(n)).expect("serializable"),
@@ -71,12 +71,12 @@ impl Writes {
         self
     }
 
-    pub fn delete_network(&mut self, id: &str) -> &mut Self {
+    pub(crate) fn delete_network(&mut self, id: &str) -> &mut Self {
         self.ops.push(Op::Delete(network(id)));
         self
     }
 
-    pub fn put_container(&mut self, c: &Container) -> &mut Self {
+    pub(crate) fn put_container(&mut self, c: &Container) -> &mut Self {
         self.ops.push(Op::put(
             container(&c.id),
             serde_json::to_vec(c).expect("serializable"),
@@ -84,13 +84,13 @@ impl Writes {
         self
     }
 
-    pub fn delete_container(&mut self, id: &str) -> &mut Self {
+    pub(crate) fn delete_container(&mut self, id: &str) -> &mut Self {
         self.ops.push(Op::Delete(container(id)));
         self
     }
 
     /// The endpoint's addresses, each claimed only if nobody holds it.
-    pub fn claim(&mut self, owner: &str, ep: &Endpoint) -> &mut Self {
+    pub(crate) fn claim(&mut self, owner: &str, ep: &Endpoint) -> &mut Self {
         for ip in ep.ipv4.iter().chain(ep.ipv6.iter()) {
             let key = address(&ep.network_id, *ip);
             self.compares.push(Compare::Absent(key.clone()));
@@ -99,14 +99,14 @@ impl Writes {
         self
     }
 
-    pub fn release(&mut self, ep: &Endpoint) -> &mut Self {
+    pub(crate) fn release(&mut self, ep: &Endpoint) -> &mut Self {
         for ip in ep.ipv4.iter().chain(ep.ipv6.iter()) {
             self.ops.push(Op::Delete(address(&ep.network_id, *ip)));
         }
         self
     }
 
-    pub fn into_txn(self) -> Txn {
+    pub(crate) fn into_txn(self) -> Txn {
         Txn::when(self.compares, self.ops)
     }
 }

@@ -16,7 +16,7 @@ pub(crate) const V1_FILE: &str = "berth.db";
 pub(crate) const V1_MOVED: &str = "berth.db.v1";
 
 #[derive(Debug, thiserror::Error)]
-pub enum MigrateError {
+pub(super) enum MigrateError {
     #[error("reading the state of an older berth ({path}): {reason}")]
     Read { path: String, reason: String },
     #[error("a record of an older berth ({key}) cannot be read: {source}")]

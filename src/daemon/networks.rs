@@ -11,12 +11,12 @@ use super::keys::{self, Writes};
 use super::{Daemon, Error, Result};
 use crate::model::{new_id, valid_ifname, valid_name, Driver, Network};
 
-pub const DEFAULT_BRIDGE: &str = "berth0";
-pub const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
-pub const OPT_MTU: &str = "com.docker.network.driver.mtu";
-pub const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
-pub const OPT_MASQ: &str = "com.docker.network.bridge.enable_ip_masquerade";
-pub const OPT_DEFAULT_BRIDGE: &str = "com.docker.network.bridge.default_bridge";
+pub(super) const DEFAULT_BRIDGE: &str = "berth0";
+pub(super) const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+pub(super) const OPT_MTU: &str = "com.docker.network.driver.mtu";
+pub(super) const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
+pub(super) const OPT_MASQ: &str = "com.docker.network.bridge.enable_ip_masquerade";
+pub(super) const OPT_DEFAULT_BRIDGE: &str = "com.docker.network.bridge.default_bridge";
 
 #[derive(Debug, Clone, Default)]
 pub struct IpamConfigReq {
@@ -485,7 +485,7 @@ mod tests {
 
     #[test]
     fn ipv6_needs_flag_and_gets_a_default_subnet() {
-        assert!(plan_pools(&[req("fd00:1::/64")], false, "x", &[], &[]).is_err());
+        plan_pools(&[req("fd00:1::/64")], false, "x", &[], &[]).unwrap_err();
         let (pools, _) = plan_pools(&[req("10.9.0.0/24")], true, "x", &[], &[]).unwrap();
         assert_eq!(pools.len(), 2);
         assert!(pools[1].subnet().addr().is_ipv6());

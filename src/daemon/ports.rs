@@ -25,10 +25,10 @@ pub enum ProxyMode {
     Always,
 }
 
-pub type PortKey = (Proto, IpAddr, u16);
+pub(super) type PortKey = (Proto, IpAddr, u16);
 
 /// A published host port in the daemon: whose it is, and its proxy.
-pub struct Holder {
+pub(crate) struct Holder {
     pub container: String,
     target: watch::Sender<Option<SocketAddr>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -98,14 +98,14 @@ impl Claims for Taker {
 }
 
 /// Ports taken for a container that is about to start; dropping it gives them back.
-pub struct Taken {
+pub(crate) struct Taken {
     pub published: Vec<Published>,
     held: Vec<(PortKey, Held)>,
 }
 
 /// What the container asked for: its bindings, plus an ephemeral one for every exposed
 /// port without a binding when `-P` was given.
-pub fn requests(c: &Container) -> Result<Vec<BindingRequest>> {
+pub(super) fn requests(c: &Container) -> Result<Vec<BindingRequest>> {
     let mut out = Vec::new();
     for (pp, list) in &c.config.port_bindings {
         for (ip, port) in list {
@@ -126,7 +126,7 @@ pub fn requests(c: &Container) -> Result<Vec<BindingRequest>> {
     Ok(out)
 }
 
-pub fn port_error(e: berth_ports::PortError) -> Error {
+pub(super) fn port_error(e: berth_ports::PortError) -> Error {
     match e {
         berth_ports::PortError::Allocated { .. } | berth_ports::PortError::Exhausted { .. } => {
             Error::Conflict(e.to_string())
@@ -136,7 +136,7 @@ pub fn port_error(e: berth_ports::PortError) -> Error {
 }
 
 /// Refuses port publishing where there is no address of the container's own to send to.
-pub fn check_mode(mode: &NetworkMode, publishing: bool) -> Result<()> {
+pub(super) fn check_mode(mode: &NetworkMode, publishing: bool) -> Result<()> {
     if !publishing {
         return Ok(());
     }
@@ -172,7 +172,7 @@ fn target_of(c: &Container, p: &Published) -> Option<SocketAddr> {
 /// of every loopback binding. The guard is there whoever serves the port (with
 /// `--userland-proxy always` too): it is what keeps a neighbour out when the host routes
 /// 127/8 (`route_localnet`).
-pub fn mappings(c: &Container, mode: ProxyMode) -> Vec<PortMapping> {
+pub(super) fn mappings(c: &Container, mode: ProxyMode) -> Vec<PortMapping> {
     c.ports
         .iter()
         .filter_map(|p| {
@@ -191,7 +191,7 @@ pub fn mappings(c: &Container, mode: ProxyMode) -> Vec<PortMapping> {
 }
 
 /// The ephemeral range: the kernel's `ip_local_port_range`, as Docker uses.
-pub fn ephemeral_range() -> PortRange {
+pub(super) fn ephemeral_range() -> PortRange {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|s| {
@@ -370,7 +370,7 @@ impl Daemon {
 }
 
 /// A container port and its host bindings as (HostIp, HostPort); `None`: exposed only.
-pub type PortState = (PortProto, Option<Vec<(String, String)>>);
+pub(super) type PortState = (PortProto, Option<Vec<(String, String)>>);
 
 /// docker's `NetworkSettings.Ports`: every exposed or published port, with its bindings
 /// (null when only exposed). Empty when the container does not run.

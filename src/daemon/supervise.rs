@@ -232,7 +232,7 @@ impl Daemon {
             Err(_) => {
                 // Still our unreaped child (the waiting task reaps it): the PID is its own.
                 let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::unistd::Pid::from_raw(pid.cast_signed()),
                     nix::sys::signal::Signal::SIGKILL,
                 );
                 (

@@ -13,7 +13,7 @@ pub const PER_SOURCE: usize = 32;
 /// Open connections to one listener: aardvark-dns's whole budget, now per network.
 pub const PER_LISTENER: usize = 256;
 /// Open connections in all: bounds the resolver's descriptors however many networks exist.
-pub const TOTAL: usize = 2048;
+pub(super) const TOTAL: usize = 2048;
 
 #[derive(Default)]
 struct Counts {
@@ -23,7 +23,7 @@ struct Counts {
 
 /// One listener's counts, sharing the overall budget with the others.
 #[derive(Clone)]
-pub struct Limiter {
+pub(super) struct Limiter {
     own: Arc<Mutex<Counts>>,
     all: Arc<Mutex<usize>>,
     per_source: usize,
@@ -32,22 +32,22 @@ pub struct Limiter {
 }
 
 /// A connection's place; given back when dropped.
-pub struct Slot {
+pub(super) struct Slot {
     limiter: Limiter,
     source: IpAddr,
 }
 
 impl Limiter {
     /// The overall budget that every listener's `Limiter` shares.
-    pub fn budget() -> Arc<Mutex<usize>> {
+    pub(super) fn budget() -> Arc<Mutex<usize>> {
         Arc::new(Mutex::new(0))
     }
 
-    pub fn new(all: Arc<Mutex<usize>>) -> Limiter {
+    pub(super) fn new(all: Arc<Mutex<usize>>) -> Limiter {
         Limiter::with_limits(all, PER_SOURCE, PER_LISTENER, TOTAL)
     }
 
-    pub fn with_limits(
+    pub(super) fn with_limits(
         all: Arc<Mutex<usize>>,
         per_source: usize,
         per_listener: usize,
@@ -63,7 +63,7 @@ impl Limiter {
     }
 
     /// A slot for a new connection from `source`, or `None`: close it at once.
-    pub fn admit(&self, source: IpAddr) -> Option<Slot> {
+    pub(super) fn admit(&self, source: IpAddr) -> Option<Slot> {
         let mut own = self.own.lock().expect("lock");
         let from = own.by_source.get(&source).copied().unwrap_or(0);
         if from >= self.per_source || own.total >= self.per_listener {

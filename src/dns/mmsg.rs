@@ -3,6 +3,10 @@
 //! them; nix does, behind an API that allocates per call, so this is a small safe wrapper
 //! over libc.
 
+// Lengths given to the kernel are those of fixed buffers (a batch of 64 slots of 4 KiB), far
+// inside its `c_uint`/`socklen_t`.
+#![allow(clippy::cast_possible_truncation)]
+
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::SocketAddr;
@@ -12,10 +16,10 @@ use socket2::SockAddr;
 
 /// Datagrams taken per call. A query is at most 512 bytes, or the EDNS size it offers
 /// (a larger datagram is cut, flagged MSG_TRUNC and answered as malformed).
-pub const BATCH: usize = 32;
+pub(super) const BATCH: usize = 32;
 const SLOT: usize = 4096;
 
-pub struct RecvBatch {
+pub(super) struct RecvBatch {
     bufs: Vec<u8>,
     addrs: Vec<libc::sockaddr_storage>,
     lens: [usize; BATCH],
@@ -38,7 +42,7 @@ impl Default for RecvBatch {
 
 impl RecvBatch {
     /// Takes what is queued on `fd`, without waiting: the count, or WouldBlock.
-    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+    pub(super) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         let mut iovs: [libc::iovec; BATCH] = [libc::iovec {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
@@ -67,7 +71,7 @@ impl RecvBatch {
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        let n = n as usize;
+        let n = usize::try_from(n).unwrap_or(0);
         for (i, h) in hdrs.iter().enumerate().take(n) {
             self.lens[i] = h.msg_len as usize;
             self.addr_lens[i] = h.msg_hdr.msg_namelen;
@@ -77,7 +81,7 @@ impl RecvBatch {
     }
 
     /// Datagram `i` of the last `recv`: its bytes (None if it was cut) and its sender.
-    pub fn get(&self, i: usize) -> (Option<&[u8]>, Option<SocketAddr>) {
+    pub(super) fn get(&self, i: usize) -> (Option<&[u8]>, Option<SocketAddr>) {
         let data = (!self.truncated[i]).then(|| &self.bufs[i * SLOT..i * SLOT + self.lens[i]]);
         let mut storage = socket2::SockAddrStorage::zeroed();
         // SAFETY: sockaddr_storage is one of the platform's sockaddr types, and the kernel
@@ -91,7 +95,7 @@ impl RecvBatch {
 }
 
 /// Sends as many of `msgs` as the socket takes now; returns how many went.
-pub fn send_batch(fd: RawFd, msgs: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
+pub(super) fn send_batch(fd: RawFd, msgs: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
     let n = msgs.len().min(BATCH);
     if n == 0 {
         return Ok(0);
@@ -118,5 +122,5 @@ pub fn send_batch(fd: RawFd, msgs: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize
     if sent < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(sent as usize)
+    Ok(usize::try_from(sent).unwrap_or(0))
 }

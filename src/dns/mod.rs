@@ -304,7 +304,7 @@ impl Resolver {
                 },
             };
             let mut framed = Vec::with_capacity(out.len() + 2);
-            framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
+            framed.extend_from_slice(&u16::try_from(out.len()).unwrap_or(u16::MAX).to_be_bytes());
             framed.extend_from_slice(&out);
             s.write_all(&framed).await?;
         }
@@ -406,7 +406,7 @@ async fn relay_tcp(query: &[u8], up: SocketAddr, timeout: Duration) -> Option<Ve
     let exchange = async {
         let mut s = TcpStream::connect(up).await.ok()?;
         let mut framed = Vec::with_capacity(query.len() + 2);
-        framed.extend_from_slice(&(query.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&u16::try_from(query.len()).unwrap_or(u16::MAX).to_be_bytes());
         framed.extend_from_slice(query);
         s.write_all(&framed).await.ok()?;
         let mut len = [0u8; 2];

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub fn root() -> bool {
+pub(crate) fn root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
@@ -24,11 +24,11 @@ macro_rules! need_root {
     };
 }
 
-pub fn berth_bin() -> &'static str {
+pub(crate) fn berth_bin() -> &'static str {
     env!("CARGO_BIN_EXE_berth")
 }
 
-pub struct Ns {
+pub(crate) struct Ns {
     holder: Child,
     /// PID (in our namespace) of the holder's init, inside the new namespaces.
     pub pid: u32,
@@ -69,12 +69,12 @@ impl Ns {
         Ns { holder, pid }
     }
 
-    pub fn netns_path(&self) -> String {
+    pub(crate) fn netns_path(&self) -> String {
         format!("/proc/{}/ns/net", self.pid)
     }
 
     /// A shell command inside the namespaces.
-    pub fn sh(&self, script: &str) -> Output {
+    pub(crate) fn sh(&self, script: &str) -> Output {
         Command::new("nsenter")
             .args([
                 "-t",
@@ -92,7 +92,7 @@ impl Ns {
             .expect("nsenter")
     }
 
-    pub fn sh_ok(&self, script: &str) -> String {
+    pub(crate) fn sh_ok(&self, script: &str) -> String {
         let o = self.sh(script);
         assert!(
             o.status.success(),
@@ -103,7 +103,7 @@ impl Ns {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
-    pub fn spawn(&self, script: &str) -> Child {
+    pub(crate) fn spawn(&self, script: &str) -> Child {
         Command::new("nsenter")
             .args([
                 "-t",
@@ -127,7 +127,7 @@ impl Ns {
 impl Drop for Ns {
     fn drop(&mut self) {
         let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid as i32),
+            nix::unistd::Pid::from_raw(self.pid.cast_signed()),
             nix::sys::signal::Signal::SIGKILL,
         );
         let _ = self.holder.kill();
@@ -138,7 +138,7 @@ impl Drop for Ns {
 /// A daemon host, optionally wired to an "outside" namespace that plays the internet:
 /// host `uplink` 203.0.113.1/24 ↔ outside 203.0.113.2/24, default route through it. The
 /// outside has no route back to container subnets: only masqueraded traffic gets answers.
-pub struct Host {
+pub(crate) struct Host {
     pub ns: Ns,
     pub outside: Option<Ns>,
     pub dir: tempfile::TempDir,
@@ -149,7 +149,7 @@ pub struct Host {
 }
 
 impl Host {
-    pub fn new() -> Host {
+    pub(crate) fn new() -> Host {
         let ns = Ns::new(true);
         let dir = tempfile::Builder::new()
             .prefix("berth-test-")
@@ -165,7 +165,7 @@ impl Host {
         }
     }
 
-    pub fn with_outside() -> Host {
+    pub(crate) fn with_outside() -> Host {
         let mut h = Host::new();
         let out = Ns::new(false);
         // Created from the outside (which shares our PID namespace, so the host's PID
@@ -195,22 +195,22 @@ impl Host {
         h
     }
 
-    pub fn socket(&self) -> PathBuf {
+    pub(crate) fn socket(&self) -> PathBuf {
         self.dir.path().join("berth.sock")
     }
 
-    pub fn start_daemon(&mut self) {
+    pub(crate) fn start_daemon(&mut self) {
         self.start_daemon_with(&[]);
     }
 
     /// The daemon with extra flags (e.g. `--userland-proxy always`).
-    pub fn start_daemon_with(&mut self, extra: &[&str]) {
+    pub(crate) fn start_daemon_with(&mut self, extra: &[&str]) {
         self.start_daemon_env(extra, &[]);
     }
 
     /// The daemon with extra flags and environment (e.g. a PATH whose `nft` can be made
     /// to fail).
-    pub fn start_daemon_env(&mut self, extra: &[&str], env: &[(&str, String)]) {
+    pub(crate) fn start_daemon_env(&mut self, extra: &[&str], env: &[(&str, String)]) {
         let d = self.dir.path();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -249,12 +249,12 @@ impl Host {
         panic!("daemon did not answer: {}", self.daemon_log());
     }
 
-    pub fn daemon_log(&self) -> String {
+    pub(crate) fn daemon_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
     }
 
     /// `kill -9` of the daemon (nsenter forked it: kill the real daemon, its child).
-    pub fn kill9_daemon(&mut self) {
+    pub(crate) fn kill9_daemon(&mut self) {
         if let Some(mut c) = self.daemon.take() {
             let kids = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", c.id()))
                 .unwrap_or_default();
@@ -277,7 +277,7 @@ impl Host {
         }
     }
 
-    pub fn berth(&self, args: &[&str]) -> Output {
+    pub(crate) fn berth(&self, args: &[&str]) -> Output {
         Command::new(berth_bin())
             .arg("-H")
             .arg(format!("unix://{}", self.socket().display()))
@@ -288,7 +288,7 @@ impl Host {
     }
 
     /// Runs berth and asserts success; returns stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let o = self.berth(args);
         assert!(
             o.status.success(),
@@ -301,7 +301,7 @@ impl Host {
     }
 
     /// Runs berth expecting failure; returns stderr.
-    pub fn fails(&self, args: &[&str]) -> String {
+    pub(crate) fn fails(&self, args: &[&str]) -> String {
         let o = self.berth(args);
         assert!(
             !o.status.success(),
@@ -312,7 +312,7 @@ impl Host {
     }
 
     /// A detached container on `net` that answers every TCP connection to `port` with `reply`.
-    pub fn server(&self, name: &str, net: &str, port: u16, reply: &str) {
+    pub(crate) fn server(&self, name: &str, net: &str, port: u16, reply: &str) {
         self.ok(&[
             "run",
             "-d",
@@ -328,14 +328,14 @@ impl Host {
     }
 
     /// `run -d --name NAME FLAGS -- sleep 300`: an address to reach or to hold.
-    pub fn sleeper(&self, name: &str, flags: &[&str]) {
+    pub(crate) fn sleeper(&self, name: &str, flags: &[&str]) {
         let mut a = vec!["run", "-d", "--name", name];
         a.extend_from_slice(flags);
         a.extend_from_slice(&["--", "sleep", "300"]);
         self.ok(&a);
     }
 
-    pub fn docker(&self, args: &[&str]) -> Output {
+    pub(crate) fn docker(&self, args: &[&str]) -> Output {
         let cfg = self.dir.path().join("docker-config");
         std::fs::create_dir_all(&cfg).unwrap();
         Command::new("docker")
@@ -347,7 +347,7 @@ impl Host {
             .unwrap()
     }
 
-    pub fn ip_of(&self, ctr: &str, net: &str) -> String {
+    pub(crate) fn ip_of(&self, ctr: &str, net: &str) -> String {
         self.ok(&[
             "inspect",
             "-f",
@@ -359,7 +359,7 @@ impl Host {
     }
 
     /// Interfaces (names) of the host namespace.
-    pub fn links(&self) -> Vec<String> {
+    pub(crate) fn links(&self) -> Vec<String> {
         self.ns
             .sh_ok("ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1")
             .lines()
@@ -368,7 +368,7 @@ impl Host {
     }
 
     /// Runs a command in the outside namespace and returns its stdout.
-    pub fn outside_out(&self, script: &str) -> String {
+    pub(crate) fn outside_out(&self, script: &str) -> String {
         let out = self.outside.as_ref().expect("host has no outside");
         let o = Command::new("nsenter")
             .args(["-t", &out.pid.to_string(), "-n", "--", "sh", "-c", script])
@@ -378,7 +378,7 @@ impl Host {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
-    pub fn outside_sh(&self, script: &str) -> Child {
+    pub(crate) fn outside_sh(&self, script: &str) -> Child {
         let out = self.outside.as_ref().expect("host has no outside");
         // A process group of its own: whatever the script starts is killed with it, also
         // after the shell itself was killed or exited.
@@ -405,14 +405,14 @@ impl Drop for Host {
         self.kill9_daemon();
         for pid in self.outside_pids.lock().unwrap().drain(..) {
             let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid as i32),
+                nix::unistd::Pid::from_raw(pid.cast_signed()),
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
     }
 }
 
-pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(10) {
         if f() {

@@ -237,15 +237,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("UNSET") && e.contains("give it"), "{e}");
-        assert!(interpolate("${EMPTY?x}", &env).is_ok());
-        assert!(interpolate("${EMPTY:?x}", &env).is_err());
+        interpolate("${EMPTY?x}", &env).unwrap();
+        interpolate("${EMPTY:?x}", &env).unwrap_err();
         assert!(interpolate("${SET", &env)
             .unwrap_err()
             .to_string()
             .contains("unclosed"));
-        assert!(interpolate("a $ b", &env).is_err());
-        assert!(interpolate("${1X}", &env).is_err());
-        assert!(interpolate("${SET!x}", &env).is_err());
+        interpolate("a $ b", &env).unwrap_err();
+        interpolate("${1X}", &env).unwrap_err();
+        interpolate("${SET!x}", &env).unwrap_err();
     }
 
     #[test]

@@ -17,6 +17,11 @@ pub use model::Project;
 
 /// Compose durations (`1m30s`, `10s`, `500ms`, `2h`, `1.5s`; a bare number is seconds) in
 /// nanoseconds.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "float to integer casts saturate (NaN and negatives to 0), which is what a duration wants"
+)]
 pub fn duration_ns(s: &str) -> Result<u64, String> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<f64>() {

@@ -109,7 +109,7 @@ pub fn create_body(p: &Project, service: &str, n: u32) -> Value {
             let host = if h0 == 0 {
                 String::new()
             } else if h1 > h0 && h1 - h0 == c1 - c0 {
-                (h0 + i as u32).to_string()
+                (h0 + u32::try_from(i).unwrap_or(u32::MAX)).to_string()
             } else {
                 port.published.clone()
             };

@@ -147,7 +147,7 @@ fn header_only(query: &[u8], code: ResponseCode) -> Vec<u8> {
     h[..2].copy_from_slice(&query[..2]);
     // QR, the opcode, RD from the query; RA.
     h[2] = 0x80 | (query[2] & 0x79);
-    h[3] = 0x80 | (u16::from(code) as u8 & 0x0f);
+    h[3] = 0x80 | (u16::from(code) & 0x0f).to_be_bytes()[1];
     h
 }
 
@@ -197,7 +197,7 @@ fn header_only_of(r: &Message) -> Vec<u8> {
     let mut h = vec![0u8; 12];
     h[..2].copy_from_slice(&r.metadata.id.to_be_bytes());
     h[2] = 0x80 | (u8::from(r.metadata.op_code) << 3) & 0x78;
-    h[3] = 0x80 | (u16::from(ResponseCode::ServFail) as u8);
+    h[3] = 0x80 | u16::from(ResponseCode::ServFail).to_be_bytes()[1];
     h
 }
 

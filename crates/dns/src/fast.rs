@@ -147,7 +147,14 @@ pub(crate) fn answer(
     };
     let total = members.iter().filter(|m| have(m)).count();
     let n = total.min(fits);
-    header(out, q, &p, 0, n < total, n as u16);
+    header(
+        out,
+        q,
+        &p,
+        0,
+        n < total,
+        u16::try_from(n).unwrap_or(u16::MAX),
+    );
     let rot = index.next_rotation();
     let k = rot % members.len().max(1);
     for m in members[k..]

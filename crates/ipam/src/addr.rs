@@ -16,7 +16,7 @@ pub(crate) fn from_u128(v: u128, v6: bool) -> IpAddr {
     if v6 {
         IpAddr::V6(Ipv6Addr::from(v))
     } else {
-        IpAddr::V4(Ipv4Addr::from(v as u32))
+        IpAddr::V4(Ipv4Addr::from(u32::try_from(v).unwrap_or(u32::MAX)))
     }
 }
 

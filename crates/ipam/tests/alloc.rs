@@ -108,7 +108,7 @@ fn ip_range_limits_dynamic_allocation_only() {
         alloc_n(&mut p, 4),
         ["10.1.1.0", "10.1.1.1", "10.1.1.2", "10.1.1.3"]
     );
-    assert!(p.allocate("x").is_err());
+    p.allocate("x").unwrap_err();
     // `--ip` may still pick outside the range, as Docker allows.
     p.allocate_static(ip("10.1.7.7"), "s").unwrap();
     assert_eq!(p.owner_of(ip("10.1.7.7")), Some("s"));
@@ -259,7 +259,7 @@ fn slash_32_has_no_dynamic_address() {
 fn top_of_address_space_does_not_overflow() {
     let mut p = pool("255.255.255.252/30");
     assert_eq!(p.allocate("a").unwrap(), ip("255.255.255.254"));
-    assert!(p.allocate("a").is_err());
+    p.allocate("a").unwrap_err();
     let mut p = pool_with("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fff0/124", |c| {
         c.ip_range = Some(net("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe/127"))
     });
@@ -271,7 +271,7 @@ fn top_of_address_space_does_not_overflow() {
         p.allocate("a").unwrap(),
         ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
     );
-    assert!(p.allocate("a").is_err());
+    p.allocate("a").unwrap_err();
 }
 
 #[test]
@@ -300,7 +300,7 @@ fn ipv6_skips_anycast_and_has_no_broadcast() {
             "fd00::ffff:ffff:ffff:ffff"
         ]
     );
-    assert!(p.allocate("x").is_err());
+    p.allocate("x").unwrap_err();
 }
 
 #[test]
@@ -311,7 +311,7 @@ fn ipv6_tiny_subnets() {
     assert_eq!(p.allocate("a").unwrap_err().kind(), ErrorKind::Exhausted);
     let mut p = pool("fd00::9/128");
     assert_eq!(p.available(), 0);
-    assert!(p.allocate("a").is_err());
+    p.allocate("a").unwrap_err();
 }
 
 #[test]

@@ -1,3 +1,10 @@
+// Offsets into address spaces are computed in i128 and u128 and stay within a pool's
+// size, so these casts cannot lose a value.
+#![allow(
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_truncation
+)]
 //! Random operation sequences checked against a naive model that enumerates
 //! the (small) pool, so every answer of `Pool` is predicted independently.
 

@@ -154,7 +154,7 @@ fn plan_one(
             for i in 0..n {
                 let p = (u32::from(start) - u32::from(ephemeral.start) + i) % n
                     + u32::from(ephemeral.start);
-                let p = p as u16;
+                let p = u16::try_from(p).expect("within the ephemeral range");
                 if take_all(p) {
                     *cursor = if p == ephemeral.end {
                         ephemeral.start
@@ -231,7 +231,7 @@ mod tests {
             "Bind for 0.0.0.0:8080 failed: port is already allocated"
                 .replace("0.0.0.0", "127.0.0.1")
         );
-        assert!(plan(&req("8080:80/udp"), EPH, &mut cur, true, &mut m).is_ok());
+        plan(&req("8080:80/udp"), EPH, &mut cur, true, &mut m).unwrap();
     }
 
     #[test]
@@ -260,7 +260,7 @@ mod tests {
         assert_eq!(p[0].host_port, 9001);
         let p = plan(&req("9000-9002:80"), EPH, &mut cur, false, &mut m).unwrap();
         assert_eq!(p[0].host_port, 9002);
-        assert!(plan(&req("9000-9002:80"), EPH, &mut cur, false, &mut m).is_err());
+        plan(&req("9000-9002:80"), EPH, &mut cur, false, &mut m).unwrap_err();
     }
 
     #[test]
@@ -268,7 +268,7 @@ mod tests {
         let mut m = Model::default();
         m.host_busy.insert(8002);
         let mut cur = 0;
-        assert!(plan(&req("8000-8002:80-82"), EPH, &mut cur, true, &mut m).is_err());
+        plan(&req("8000-8002:80-82"), EPH, &mut cur, true, &mut m).unwrap_err();
         assert!(m.held.is_empty());
     }
 
@@ -286,8 +286,8 @@ mod tests {
                 .to_string(),
             "::1"
         );
-        assert!(BindingRequest::parse(c, "nope", "80").is_err());
-        assert!(BindingRequest::parse(c, "", "x").is_err());
+        BindingRequest::parse(c, "nope", "80").unwrap_err();
+        BindingRequest::parse(c, "", "x").unwrap_err();
     }
 
     proptest! {

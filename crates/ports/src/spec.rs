@@ -259,7 +259,9 @@ impl PublishSpec {
                 let host = match self.host_ports {
                     None => String::new(),
                     Some(h) if self.container.len() == 1 && h.len() > 1 => h.to_string(),
-                    Some(h) => (h.start + i as u16).to_string(),
+                    Some(h) => {
+                        (u32::from(h.start) + u32::try_from(i).unwrap_or(u32::MAX)).to_string()
+                    }
                 };
                 (
                     PortProto {
@@ -368,7 +370,7 @@ mod tests {
     fn expose() {
         assert_eq!(parse_expose("7000-7002/udp").unwrap().len(), 3);
         assert_eq!(parse_expose("80").unwrap()[0].to_string(), "80/tcp");
-        assert!(parse_expose("x").is_err());
+        parse_expose("x").unwrap_err();
     }
 
     fn arb_spec() -> impl Strategy<Value = PublishSpec> {
@@ -420,9 +422,9 @@ mod tests {
         #[test]
         fn expansion_matches_the_ranges(spec in arb_spec()) {
             let b = spec.bindings();
-            prop_assert_eq!(b.len() as u32, spec.container.len());
+            prop_assert_eq!(u32::try_from(b.len()).unwrap(), spec.container.len());
             for (i, (pp, _, host)) in b.iter().enumerate() {
-                prop_assert_eq!(u32::from(pp.port), u32::from(spec.container.start) + i as u32);
+                prop_assert_eq!(u32::from(pp.port), u32::from(spec.container.start) + u32::try_from(i).unwrap());
                 if spec.host_ports.is_none() { prop_assert!(host.is_empty()); }
             }
         }

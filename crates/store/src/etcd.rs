@@ -67,11 +67,11 @@ impl Etcd {
 
 /// gRPC status codes, by the names etcd's errors use.
 mod tonic_code {
-    pub use tonic::Code as C;
-    pub const INVALID_ARGUMENT: C = C::InvalidArgument;
-    pub const FAILED_PRECONDITION: C = C::FailedPrecondition;
-    pub const OUT_OF_RANGE: C = C::OutOfRange;
-    pub const NOT_FOUND: C = C::NotFound;
+    pub(super) use tonic::Code as C;
+    pub(super) const INVALID_ARGUMENT: C = C::InvalidArgument;
+    pub(super) const FAILED_PRECONDITION: C = C::FailedPrecondition;
+    pub(super) const OUT_OF_RANGE: C = C::OutOfRange;
+    pub(super) const NOT_FOUND: C = C::NotFound;
 }
 
 fn unavailable(endpoints: &str, e: ec::Error) -> StoreError {
@@ -182,7 +182,7 @@ impl Store for Etcd {
         Box::pin(async move {
             let mut c = self.client.clone();
             // etcd's TTLs are whole seconds.
-            let secs = ttl.as_secs().max(1) as i64;
+            let secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
             let r = c.lease_grant(secs, None).await.map_err(|e| self.err(e))?;
             Ok(r.id())
         })

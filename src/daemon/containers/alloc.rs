@@ -250,7 +250,7 @@ pub(crate) mod tests {
         let (eps, _) = allocate_endpoints(&mut st, &first).unwrap();
         assert_eq!(eps[0].ipv4.unwrap().to_string(), "10.2.0.2");
         let both = ctr("c2", &[("a", None), ("b", None)]);
-        assert!(allocate_endpoints(&mut st, &both).is_err());
+        allocate_endpoints(&mut st, &both).unwrap_err();
         // a's address went back: nobody holds it, and a's pool still hands addresses out
         // (not that one at once: no immediate reuse, as docker).
         let a = &st.networks["id-a"].pools[0];
@@ -274,11 +274,11 @@ pub(crate) mod tests {
         let mut st = inner(&[net("a", "10.1.0.0/24")]);
         let one = ctr("c1", &[("a", Some("10.1.0.9"))]);
         let (eps, _) = allocate_endpoints(&mut st, &one).unwrap();
-        assert!(allocate_endpoints(&mut st, &ctr("c2", &[("a", Some("10.1.0.9"))])).is_err());
+        allocate_endpoints(&mut st, &ctr("c2", &[("a", Some("10.1.0.9"))])).unwrap_err();
         let mut held = one.clone();
         held.endpoints = eps;
         release_endpoints(&mut st, &held);
-        assert!(allocate_endpoints(&mut st, &ctr("c2", &[("a", Some("10.1.0.9"))])).is_ok());
+        allocate_endpoints(&mut st, &ctr("c2", &[("a", Some("10.1.0.9"))])).unwrap();
     }
 
     #[test]

@@ -354,7 +354,7 @@ mod tests {
             ipv4: Some("10.1.0.7".parse().unwrap()),
             ..Default::default()
         };
-        assert!(check_request(&n, &inside).is_ok());
+        check_request(&n, &inside).unwrap();
         let outside = EndpointRequest {
             ipv4: Some("10.9.0.7".parse().unwrap()),
             ..Default::default()
@@ -375,7 +375,7 @@ mod tests {
     #[test]
     fn create_checks_what_reaches_the_sandbox() {
         let mut r = req("a");
-        assert!(check_create(&r).is_ok());
+        check_create(&r).unwrap();
         r.dns_search = vec![".".into()];
         assert!(check_create(&r).is_ok(), "'.' means no search domains");
         r.extra_hosts = vec!["a\nb:1.2.3.4".into()];

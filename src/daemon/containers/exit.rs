@@ -24,7 +24,7 @@ impl Daemon {
             }
             // Reap it if it is our child; a re-adopted shim belongs to init.
             let _ = nix::sys::wait::waitpid(
-                nix::unistd::Pid::from_raw(shim_pid as i32),
+                nix::unistd::Pid::from_raw(shim_pid.cast_signed()),
                 Some(nix::sys::wait::WaitPidFlag::WNOHANG),
             );
             d.on_exit(&id, shim_pid).await;

@@ -75,9 +75,9 @@ pub struct ExecRequest {
     pub tty: bool,
 }
 
-pub use crate::logs::LOG_FILE;
+pub(super) use crate::logs::LOG_FILE;
 /// Host-side veth names: berth's own prefix, so leftovers are recognisable at start.
-pub const HOST_VETH_PREFIX: &str = "bv";
+pub(super) const HOST_VETH_PREFIX: &str = "bv";
 
 impl Daemon {
     pub async fn snapshot(&self) -> (Vec<Network>, Vec<Container>) {

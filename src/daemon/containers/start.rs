@@ -393,7 +393,8 @@ pub(super) async fn spawn_shim(dir: &Path, fds: [OwnedFd; 3]) -> Result<(u32, u3
     match report.trim().split_once(' ') {
         Some(("ok", pid)) => Ok((shim_pid, pid.parse().unwrap_or(0))),
         other => {
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(shim_pid as i32), None);
+            let _ =
+                nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(shim_pid.cast_signed()), None);
             let msg = other
                 .map(|(_, m)| m.to_string())
                 .unwrap_or_else(|| "the shim died".into());

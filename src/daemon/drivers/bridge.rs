@@ -24,7 +24,7 @@ pub(crate) struct Bridge {
 }
 
 impl Bridge {
-    pub fn new(host: Netlink, reaper: Netlink) -> Bridge {
+    pub(crate) fn new(host: Netlink, reaper: Netlink) -> Bridge {
         Bridge {
             host,
             reaper,

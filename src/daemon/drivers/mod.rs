@@ -82,14 +82,14 @@ pub(crate) struct Drivers {
 }
 
 impl Drivers {
-    pub fn new(host: Netlink, reaper: Netlink) -> Drivers {
+    pub(super) fn new(host: Netlink, reaper: Netlink) -> Drivers {
         Drivers {
             bridge: Bridge::new(host, reaper),
             plain: Plain,
         }
     }
 
-    pub fn of(&self, d: Driver) -> &dyn NetworkDriver {
+    pub(super) fn of(&self, d: Driver) -> &dyn NetworkDriver {
         match d {
             Driver::Bridge => &self.bridge,
             Driver::Host | Driver::Null => &self.plain,

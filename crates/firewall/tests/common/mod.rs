@@ -11,7 +11,7 @@ use berth_firewall::nftables::schema::{Chain, NfListObject, NfObject, Nftables, 
 use berth_firewall::{NetworkRules, Nft};
 
 /// Why root tests cannot run here, if they cannot.
-pub fn skip_reason(extra_tools: &[&str]) -> Option<String> {
+pub(crate) fn skip_reason(extra_tools: &[&str]) -> Option<String> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let euid = status
         .lines()
@@ -46,12 +46,12 @@ macro_rules! require_root {
 }
 
 /// A network namespace deleted on drop, even when the test panics.
-pub struct Netns {
+pub(crate) struct Netns {
     pub name: String,
 }
 
 impl Netns {
-    pub fn new(tag: &str) -> Netns {
+    pub(crate) fn new(tag: &str) -> Netns {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let name = format!("berthfw-test-{}-{n}-{tag}", std::process::id());
@@ -59,19 +59,19 @@ impl Netns {
         Netns { name }
     }
 
-    pub fn nft(&self) -> Nft {
+    pub(crate) fn nft(&self) -> Nft {
         Nft::in_netns(&self.name)
     }
 
     /// Runs a command inside the namespace, panicking on failure.
-    pub fn exec(&self, cmd: &[&str]) {
+    pub(crate) fn exec(&self, cmd: &[&str]) {
         let mut full = vec!["ip", "netns", "exec", &self.name];
         full.extend_from_slice(cmd);
         run(&full);
     }
 
     /// Runs a command inside the namespace; true if it succeeded.
-    pub fn try_exec(&self, cmd: &[&str]) -> bool {
+    pub(crate) fn try_exec(&self, cmd: &[&str]) -> bool {
         Command::new("ip")
             .args(["netns", "exec", &self.name])
             .args(cmd)
@@ -82,7 +82,7 @@ impl Netns {
             .unwrap_or(false)
     }
 
-    pub fn spawn(&self, cmd: &[&str]) -> Killed {
+    pub(crate) fn spawn(&self, cmd: &[&str]) -> Killed {
         let child = Command::new("ip")
             .args(["netns", "exec", &self.name])
             .args(cmd)
@@ -103,7 +103,7 @@ impl Drop for Netns {
 }
 
 /// A child process killed (by its own pid) on drop.
-pub struct Killed(Child);
+pub(crate) struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -112,7 +112,7 @@ impl Drop for Killed {
     }
 }
 
-pub fn run(cmd: &[&str]) {
+pub(crate) fn run(cmd: &[&str]) {
     let out = Command::new(cmd[0])
         .args(&cmd[1..])
         .output()
@@ -124,7 +124,7 @@ pub fn run(cmd: &[&str]) {
     );
 }
 
-pub fn network(bridge: &str, subnets: &[&str]) -> NetworkRules {
+pub(crate) fn network(bridge: &str, subnets: &[&str]) -> NetworkRules {
     NetworkRules {
         bridge: bridge.to_string(),
         subnets: subnets.iter().map(|s| s.parse().unwrap()).collect(),
@@ -142,7 +142,7 @@ fn objects<'t>(table: &'t Nftables<'static>) -> impl Iterator<Item = &'t NfListO
 }
 
 /// A set's elements in nft's text notation, e.g. `"br-a . br-a"`, `"10.1.0.0/24"`.
-pub fn elements(table: &Nftables<'static>, set: &str) -> BTreeSet<String> {
+pub(crate) fn elements(table: &Nftables<'static>, set: &str) -> BTreeSet<String> {
     let set = objects(table)
         .find_map(|o| match o {
             NfListObject::Set(s) if s.name == set => Some(s),
@@ -163,11 +163,11 @@ fn text(e: &Expression) -> String {
     }
 }
 
-pub fn set_of(items: &[&str]) -> BTreeSet<String> {
+pub(crate) fn set_of(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-pub fn chains<'t>(table: &'t Nftables<'static>) -> Vec<&'t Chain<'static>> {
+pub(crate) fn chains<'t>(table: &'t Nftables<'static>) -> Vec<&'t Chain<'static>> {
     objects(table)
         .filter_map(|o| match o {
             NfListObject::Chain(c) => Some(c),
@@ -176,7 +176,7 @@ pub fn chains<'t>(table: &'t Nftables<'static>) -> Vec<&'t Chain<'static>> {
         .collect()
 }
 
-pub fn rules<'t>(table: &'t Nftables<'static>) -> Vec<&'t Rule<'static>> {
+pub(crate) fn rules<'t>(table: &'t Nftables<'static>) -> Vec<&'t Rule<'static>> {
     objects(table)
         .filter_map(|o| match o {
             NfListObject::Rule(r) => Some(r),

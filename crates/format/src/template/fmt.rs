@@ -164,9 +164,9 @@ fn int_verb(spec: &Spec, verb: char, i: i128) -> Option<String> {
         'X' => format!("{}{u:X}", if spec.sharp { "0X" } else { "" }),
         'o' => format!("{}{u:o}", if spec.sharp { "0" } else { "" }),
         'b' => format!("{u:b}"),
-        'c' => return Some(char::from_u32(i as u32).unwrap_or('\u{fffd}').to_string()),
+        'c' => return Some(go_char(i).to_string()),
         'q' => {
-            let c = char::from_u32(i as u32).unwrap_or('\u{fffd}');
+            let c = go_char(i);
             let q = go_quote(&c.to_string());
             return Some(format!("'{}'", &q[1..q.len() - 1]));
         }
@@ -219,4 +219,12 @@ fn pad(spec: &Spec, s: String, numeric: bool) -> String {
     } else {
         " ".repeat(fill) + &s
     }
+}
+
+/// A rune as Go prints it: an invalid code point is U+FFFD.
+fn go_char(i: i128) -> char {
+    u32::try_from(i)
+        .ok()
+        .and_then(char::from_u32)
+        .unwrap_or('\u{fffd}')
 }

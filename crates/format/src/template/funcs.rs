@@ -189,7 +189,7 @@ fn len(a: &[Value]) -> Result<Value, String> {
         Value::Missing => return Err("len of nil pointer".into()),
         Value::Json(j) => return Err(format!("len of type {}", type_name(j))),
     };
-    Ok(Value::int(n as i64))
+    Ok(Value::int(i64::try_from(n).unwrap_or(i64::MAX)))
 }
 
 fn index_arg(idx: &Value, cap: usize) -> Result<usize, String> {
@@ -205,10 +205,10 @@ fn index_arg(idx: &Value, cap: usize) -> Result<usize, String> {
             ))
         }
     };
-    if x < 0 || x as u64 > cap as u64 {
-        return Err(format!("index out of range: {x}"));
+    match usize::try_from(x) {
+        Ok(u) if u <= cap => Ok(u),
+        _ => Err(format!("index out of range: {x}")),
     }
-    Ok(x as usize)
 }
 
 /// Go returns the element type's zero value for a missing key; JSON has no element type,
@@ -470,20 +470,19 @@ fn pad(a: &[Value]) -> Result<Value, String> {
     if text.is_empty() {
         return Ok(Value::str(""));
     }
-    if pre < 0 || post < 0 {
+    let (Ok(pre), Ok(post)) = (usize::try_from(pre), usize::try_from(post)) else {
         return Err("strings: negative Repeat count".into());
-    }
-    let (pre, post) = (" ".repeat(pre as usize), " ".repeat(post as usize));
+    };
+    let (pre, post) = (" ".repeat(pre), " ".repeat(post));
     Ok(Value::str(format!("{pre}{text}{post}")))
 }
 
 /// Go slices bytes; a cut inside a UTF-8 sequence backs off to the character start.
 fn truncate(a: &[Value]) -> Result<Value, String> {
     let (text, n) = (s(&a[0]), i(&a[1]));
-    if n < 0 {
+    let Ok(mut n) = usize::try_from(n) else {
         return Err(format!("runtime error: slice bounds out of range [:{n}]"));
-    }
-    let mut n = n as usize;
+    };
     if text.len() < n {
         return Ok(Value::str(text));
     }

@@ -555,7 +555,7 @@ impl Parser<'_> {
                 self.errorf(format!("integer overflow: {}", go_quote(&text)))
             }
             Ok(f) => Ok(Number {
-                int: (f.fract() == 0.0 && f.abs() < 9.2e18).then_some(f as i64),
+                int: exact_int(f),
                 float: Some(f),
                 text,
             }),
@@ -670,14 +670,23 @@ fn unquote_one(s: &str, quote: char) -> Option<(Vec<u8>, &str)> {
         Some((u32::from_str_radix(digits, 16).ok()?, &rest[n..]))
     };
     match e {
-        'x' => hex(2).map(|(v, r)| (vec![v as u8], r)),
+        'x' => hex(2).and_then(|(v, r)| Some((vec![u8::try_from(v).ok()?], r))),
         'u' => hex(4).and_then(|(v, r)| Some((char::from_u32(v)?.to_string().into_bytes(), r))),
         'U' => hex(8).and_then(|(v, r)| Some((char::from_u32(v)?.to_string().into_bytes(), r))),
         '0'..='7' => {
             let digits = s.get(1..4)?;
-            let v = u32::from_str_radix(digits, 8).ok().filter(|v| *v <= 255)?;
-            Some((vec![v as u8], &s[4..]))
+            let v = u8::try_from(u32::from_str_radix(digits, 8).ok()?).ok()?;
+            Some((vec![v], &s[4..]))
         }
         _ => None,
     }
+}
+
+/// A float constant that is a whole number within i64's range, as that integer.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "checked: no fraction, and within ±9.2e18"
+)]
+fn exact_int(f: f64) -> Option<i64> {
+    (f.fract() == 0.0 && f.abs() < 9.2e18).then_some(f as i64)
 }

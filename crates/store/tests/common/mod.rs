@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use berth_store::Etcd;
 
-pub struct EtcdServer {
+pub(crate) struct EtcdServer {
     child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub client_url: String,
@@ -36,7 +36,7 @@ fn etcd_bin() -> PathBuf {
 }
 
 impl EtcdServer {
-    pub async fn start() -> EtcdServer {
+    pub(crate) async fn start() -> EtcdServer {
         let dir = tempfile::Builder::new()
             .prefix("berth-etcd-")
             .tempdir()
@@ -74,7 +74,7 @@ impl EtcdServer {
     }
 
     /// A client, once the server answers (bounded: 20 s).
-    pub async fn client(&self) -> Etcd {
+    pub(crate) async fn client(&self) -> Etcd {
         let t = std::time::Instant::now();
         loop {
             match Etcd::connect(
@@ -96,7 +96,7 @@ impl EtcdServer {
         }
     }
 
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -104,7 +104,7 @@ impl EtcdServer {
     }
 
     /// The same member again, on its data and ports.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.stop();
         self.spawn();
     }
