@@ -1,4 +1,5 @@
-//! The CLI's client of the daemon API over the unix socket.
+//! The CLI's client of the daemon API over the unix socket: requests and answers as
+//! berth-api's types, or as plain JSON where the CLI prints the server's object as it came.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -8,6 +9,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,11 +38,14 @@ pub struct Client {
 }
 
 fn api_error(status: u16, body: &[u8]) -> ClientError {
-    let message = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(String::from))
-        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
+    let message = serde_json::from_slice::<berth_api::ErrorResponse>(body)
+        .map(|e| e.message)
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).trim().to_string());
     ClientError::Api { status, message }
+}
+
+fn to_json<B: Serialize>(body: &B) -> Vec<u8> {
+    serde_json::to_vec(body).expect("API types serialize")
 }
 
 impl Client {
@@ -63,7 +69,7 @@ impl Client {
         &self,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<Vec<u8>>,
     ) -> Result<hyper::Response<hyper::body::Incoming>> {
         let stream = tokio::net::UnixStream::connect(&self.path)
             .await
@@ -72,18 +78,17 @@ impl Client {
             .await
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         tokio::spawn(conn);
-        let bytes = body
-            .map(|b| serde_json::to_vec(b).expect("json"))
-            .unwrap_or_default();
+        let has_body = body.is_some();
+        let bytes = body.unwrap_or_default();
         let mut req = Request::builder()
             .method(method)
-            .uri(format!("http://berth/v1.50{path}"))
+            .uri(format!("http://berth/v{}{path}", berth_api::API_VERSION))
             .header("Host", "berth")
             .header(
                 "User-Agent",
                 concat!("berth-cli/", env!("CARGO_PKG_VERSION")),
             );
-        if body.is_some() {
+        if has_body {
             req = req.header("Content-Type", "application/json");
         }
         let req = req.body(Full::new(Bytes::from(bytes))).expect("request");
@@ -93,7 +98,8 @@ impl Client {
             .map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
-    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
+    /// The answer's body; an error status is the API's error.
+    async fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Bytes> {
         let resp = self.send(method, path, body).await?;
         let status = resp.status().as_u16();
         let bytes = resp
@@ -105,23 +111,48 @@ impl Client {
         if status >= 400 {
             return Err(api_error(status, &bytes));
         }
-        if bytes.is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_slice(&bytes)
-            .or_else(|_| Ok(Value::String(String::from_utf8_lossy(&bytes).into_owned())))
+        Ok(bytes)
     }
 
+    /// An answer as `R`; an empty body reads as `null` (so as `()`).
+    fn decode<R: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<R> {
+        let text: &[u8] = if bytes.is_empty() { b"null" } else { bytes };
+        serde_json::from_slice(text).map_err(|e| ClientError::Protocol(format!("{path}: {e}")))
+    }
+
+    /// The server's JSON as it came, for commands that print it (`inspect`, `--format`).
     pub async fn get(&self, path: &str) -> Result<Value> {
-        self.call(Method::GET, path, None).await
+        self.get_as(path).await
     }
 
-    pub async fn post(&self, path: &str, body: Option<&Value>) -> Result<Value> {
-        self.call(Method::POST, path, body).await
+    pub async fn get_as<R: DeserializeOwned>(&self, path: &str) -> Result<R> {
+        let bytes = self.call(Method::GET, path, None).await?;
+        Self::decode(path, &bytes)
     }
 
-    pub async fn delete(&self, path: &str) -> Result<Value> {
-        self.call(Method::DELETE, path, None).await
+    /// A POST without a body whose answer, if any, is not read.
+    pub async fn post(&self, path: &str) -> Result<()> {
+        self.call(Method::POST, path, None).await.map(drop)
+    }
+
+    /// A POST without a body, its answer as `R`.
+    pub async fn post_as<R: DeserializeOwned>(&self, path: &str) -> Result<R> {
+        let bytes = self.call(Method::POST, path, None).await?;
+        Self::decode(path, &bytes)
+    }
+
+    /// A POST of a JSON body, its answer as `R`.
+    pub async fn post_json<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<R> {
+        let bytes = self.call(Method::POST, path, Some(to_json(body))).await?;
+        Self::decode(path, &bytes)
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<()> {
+        self.call(Method::DELETE, path, None).await.map(drop)
     }
 
     /// Copies a streamed body (logs) to `out` as it arrives.
@@ -149,13 +180,12 @@ impl Client {
 
     /// Opens a `berth-stdio` upgraded connection (blocking: the caller then passes
     /// descriptors on it).
-    pub fn upgrade(&self, path: &str, body: Option<&Value>) -> Result<StdUnixStream> {
+    pub fn upgrade<B: Serialize>(&self, path: &str, body: Option<&B>) -> Result<StdUnixStream> {
         let mut s = StdUnixStream::connect(&self.path).map_err(|e| self.connect_error(e))?;
-        let bytes = body
-            .map(|b| serde_json::to_vec(b).expect("json"))
-            .unwrap_or_default();
+        let bytes = body.map(to_json).unwrap_or_default();
         let head = format!(
-            "POST /v1.50{path} HTTP/1.1\r\nHost: berth\r\nConnection: Upgrade\r\nUpgrade: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "POST /v{}{path} HTTP/1.1\r\nHost: berth\r\nConnection: Upgrade\r\nUpgrade: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            berth_api::API_VERSION,
             super::UPGRADE_PROTO,
             bytes.len()
         );

@@ -7,7 +7,8 @@ use axum::extract::Request;
 use axum::http::{header, HeaderValue, Method, Response, StatusCode};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
-use serde_json::{json, Value};
+use berth_api::ErrorResponse;
+use serde::Serialize;
 
 use crate::daemon::Error;
 
@@ -71,13 +72,18 @@ impl From<super::extract::BodyError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> axum::response::Response {
-        json_response(self.status, &json!({ "message": self.message }))
+        json_response(
+            self.status,
+            &ErrorResponse {
+                message: self.message,
+            },
+        )
     }
 }
 
 pub(crate) type ApiResult<T = axum::response::Response> = Result<T, ApiError>;
 
-pub(crate) fn json_response(status: StatusCode, v: &Value) -> axum::response::Response {
+pub(crate) fn json_response<T: Serialize>(status: StatusCode, v: &T) -> axum::response::Response {
     let mut body = serde_json::to_vec(v).expect("json");
     body.push(b'\n');
     Response::builder()
@@ -87,19 +93,12 @@ pub(crate) fn json_response(status: StatusCode, v: &Value) -> axum::response::Re
         .expect("response")
 }
 
-pub(crate) fn ok(v: Value) -> ApiResult {
+pub(crate) fn ok<T: Serialize>(v: T) -> ApiResult {
     Ok(json_response(StatusCode::OK, &v))
 }
 
 pub(crate) fn no_content() -> ApiResult {
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// A part of the body that is deserialized on its own, at `path` in the whole.
-pub(crate) fn bad_json_at(path: &str, e: serde_json::Error) -> ApiError {
-    ApiError::from(Error::InvalidParameter(format!(
-        "invalid JSON body: {path}: {e}"
-    )))
 }
 
 /// The most of a non-JSON error body that is kept as the message.
@@ -131,7 +130,7 @@ pub(crate) async fn json_errors(req: Request, next: Next) -> axum::response::Res
         .and_then(|v| v.to_str().ok())
         .map(String::from);
     let message = text_error_message(status, &method, &path, allow.as_deref(), &text);
-    let mut body = serde_json::to_vec(&json!({ "message": message })).expect("json");
+    let mut body = serde_json::to_vec(&ErrorResponse { message }).expect("json");
     body.push(b'\n');
     parts.headers.insert(
         header::CONTENT_TYPE,

@@ -1,16 +1,13 @@
 //! Request extractors whose failures are API errors (JSON, with a message that names what
 //! was wrong), in place of axum's text/plain rejections.
 
-use std::fmt;
-use std::marker::PhantomData;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
-use serde::de::{DeserializeOwned, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::de::DeserializeOwned;
 
 use super::errors::ApiError;
 use crate::daemon::Error;
@@ -155,52 +152,14 @@ pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
     Ok(v)
 }
 
-/// A struct that must come as a JSON object. serde's derived structs also accept arrays
-/// (fields by position), so `"HostConfig": []` would pass as an empty config.
-#[derive(Debug)]
-pub(crate) struct Obj<T>(pub T);
-
-impl<T: Default> Default for Obj<T> {
-    fn default() -> Self {
-        Obj(T::default())
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct ObjVisitor<T>(PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjVisitor<T> {
-            type Value = T;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-            }
-        }
-        d.deserialize_map(ObjVisitor(PhantomData)).map(Obj)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[derive(Deserialize, Default, Debug)]
-    #[serde(rename_all = "PascalCase", default)]
-    struct Inner {
-        name: String,
-    }
+    use berth_api::{ContainerCreateRequest, NetworkCreateRequest};
 
-    #[derive(Deserialize, Default, Debug)]
-    #[serde(rename_all = "PascalCase", default)]
-    struct Outer {
-        inner: Option<Obj<Inner>>,
-        list: Vec<Obj<Inner>>,
-    }
-
-    fn err(body: &str) -> String {
-        match parse_json::<Obj<Outer>>(body.as_bytes()) {
+    fn err<T: DeserializeOwned>(body: &str) -> String {
+        match parse_json::<T>(body.as_bytes()) {
             Ok(_) => panic!("{body} accepted"),
             Err(e) => {
                 assert_eq!(e.status, 400);
@@ -210,22 +169,28 @@ mod tests {
     }
 
     #[test]
-    fn structs_must_be_objects() {
-        let o = parse_json::<Obj<Outer>>(br#"{"Inner":{"Name":"x"},"List":[{}]}"#).unwrap();
-        assert_eq!(o.0.inner.unwrap().0.name, "x");
-        assert_eq!(o.0.list.len(), 1);
-        assert!(parse_json::<Obj<Outer>>(br#"{"Inner":null}"#).is_ok());
-        let m = err(r#"{"Inner":[]}"#);
+    fn errors_name_the_field() {
+        let r = parse_json::<ContainerCreateRequest>(br#"{"HostConfig":{"NetworkMode":"x"}}"#);
+        assert_eq!(r.unwrap().host_config.unwrap().network_mode, "x");
+        assert!(parse_json::<ContainerCreateRequest>(br#"{"HostConfig":null}"#).is_ok());
+        let m = err::<ContainerCreateRequest>(r#"{"HostConfig":[]}"#);
         assert!(
             m.starts_with(
-                "invalid JSON body: Inner: invalid type: sequence, expected a JSON object"
+                "invalid JSON body: HostConfig: invalid type: sequence, expected a JSON object"
             ),
             "{m}"
         );
-        assert!(err(r#"{"Inner":["x"]}"#).contains("Inner: invalid type: sequence"));
-        assert!(err(r#"{"List":[[]]}"#).contains("List[0]: invalid type: sequence"));
-        assert!(err("[]").contains("expected a JSON object"));
-        assert!(err("{} x").contains("trailing characters"));
+        let m = err::<ContainerCreateRequest>(
+            r#"{"NetworkingConfig":{"EndpointsConfig":{"front":{"IPAMConfig":[]}}}}"#,
+        );
+        assert!(
+            m.contains("NetworkingConfig.EndpointsConfig.front.IPAMConfig: invalid type: sequence"),
+            "{m}"
+        );
+        let m = err::<NetworkCreateRequest>(r#"{"IPAM":{"Config":[[]]}}"#);
+        assert!(m.contains("IPAM.Config[0]: invalid type: sequence"), "{m}");
+        assert!(err::<ContainerCreateRequest>("[]").contains("expected a JSON object"));
+        assert!(err::<ContainerCreateRequest>("{} x").contains("trailing characters"));
     }
 
     #[test]

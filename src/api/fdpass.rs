@@ -48,9 +48,9 @@ fn recv_byte(s: &UnixStream, max: usize) -> std::io::Result<(u8, Vec<OwnedFd>)> 
 }
 
 /// Writes a JSON line; with `fd`, its first byte carries the descriptor.
-pub fn send_line(
+pub fn send_line<T: serde::Serialize>(
     s: &UnixStream,
-    v: &serde_json::Value,
+    v: &T,
     fd: Option<&OwnedFd>,
 ) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(v)?;
@@ -73,7 +73,9 @@ pub fn send_line(
 }
 
 /// Reads a JSON line and the descriptor its first byte may carry.
-pub fn recv_line(s: &UnixStream) -> std::io::Result<(serde_json::Value, Option<OwnedFd>)> {
+pub fn recv_line<T: serde::de::DeserializeOwned>(
+    s: &UnixStream,
+) -> std::io::Result<(T, Option<OwnedFd>)> {
     let (first, fds) = recv_byte(s, 1)?;
     let mut line = vec![first];
     let mut r = s;

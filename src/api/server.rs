@@ -192,9 +192,11 @@ async fn refuse(stream: UnixStream, uid: Option<u32>, limits: Limits) {
             .await;
             let resp = super::errors::json_response(
                 axum::http::StatusCode::FORBIDDEN,
-                &serde_json::json!({ "message": format!(
-                    "permission denied: the berth socket is root-only (this connection is from {who}); run the command as root, e.g. with sudo"
-                )}),
+                &berth_api::ErrorResponse {
+                    message: format!(
+                        "permission denied: the berth socket is root-only (this connection is from {who}); run the command as root, e.g. with sudo"
+                    ),
+                },
             );
             Ok::<_, std::convert::Infallible>(resp)
         }

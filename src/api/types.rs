@@ -1,15 +1,21 @@
-//! Docker Engine API shapes (API 1.50), rendered from berth's model. Maps are emitted with
-//! sorted keys, as Go's encoding/json does, so output matches dockerd's byte for byte.
+//! Docker Engine API shapes (API 1.50), rendered from berth's model: through berth-api's
+//! types where one exists, else (container inspect, whose every field the CLI prints) as
+//! JSON built here around those types. Maps are emitted with sorted keys, as Go's
+//! encoding/json does, so output matches dockerd's byte for byte.
 
 use std::collections::BTreeMap;
 
+use berth_api::container::{
+    PortMap, PortSet, SummaryHostConfig, SummaryNetworkSettings, SummaryPort,
+};
+use berth_api::network::{ConfigReference, Ipam, IpamConfig, NetworkContainer};
+use berth_api::{ContainerSummary, Empty, EndpointIpamConfig, EndpointSettings, PortBinding};
 use chrono::{DateTime, Utc};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::model::{Container, Endpoint, EndpointRequest, Network, NetworkMode, Status};
 
-pub const API_VERSION: &str = "1.50";
-pub const MIN_API_VERSION: &str = "1.24";
+pub use berth_api::{API_VERSION, MIN_API_VERSION};
 
 /// Go's RFC 3339 with nanoseconds, trailing zeros trimmed (time.RFC3339Nano).
 pub fn go_time(t: &DateTime<Utc>) -> String {
@@ -24,76 +30,70 @@ pub fn go_time_opt(t: &Option<DateTime<Utc>>) -> String {
         .unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
 }
 
-fn sorted<V: Clone + Into<Value>>(m: &BTreeMap<String, V>) -> Value {
-    Value::Object(
-        m.iter()
-            .map(|(k, v)| (k.clone(), v.clone().into()))
-            .collect(),
-    )
-}
-
-pub fn network(n: &Network, containers: &[Container], with_containers: bool) -> Value {
-    let config: Vec<Value> = n
+pub fn network(n: &Network, containers: &[Container], with_containers: bool) -> berth_api::Network {
+    let config: Vec<IpamConfig> = n
         .pools
         .iter()
         .map(|p| {
             let c = p.config();
-            let mut m = Map::new();
-            m.insert("Subnet".into(), json!(p.subnet().to_string()));
-            if let Some(r) = &c.ip_range {
-                m.insert("IPRange".into(), json!(r.to_string()));
-            }
-            m.insert("Gateway".into(), json!(p.gateway().to_string()));
-            if !c.aux_addresses.is_empty() {
-                let aux: BTreeMap<String, String> = c
+            IpamConfig {
+                subnet: p.subnet().to_string(),
+                ip_range: c.ip_range.map(|r| r.to_string()).unwrap_or_default(),
+                gateway: p.gateway().to_string(),
+                auxiliary_addresses: c
                     .aux_addresses
                     .iter()
                     .map(|(k, v)| (k.clone(), v.to_string()))
-                    .collect();
-                m.insert("AuxiliaryAddresses".into(), sorted(&aux));
+                    .collect(),
             }
-            Value::Object(m)
         })
         .collect();
-    let mut ctrs: BTreeMap<String, Value> = BTreeMap::new();
+    let mut ctrs = BTreeMap::new();
     if with_containers {
         for c in containers {
             for e in c.endpoints.iter().filter(|e| e.network_id == n.id) {
                 ctrs.insert(
                     c.id.clone(),
-                    json!({
-                        "Name": c.name,
-                        "EndpointID": e.id,
-                        "MacAddress": e.mac,
-                        "IPv4Address": e.ipv4.map(|ip| format!("{ip}/{}", e.ipv4_prefix)).unwrap_or_default(),
-                        "IPv6Address": e.ipv6.map(|ip| format!("{ip}/{}", e.ipv6_prefix)).unwrap_or_default(),
-                    }),
+                    NetworkContainer {
+                        name: c.name.clone(),
+                        endpoint_id: e.id.clone(),
+                        mac_address: e.mac.clone(),
+                        ipv4_address: e
+                            .ipv4
+                            .map(|ip| format!("{ip}/{}", e.ipv4_prefix))
+                            .unwrap_or_default(),
+                        ipv6_address: e
+                            .ipv6
+                            .map(|ip| format!("{ip}/{}", e.ipv6_prefix))
+                            .unwrap_or_default(),
+                    },
                 );
             }
         }
     }
-    json!({
-        "Name": n.name,
-        "Id": n.id,
-        "Created": go_time(&n.created),
-        "Scope": "local",
-        "Driver": n.driver.as_str(),
-        "EnableIPv4": true,
-        "EnableIPv6": n.ipv6,
-        "IPAM": {
-            "Driver": "default",
-            "Options": if n.builtin { Value::Null } else { json!({}) },
-            "Config": config,
+    berth_api::Network {
+        name: n.name.clone(),
+        id: n.id.clone(),
+        created: go_time(&n.created),
+        scope: "local".into(),
+        driver: n.driver.as_str().into(),
+        enable_ipv4: true,
+        enable_ipv6: n.ipv6,
+        ipam: Ipam {
+            driver: "default".into(),
+            // dockerd's built-in networks have no IPAM options at all.
+            options: (!n.builtin).then(BTreeMap::new),
+            config: Some(config),
         },
-        "Internal": n.internal,
-        "Attachable": n.attachable,
-        "Ingress": false,
-        "ConfigFrom": { "Network": "" },
-        "ConfigOnly": false,
-        "Containers": sorted(&ctrs),
-        "Options": sorted(&n.options),
-        "Labels": sorted(&n.labels),
-    })
+        internal: n.internal,
+        attachable: n.attachable,
+        ingress: false,
+        config_from: ConfigReference::default(),
+        config_only: false,
+        containers: ctrs,
+        options: n.options.clone(),
+        labels: n.labels.clone(),
+    }
 }
 
 /// `docker network ls --format json` fields, for berth's own `--format`.
@@ -117,9 +117,9 @@ pub fn network_row(n: &Network) -> Value {
     })
 }
 
-fn dns_names(c: &Container, e: &Endpoint, net: Option<&Network>) -> Value {
+fn dns_names(c: &Container, e: &Endpoint, net: Option<&Network>) -> Option<Vec<String>> {
     if net.map(|n| n.is_default_bridge()).unwrap_or(true) {
-        return Value::Null;
+        return None;
     }
     let mut names: Vec<String> = vec![c.name.clone()];
     for a in e
@@ -131,21 +131,18 @@ fn dns_names(c: &Container, e: &Endpoint, net: Option<&Network>) -> Value {
             names.push(a.clone());
         }
     }
-    json!(names)
+    Some(names)
 }
 
-fn ipam_config(r: &EndpointRequest) -> Value {
+fn ipam_config(r: &EndpointRequest) -> Option<EndpointIpamConfig> {
     if r.ipv4.is_none() && r.ipv6.is_none() {
-        return Value::Null;
+        return None;
     }
-    let mut m = Map::new();
-    if let Some(ip) = r.ipv4 {
-        m.insert("IPv4Address".into(), json!(ip.to_string()));
-    }
-    if let Some(ip) = r.ipv6 {
-        m.insert("IPv6Address".into(), json!(ip.to_string()));
-    }
-    Value::Object(m)
+    let s = |o: Option<std::net::IpAddr>| o.map(|i| i.to_string()).unwrap_or_default();
+    Some(EndpointIpamConfig {
+        ipv4_address: s(r.ipv4),
+        ipv6_address: s(r.ipv6),
+    })
 }
 
 fn endpoint_settings(
@@ -153,36 +150,31 @@ fn endpoint_settings(
     req: &EndpointRequest,
     ep: Option<&Endpoint>,
     net: Option<&Network>,
-) -> Value {
+) -> EndpointSettings {
     let s = |o: Option<std::net::IpAddr>| o.map(|i| i.to_string()).unwrap_or_default();
-    let aliases = if req.aliases.is_empty() {
-        Value::Null
-    } else {
-        json!(req.aliases)
-    };
-    json!({
-        "IPAMConfig": ipam_config(req),
-        "Links": Value::Null,
-        "Aliases": aliases,
-        "MacAddress": ep.map(|e| e.mac.clone()).unwrap_or_default(),
-        "DriverOpts": Value::Null,
-        "GwPriority": 0,
-        "NetworkID": net.map(|n| n.id.clone()).unwrap_or_default(),
-        "EndpointID": ep.map(|e| e.id.clone()).unwrap_or_default(),
-        "Gateway": s(ep.and_then(|e| e.gateway4)),
-        "IPAddress": s(ep.and_then(|e| e.ipv4)),
-        "IPPrefixLen": ep.map(|e| e.ipv4_prefix).unwrap_or(0),
-        "IPv6Gateway": s(ep.and_then(|e| e.gateway6)),
-        "GlobalIPv6Address": s(ep.and_then(|e| e.ipv6)),
-        "GlobalIPv6PrefixLen": ep.map(|e| e.ipv6_prefix).unwrap_or(0),
-        "DNSNames": ep.map(|e| dns_names(c, e, net)).unwrap_or(Value::Null),
-    })
+    EndpointSettings {
+        ipam_config: ipam_config(req),
+        links: None,
+        aliases: (!req.aliases.is_empty()).then(|| req.aliases.clone()),
+        mac_address: ep.map(|e| e.mac.clone()).unwrap_or_default(),
+        driver_opts: None,
+        gw_priority: 0,
+        network_id: net.map(|n| n.id.clone()).unwrap_or_default(),
+        endpoint_id: ep.map(|e| e.id.clone()).unwrap_or_default(),
+        gateway: s(ep.and_then(|e| e.gateway4)),
+        ip_address: s(ep.and_then(|e| e.ipv4)),
+        ip_prefix_len: ep.map(|e| e.ipv4_prefix).unwrap_or(0),
+        ipv6_gateway: s(ep.and_then(|e| e.gateway6)),
+        global_ipv6_address: s(ep.and_then(|e| e.ipv6)),
+        global_ipv6_prefix_len: ep.map(|e| e.ipv6_prefix).unwrap_or(0),
+        dns_names: ep.and_then(|e| dns_names(c, e, net)),
+    }
 }
 
 /// `NetworkSettings.Networks`: one entry per network the container is (or will be) on.
-fn networks_map(c: &Container, nets: &[Network]) -> Value {
+fn networks_map(c: &Container, nets: &[Network]) -> BTreeMap<String, EndpointSettings> {
     let by_name = |name: &str| nets.iter().find(|n| n.name == name || n.id == name);
-    let mut out: BTreeMap<String, Value> = BTreeMap::new();
+    let mut out = BTreeMap::new();
     match &c.config.network_mode {
         NetworkMode::Host | NetworkMode::None => {
             let name = if c.config.network_mode == NetworkMode::Host {
@@ -204,93 +196,91 @@ fn networks_map(c: &Container, nets: &[Network]) -> Value {
             }
         }
     }
-    sorted(&out)
+    out
 }
 
 pub fn command_string(c: &Container) -> String {
     c.config.cmd.join(" ")
 }
 
-pub fn container_summary(c: &Container, nets: &[Network], now: DateTime<Utc>) -> Value {
-    let status = status_string(c, now);
-    json!({
-        "Id": c.id,
-        "Names": [format!("/{}", c.name)],
-        "Image": "",
-        "ImageID": "",
-        "Command": command_string(c),
-        "Created": c.created.timestamp(),
-        "Ports": summary_ports(c),
-        "Labels": sorted(&c.config.labels),
-        "State": c.state.status.as_str(),
-        "Status": status,
-        "HostConfig": { "NetworkMode": c.config.network_mode_name },
-        "NetworkSettings": { "Networks": networks_map(c, nets) },
-        "Mounts": [],
-    })
+pub fn container_summary(c: &Container, nets: &[Network], now: DateTime<Utc>) -> ContainerSummary {
+    ContainerSummary {
+        id: c.id.clone(),
+        names: vec![format!("/{}", c.name)],
+        image: String::new(),
+        image_id: String::new(),
+        command: command_string(c),
+        created: c.created.timestamp(),
+        ports: summary_ports(c),
+        labels: c.config.labels.clone(),
+        state: c.state.status.as_str().into(),
+        status: status_string(c, now),
+        host_config: SummaryHostConfig {
+            network_mode: c.config.network_mode_name.clone(),
+        },
+        network_settings: SummaryNetworkSettings {
+            networks: networks_map(c, nets),
+        },
+        mounts: vec![],
+    }
 }
 
 /// The summary's `Ports`: one entry per binding, and exposed-only ports without address.
-fn summary_ports(c: &Container) -> Value {
-    let mut out: Vec<Value> = Vec::new();
+fn summary_ports(c: &Container) -> Vec<SummaryPort> {
+    let mut out = Vec::new();
     for (pp, bindings) in crate::daemon::ports_map(c) {
         match bindings {
-            None => out.push(json!({"PrivatePort": pp.port, "Type": pp.proto.as_str()})),
+            None => out.push(SummaryPort {
+                ip: None,
+                private_port: pp.port,
+                public_port: None,
+                proto: pp.proto.as_str().into(),
+            }),
             Some(list) => {
                 for (ip, port) in list {
-                    out.push(json!({
-                        "IP": ip,
-                        "PrivatePort": pp.port,
-                        "PublicPort": port.parse::<u16>().unwrap_or(0),
-                        "Type": pp.proto.as_str(),
-                    }))
+                    out.push(SummaryPort {
+                        ip: Some(ip),
+                        private_port: pp.port,
+                        public_port: Some(port.parse::<u16>().unwrap_or(0)),
+                        proto: pp.proto.as_str().into(),
+                    })
                 }
             }
         }
     }
-    Value::Array(out)
+    out
 }
 
-fn network_ports(c: &Container) -> Value {
-    let mut m = serde_json::Map::new();
-    for (pp, bindings) in crate::daemon::ports_map(c) {
-        let v = match bindings {
-            None => Value::Null,
-            Some(list) => json!(list
-                .into_iter()
-                .map(|(ip, port)| json!({"HostIp": ip, "HostPort": port}))
-                .collect::<Vec<_>>()),
-        };
-        m.insert(pp.to_string(), v);
-    }
-    Value::Object(m)
+fn bindings(list: Vec<(String, String)>) -> Vec<PortBinding> {
+    list.into_iter()
+        .map(|(host_ip, host_port)| PortBinding { host_ip, host_port })
+        .collect()
 }
 
-fn port_bindings(c: &Container) -> Value {
-    let mut m = serde_json::Map::new();
-    for (pp, list) in &c.config.port_bindings {
-        m.insert(
-            pp.to_string(),
-            json!(list
-                .iter()
-                .map(|(ip, port)| json!({"HostIp": ip, "HostPort": port}))
-                .collect::<Vec<_>>()),
-        );
-    }
-    Value::Object(m)
+fn network_ports(c: &Container) -> PortMap {
+    crate::daemon::ports_map(c)
+        .into_iter()
+        .map(|(pp, b)| (pp, b.map(bindings)))
+        .collect()
 }
 
-fn exposed_ports(c: &Container) -> Value {
-    if c.config.exposed_ports.is_empty() {
-        return Value::Null;
-    }
-    Value::Object(
+fn port_bindings(c: &Container) -> PortMap {
+    c.config
+        .port_bindings
+        .iter()
+        .map(|(pp, list)| (*pp, Some(bindings(list.clone()))))
+        .collect()
+}
+
+/// `null` rather than `{}` when there are none, as dockerd writes an unset `PortSet`.
+fn exposed_ports(c: &Container) -> Option<PortSet> {
+    (!c.config.exposed_ports.is_empty()).then(|| {
         c.config
             .exposed_ports
             .iter()
-            .map(|pp| (pp.to_string(), json!({})))
-            .collect(),
-    )
+            .map(|pp| (*pp, Empty))
+            .collect()
+    })
 }
 
 pub fn status_string(c: &Container, now: DateTime<Utc>) -> String {
@@ -425,7 +415,7 @@ pub fn container_inspect(c: &Container, nets: &[Network], p: &Paths) -> Value {
                 "StartPeriod": h.start_period_ms * 1_000_000,
             })),
             "Entrypoint": Value::Null,
-            "Labels": sorted(&c.config.labels),
+            "Labels": c.config.labels,
             "ExposedPorts": exposed_ports(c),
         },
         "NetworkSettings": {

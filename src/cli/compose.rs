@@ -6,11 +6,16 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
+use berth_api::network::{Ipam, IpamConfig};
+use berth_api::query::{encode, ListQuery, RemoveQuery, StopQuery};
+use berth_api::{
+    ContainerCreateResponse, ContainerInspect, ContainerSummary, Filters, Network,
+    NetworkCreateRequest, NetworkCreateResponse,
+};
 use berth_compose::plan::{
     self, LABEL_HASH, LABEL_NETWORK, LABEL_NUMBER, LABEL_PROJECT, LABEL_SERVICE,
 };
 use berth_compose::{Context, Project, Source};
-use serde_json::{json, Value};
 
 use super::enc;
 use crate::api::client::{Client, ClientError};
@@ -204,29 +209,34 @@ impl Progress {
     }
 }
 
-/// The project's containers (all states), from their labels.
-async fn containers(c: &Client, project: &str) -> Result<Vec<Value>, ClientError> {
-    let f = json!({"label": [format!("{LABEL_PROJECT}={project}")]}).to_string();
-    let v = c
-        .get(&format!("/containers/json?all=1&filters={}", enc(&f)))
-        .await?;
-    Ok(v.as_array().cloned().unwrap_or_default())
+/// What compose made for a project: containers (all states, with `all`) or networks, found
+/// by their labels.
+fn by_project(project: &str, all: bool) -> String {
+    encode(&ListQuery {
+        all,
+        filters: Some(
+            Filters::new()
+                .with("label", &format!("{LABEL_PROJECT}={project}"))
+                .to_json(),
+        ),
+    })
 }
 
-fn label<'a>(c: &'a Value, k: &str) -> &'a str {
-    c["Labels"][k].as_str().unwrap_or_default()
+async fn containers(c: &Client, project: &str) -> Result<Vec<ContainerSummary>, ClientError> {
+    c.get_as(&format!("/containers/json{}", by_project(project, true)))
+        .await
 }
 
-fn cname(c: &Value) -> String {
-    c["Names"][0]
-        .as_str()
-        .unwrap_or_default()
-        .trim_start_matches('/')
-        .to_string()
+fn label<'a>(c: &'a ContainerSummary, k: &str) -> &'a str {
+    c.label(k)
 }
 
-fn running(c: &Value) -> bool {
-    c["State"] == "running"
+fn cname(c: &ContainerSummary) -> String {
+    c.name().to_string()
+}
+
+fn running(c: &ContainerSummary) -> bool {
+    c.is_running()
 }
 
 fn grace(p: &Project, service: &str) -> String {
@@ -237,7 +247,17 @@ fn grace(p: &Project, service: &str) -> String {
         .and_then(|g| super::parse_duration(g).ok())
         .map(|d| d.as_secs())
         .unwrap_or(10);
-    format!("?t={secs}")
+    encode(&StopQuery {
+        t: Some(secs as i64),
+    })
+}
+
+fn force_remove(name: &str) -> String {
+    format!(
+        "/containers/{}{}",
+        enc(name),
+        encode(&RemoveQuery { force: true })
+    )
 }
 
 async fn ensure_networks(c: &Client, p: &Project, prog: &Progress) -> Result<(), ClientError> {
@@ -264,23 +284,35 @@ async fn ensure_networks(c: &Client, p: &Project, prog: &Progress) -> Result<(),
             .collect();
         labels.insert(LABEL_PROJECT.into(), p.name.clone());
         labels.insert(LABEL_NETWORK.into(), key.clone());
-        let config: Vec<Value> = n
+        let config: Vec<IpamConfig> = n
             .ipam
             .iter()
-            .map(|i| {
-                json!({"Subnet": i.subnet, "Gateway": i.gateway, "IPRange": i.ip_range,
-                       "AuxiliaryAddresses": i.aux_addresses})
+            .map(|i| IpamConfig {
+                subnet: i.subnet.clone().unwrap_or_default(),
+                ip_range: i.ip_range.clone().unwrap_or_default(),
+                gateway: i.gateway.clone().unwrap_or_default(),
+                auxiliary_addresses: i
+                    .aux_addresses
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
             })
             .collect();
-        c.post(
-            "/networks/create",
-            Some(&json!({
-                "Name": n.name, "Driver": n.driver, "Internal": n.internal,
-                "Attachable": n.attachable, "EnableIPv6": n.enable_ipv6,
-                "IPAM": {"Driver": "default", "Config": config}, "Labels": labels,
-            })),
-        )
-        .await?;
+        let body = NetworkCreateRequest {
+            driver: n.driver.clone(),
+            enable_ipv6: Some(n.enable_ipv6),
+            ipam: Some(Ipam {
+                driver: "default".into(),
+                options: None,
+                config: Some(config),
+            }),
+            internal: n.internal,
+            attachable: n.attachable,
+            options: None,
+            labels: Some(labels),
+            name: n.name.clone(),
+        };
+        let _: NetworkCreateResponse = c.post_json("/networks/create", &body).await?;
         prog.line("Network", &n.name, "Created");
     }
     Ok(())
@@ -342,7 +374,7 @@ async fn up(
         }
         let hash = plan::config_hash(&p.services[svc]);
         let want = replicas[svc];
-        let mine: Vec<&Value> = existing
+        let mine: Vec<&ContainerSummary> = existing
             .iter()
             .filter(|x| label(x, LABEL_SERVICE) == svc)
             .collect();
@@ -354,8 +386,7 @@ async fn up(
             if let Some(x) = have {
                 if label(x, LABEL_HASH) == hash {
                     if !running(x) {
-                        c.post(&format!("/containers/{}/start", enc(&name)), None)
-                            .await?;
+                        c.post(&format!("/containers/{}/start", enc(&name))).await?;
                         prog.line("Container", &name, "Started");
                     } else {
                         prog.line("Container", &name, "Running");
@@ -366,26 +397,22 @@ async fn up(
                 remove(c, p, svc, &name).await?;
             }
             prog.line("Container", &name, "Creating");
-            let body = plan::create_body(p, svc, n);
-            c.post(
-                &format!("/containers/create?name={}", enc(&name)),
-                Some(&body),
-            )
-            .await?;
-            if let Err(e) = c
-                .post(&format!("/containers/{}/start", enc(&name)), None)
-                .await
-            {
+            let body = plan::create_body(p, svc, n).map_err(|e| usage(e.to_string()))?;
+            let q = encode(&berth_api::query::CreateQuery {
+                name: Some(name.clone()),
+            });
+            let _: ContainerCreateResponse = c
+                .post_json(&format!("/containers/create{q}"), &body)
+                .await?;
+            if let Err(e) = c.post(&format!("/containers/{}/start", enc(&name))).await {
                 // Nothing half-made stays behind.
-                let _ = c
-                    .delete(&format!("/containers/{}?force=1", enc(&name)))
-                    .await;
+                let _ = c.delete(&force_remove(&name)).await;
                 return Err(e);
             }
             prog.line("Container", &name, "Started");
         }
         // Scale down: the highest numbers go, the others are not touched.
-        let mut extra: Vec<&&Value> = mine
+        let mut extra: Vec<&&ContainerSummary> = mine
             .iter()
             .filter(|x| {
                 label(x, LABEL_NUMBER)
@@ -420,7 +447,7 @@ async fn up(
         _ = tokio::signal::ctrl_c() => {
             // Again: no grace period.
             for x in containers(c, &p.name).await?.iter().filter(|x| running(x)) {
-                let _ = c.post(&format!("/containers/{}/kill", enc(&cname(x))), None).await;
+                let _ = c.post(&format!("/containers/{}/kill", enc(&cname(x)))).await;
             }
         }
     }
@@ -429,13 +456,9 @@ async fn up(
 
 /// Stops a container within its service's grace period, then removes it.
 async fn remove(c: &Client, p: &Project, svc: &str, name: &str) -> Result<(), ClientError> {
-    c.post(
-        &format!("/containers/{}/stop{}", enc(name), grace(p, svc)),
-        None,
-    )
-    .await?;
-    c.delete(&format!("/containers/{}?force=1", enc(name)))
+    c.post(&format!("/containers/{}/stop{}", enc(name), grace(p, svc)))
         .await?;
+    c.delete(&force_remove(name)).await?;
     Ok(())
 }
 
@@ -465,25 +488,28 @@ async fn wait_for(
         let name = plan::container_name(&p.name, dep, n);
         prog.line("Container", &name, "Waiting");
         loop {
-            let v = c.get(&format!("/containers/{}/json", enc(&name))).await?;
-            let state = &v["State"];
+            let v: ContainerInspect = c
+                .get_as(&format!("/containers/{}/json", enc(&name)))
+                .await?;
+            let state = &v.state;
+            let health = state.health.as_ref().map(|h| h.status.as_str());
             let done = match cond {
                 Condition::ServiceHealthy => {
-                    if state["Health"]["Status"] == "unhealthy" {
+                    if health == Some("unhealthy") {
                         return Err(usage(format!(
                             "dependency failed to start: container {name} is unhealthy"
                         )));
                     }
-                    state["Health"]["Status"] == "healthy"
+                    health == Some("healthy")
                 }
                 _ => {
-                    if state["Running"] == false && state["ExitCode"] != 0 {
+                    if !state.running && state.exit_code != 0 {
                         return Err(usage(format!(
                             "service {dep} didn't complete successfully: exit {}",
-                            state["ExitCode"]
+                            state.exit_code
                         )));
                     }
-                    state["Running"] == false && state["Status"] == "exited"
+                    !state.running && state.status == "exited"
                 }
             };
             if done {
@@ -520,11 +546,12 @@ async fn logs(c: &Client, p: &Project, names: &[String], follow: bool) -> Result
             .unwrap_or(n)
             .to_string();
         let prefix = format!("{short:<w$} | ", w = width.saturating_sub(p.name.len() + 1));
-        let path = format!(
-            "/containers/{}/logs?stdout=1&stderr=1&follow={}",
-            enc(n),
-            follow as u8
-        );
+        let q = encode(&berth_api::query::LogsQuery {
+            stdout: true,
+            stderr: true,
+            follow,
+        });
+        let path = format!("/containers/{}/logs{q}", enc(n));
         tasks.push(async move {
             let mut out = Prefixed {
                 prefix,
@@ -588,11 +615,8 @@ async fn stop_all(c: &Client, p: &Project, only: &[String]) -> Result<(), Client
             continue;
         }
         let name = cname(x);
-        c.post(
-            &format!("/containers/{}/stop{}", enc(&name), grace(p, svc)),
-            None,
-        )
-        .await?;
+        c.post(&format!("/containers/{}/stop{}", enc(&name), grace(p, svc)))
+            .await?;
         prog.line("Container", &name, "Stopped");
     }
     Ok(())
@@ -614,15 +638,11 @@ async fn down(c: &Client, p: &Project, remove_orphans: bool) -> Result<i32, Clie
             continue;
         }
         if running(x) {
-            c.post(
-                &format!("/containers/{}/stop{}", enc(&name), grace(p, svc)),
-                None,
-            )
-            .await?;
+            c.post(&format!("/containers/{}/stop{}", enc(&name), grace(p, svc)))
+                .await?;
             prog.line("Container", &name, "Stopped");
         }
-        c.delete(&format!("/containers/{}?force=1", enc(&name)))
-            .await?;
+        c.delete(&force_remove(&name)).await?;
         prog.line("Container", &name, "Removed");
     }
     if !orphans.is_empty() {
@@ -631,10 +651,11 @@ async fn down(c: &Client, p: &Project, remove_orphans: bool) -> Result<i32, Clie
             orphans.join(", ")
         );
     }
-    let f = json!({"label": [format!("{LABEL_PROJECT}={}", p.name)]}).to_string();
-    let nets = c.get(&format!("/networks?filters={}", enc(&f))).await?;
-    for n in nets.as_array().into_iter().flatten() {
-        let name = n["Name"].as_str().unwrap_or_default();
+    let nets: Vec<Network> = c
+        .get_as(&format!("/networks{}", by_project(&p.name, false)))
+        .await?;
+    for n in &nets {
+        let name = n.name.as_str();
         if !orphans.is_empty() {
             // Orphans still use the networks: they stay.
             continue;
@@ -655,21 +676,11 @@ async fn ps(c: &Client, p: &Project) -> Result<i32, ClientError> {
         "PORTS".into(),
     ]];
     for x in &list {
-        let ports: Vec<berth_ports::ApiPort> = x["Ports"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|q| berth_ports::ApiPort {
-                ip: q["IP"].as_str().unwrap_or_default().to_string(),
-                private_port: q["PrivatePort"].as_u64().unwrap_or(0) as u16,
-                public_port: q["PublicPort"].as_u64().unwrap_or(0) as u16,
-                proto: q["Type"].as_str().unwrap_or_default().to_string(),
-            })
-            .collect();
+        let ports: Vec<berth_ports::ApiPort> = x.ports.iter().map(Into::into).collect();
         rows.push(vec![
             cname(x),
             label(x, LABEL_SERVICE).to_string(),
-            x["Status"].as_str().unwrap_or_default().to_string(),
+            x.status.clone(),
             berth_ports::displayable_ports(&ports),
         ]);
     }
@@ -723,7 +734,7 @@ pub fn main(rt: &tokio::runtime::Runtime, c: &Client, a: ComposeArgs) -> i32 {
                 for x in containers(c, &p.name).await? {
                     let svc = label(&x, LABEL_SERVICE);
                     if (services.is_empty() || services.iter().any(|s| s == svc)) && !running(&x) {
-                        c.post(&format!("/containers/{}/start", enc(&cname(&x))), None)
+                        c.post(&format!("/containers/{}/start", enc(&cname(&x))))
                             .await?;
                     }
                 }
@@ -733,10 +744,11 @@ pub fn main(rt: &tokio::runtime::Runtime, c: &Client, a: ComposeArgs) -> i32 {
                 for x in containers(c, &p.name).await? {
                     let svc = label(&x, LABEL_SERVICE);
                     if services.is_empty() || services.iter().any(|s| s == svc) {
-                        c.post(
-                            &format!("/containers/{}/restart{}", enc(&cname(&x)), grace(&p, svc)),
-                            None,
-                        )
+                        c.post(&format!(
+                            "/containers/{}/restart{}",
+                            enc(&cname(&x)),
+                            grace(&p, svc)
+                        ))
                         .await?;
                     }
                 }

@@ -1,6 +1,10 @@
 //! `berth ps`, `inspect`, `logs`, `stop`, `start`, `restart`, `kill`, `rm`, `wait`,
 //! `version`, `info`.
 
+use berth_api::container::WaitResponse;
+use berth_api::query::{encode, KillQuery, ListQuery, LogsQuery, RemoveQuery, StopQuery};
+use berth_api::system::{SystemInfo, SystemVersion};
+use berth_api::{ContainerInspect, ContainerSummary};
 use serde_json::{json, Value};
 
 use super::network::filters_json;
@@ -87,43 +91,32 @@ fn short_command(cmd: &str, no_trunc: bool) -> String {
 }
 
 pub async fn ps(c: &Client, a: PsArgs) -> Result<i32, ClientError> {
-    let filters = filters_json(&a.filter)?;
-    let v = c
-        .get(&format!(
-            "/containers/json?all={}&filters={}",
-            a.all as u8,
-            enc(&filters)
-        ))
-        .await?;
+    let q = encode(&ListQuery {
+        all: a.all,
+        filters: Some(filters_json(&a.filter)?),
+    });
+    let list: Vec<ContainerSummary> = c.get_as(&format!("/containers/json{q}")).await?;
     let now = chrono::Utc::now().timestamp();
-    let rows: Vec<Value> = v
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    // Rows for the template engine, which renders JSON values: docker's `ps` fields.
+    let rows: Vec<Value> = list
         .iter()
         .map(|s| {
-            let id = s["Id"].as_str().unwrap_or_default();
-            let created = s["Created"].as_i64().unwrap_or(now);
-            let ago = std::time::Duration::from_secs((now - created).max(0) as u64);
-            let names: Vec<String> = s["Names"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|n| n.as_str()).map(|n| n.trim_start_matches('/').to_string()).collect())
-                .unwrap_or_default();
-            let nets: Vec<String> = s["NetworkSettings"]["Networks"]
-                .as_object()
-                .map(|m| m.keys().cloned().collect())
-                .unwrap_or_default();
+            let id = s.id.as_str();
+            let ago = std::time::Duration::from_secs((now - s.created).max(0) as u64);
+            let names: Vec<&str> = s.names.iter().map(|n| n.trim_start_matches('/')).collect();
+            let nets: Vec<&str> = s.network_settings.networks.keys().map(String::as_str).collect();
+            let ports: Vec<berth_ports::ApiPort> = s.ports.iter().map(Into::into).collect();
             json!({
                 "ID": if a.no_trunc { id } else { &id[..id.len().min(12)] },
-                "Image": s["Image"],
-                "Command": short_command(s["Command"].as_str().unwrap_or_default(), a.no_trunc),
-                "CreatedAt": chrono::DateTime::from_timestamp(created, 0).map(|t| t.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string()).unwrap_or_default(),
+                "Image": s.image,
+                "Command": short_command(&s.command, a.no_trunc),
+                "CreatedAt": chrono::DateTime::from_timestamp(s.created, 0).map(|t| t.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string()).unwrap_or_default(),
                 "RunningFor": format!("{} ago", berth_format::human_duration(ago)),
-                "Ports": berth_ports::displayable_ports(&api_ports(&s["Ports"])),
-                "State": s["State"],
-                "Status": s["Status"],
+                "Ports": berth_ports::displayable_ports(&ports),
+                "State": s.state,
+                "Status": s.status,
                 "Names": names.join(","),
-                "Labels": s["Labels"].as_object().map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(",")).unwrap_or_default(),
+                "Labels": s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
                 "Networks": nets.join(","),
                 "Mounts": "",
                 "Size": "",
@@ -157,21 +150,6 @@ pub async fn ps(c: &Client, a: PsArgs) -> Result<i32, ClientError> {
     Ok(super::output::print_list(&template, &rows, &headers))
 }
 
-fn api_ports(v: &Value) -> Vec<berth_ports::ApiPort> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .map(|p| berth_ports::ApiPort {
-                    ip: p["IP"].as_str().unwrap_or_default().to_string(),
-                    private_port: p["PrivatePort"].as_u64().unwrap_or(0) as u16,
-                    public_port: p["PublicPort"].as_u64().unwrap_or(0) as u16,
-                    proto: p["Type"].as_str().unwrap_or("tcp").to_string(),
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[derive(clap::Args)]
 pub struct PortArgs {
     pub(crate) container: String,
@@ -181,29 +159,18 @@ pub struct PortArgs {
 
 /// `docker port`: the container's published ports, from its inspect data.
 pub async fn port(c: &Client, a: PortArgs) -> Result<i32, ClientError> {
-    let v = c
-        .get(&format!("/containers/{}/json", enc(&a.container)))
+    let v: ContainerInspect = c
+        .get_as(&format!("/containers/{}/json", enc(&a.container)))
         .await?;
-    let ports: Vec<berth_ports::PortEntry> = v["NetworkSettings"]["Ports"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, b)| {
-                    let list = b.as_array().map(|l| {
-                        l.iter()
-                            .map(|x| {
-                                (
-                                    x["HostIp"].as_str().unwrap_or_default().to_string(),
-                                    x["HostPort"].as_str().unwrap_or_default().to_string(),
-                                )
-                            })
-                            .collect()
-                    });
-                    (k.clone(), list)
-                })
-                .collect()
+    let ports: Vec<berth_ports::PortEntry> = v
+        .network_settings
+        .ports
+        .into_iter()
+        .map(|(k, b)| {
+            let list = b.map(|l| l.into_iter().map(|x| (x.host_ip, x.host_port)).collect());
+            (k.to_string(), list)
         })
-        .unwrap_or_default();
+        .collect();
     match berth_ports::port_lines(&ports, a.port.as_deref(), &a.container) {
         Ok(lines) => {
             for l in lines {
@@ -260,24 +227,22 @@ pub async fn inspect(c: &Client, a: InspectArgs) -> Result<i32, ClientError> {
 
 pub async fn logs(c: &Client, a: LogsArgs) -> Result<i32, ClientError> {
     let mut out = std::io::stdout();
-    c.stream(
-        &format!(
-            "/containers/{}/logs?stdout=1&stderr=1&follow={}",
-            enc(&a.name),
-            a.follow as u8
-        ),
-        &mut out,
-    )
-    .await?;
+    let q = encode(&LogsQuery {
+        stdout: true,
+        stderr: true,
+        follow: a.follow,
+    });
+    c.stream(&format!("/containers/{}/logs{q}", enc(&a.name)), &mut out)
+        .await?;
     Ok(0)
 }
 
 pub async fn stop(c: &Client, a: StopArgs, verb: &str) -> Result<i32, ClientError> {
-    let t = a.time.map(|t| format!("?t={t}")).unwrap_or_default();
+    let t = encode(&StopQuery { t: a.time });
     for_each(&a.names, |n| {
         let t = t.clone();
         async move {
-            c.post(&format!("/containers/{}/{verb}{t}", enc(&n)), None)
+            c.post(&format!("/containers/{}/{verb}{t}", enc(&n)))
                 .await?;
             println!("{n}");
             Ok(())
@@ -288,8 +253,7 @@ pub async fn stop(c: &Client, a: StopArgs, verb: &str) -> Result<i32, ClientErro
 
 pub async fn start(c: &Client, a: StartArgs) -> Result<i32, ClientError> {
     for_each(&a.names, |n| async move {
-        c.post(&format!("/containers/{}/start", enc(&n)), None)
-            .await?;
+        c.post(&format!("/containers/{}/start", enc(&n))).await?;
         println!("{n}");
         Ok(())
     })
@@ -297,15 +261,13 @@ pub async fn start(c: &Client, a: StartArgs) -> Result<i32, ClientError> {
 }
 
 pub async fn kill(c: &Client, a: KillArgs) -> Result<i32, ClientError> {
-    let sig = a.signal.clone();
+    let q = encode(&KillQuery {
+        signal: Some(a.signal.clone()),
+    });
     for_each(&a.names, |n| {
-        let sig = sig.clone();
+        let q = q.clone();
         async move {
-            c.post(
-                &format!("/containers/{}/kill?signal={}", enc(&n), enc(&sig)),
-                None,
-            )
-            .await?;
+            c.post(&format!("/containers/{}/kill{q}", enc(&n))).await?;
             println!("{n}");
             Ok(())
         }
@@ -314,21 +276,22 @@ pub async fn kill(c: &Client, a: KillArgs) -> Result<i32, ClientError> {
 }
 
 pub async fn rm(c: &Client, a: RmArgs) -> Result<i32, ClientError> {
-    for_each(&a.names, |n| async move {
-        c.delete(&format!("/containers/{}?force={}", enc(&n), a.force as u8))
-            .await?;
-        println!("{n}");
-        Ok(())
+    let q = encode(&RemoveQuery { force: a.force });
+    for_each(&a.names, |n| {
+        let q = q.clone();
+        async move {
+            c.delete(&format!("/containers/{}{q}", enc(&n))).await?;
+            println!("{n}");
+            Ok(())
+        }
     })
     .await
 }
 
 pub async fn wait(c: &Client, a: NamesArgs) -> Result<i32, ClientError> {
     for_each(&a.names, |n| async move {
-        let r = c
-            .post(&format!("/containers/{}/wait", enc(&n)), None)
-            .await?;
-        println!("{}", r["StatusCode"].as_i64().unwrap_or(255));
+        let r: WaitResponse = c.post_as(&format!("/containers/{}/wait", enc(&n))).await?;
+        println!("{}", r.status_code);
         Ok(())
     })
     .await
@@ -338,18 +301,13 @@ pub async fn version(c: &Client) -> Result<i32, ClientError> {
     println!(
         "Client:\n Version:           {}\n API version:       {}\n OS/Arch:           linux/{}\n",
         env!("CARGO_PKG_VERSION"),
-        crate::api::types::API_VERSION,
+        berth_api::API_VERSION,
         std::env::consts::ARCH
     );
-    let v = c.get("/version").await?;
+    let v: SystemVersion = c.get_as("/version").await?;
     println!(
         "Server: berth\n Engine:\n  Version:          {}\n  API version:      {} (minimum version {})\n  OS/Arch:          {}/{}\n  Kernel:           {}",
-        v["Version"].as_str().unwrap_or_default(),
-        v["ApiVersion"].as_str().unwrap_or_default(),
-        v["MinAPIVersion"].as_str().unwrap_or_default(),
-        v["Os"].as_str().unwrap_or_default(),
-        v["Arch"].as_str().unwrap_or_default(),
-        v["KernelVersion"].as_str().unwrap_or_default(),
+        v.version, v.api_version, v.min_api_version, v.os, v.arch, v.kernel_version,
     );
     Ok(0)
 }
@@ -372,37 +330,30 @@ pub async fn info(c: &Client, a: InfoArgs) -> Result<i32, ClientError> {
             }
         });
     }
+    // --format renders the object as it came; the summary reads it typed.
+    let v: SystemInfo =
+        serde_json::from_value(v).map_err(|e| ClientError::Protocol(format!("/info: {e}")))?;
     println!("Server:");
-    println!(" Containers: {}", v["Containers"]);
-    println!("  Running: {}", v["ContainersRunning"]);
-    println!("  Stopped: {}", v["ContainersStopped"]);
-    println!(" Networks: {}", v["Networks"]);
-    println!(
-        " Server Version: {}",
-        v["ServerVersion"].as_str().unwrap_or_default()
-    );
+    println!(" Containers: {}", v.containers);
+    println!("  Running: {}", v.containers_running);
+    println!("  Stopped: {}", v.containers_stopped);
+    println!(" Networks: {}", v.networks);
+    println!(" Server Version: {}", v.server_version);
     println!(" Network Plugins: bridge host null");
-    println!(
-        " Kernel Version: {}",
-        v["KernelVersion"].as_str().unwrap_or_default()
-    );
-    println!(
-        " Root Dir: {}",
-        v["DockerRootDir"].as_str().unwrap_or_default()
-    );
-    println!(" Run Dir: {}", v["BerthRun"].as_str().unwrap_or_default());
-    println!(" Socket: {}", v["BerthSocket"].as_str().unwrap_or_default());
-    println!(" Name: {}", v["Name"].as_str().unwrap_or_default());
+    println!(" Kernel Version: {}", v.kernel_version);
+    println!(" Root Dir: {}", v.docker_root_dir);
+    println!(" Run Dir: {}", v.berth_run);
+    println!(" Socket: {}", v.berth_socket);
+    println!(" Name: {}", v.name);
     println!(
         " Host DNS: {}",
-        v["BerthDNS"]
-            .as_str()
+        Some(v.berth_dns.as_str())
             .filter(|s| !s.is_empty())
             .unwrap_or("(none)")
     );
     // As docker prints them: after the facts, on stderr.
-    for w in v["Warnings"].as_array().into_iter().flatten() {
-        eprintln!("WARNING: {}", w.as_str().unwrap_or_default());
+    for w in &v.warnings {
+        eprintln!("WARNING: {w}");
     }
     Ok(0)
 }

@@ -219,14 +219,5 @@ where
     Ok(code)
 }
 
-pub fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+/// A path segment or query value, percent-encoded.
+pub use berth_api::escape as enc;

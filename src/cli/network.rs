@@ -3,6 +3,12 @@
 use std::collections::BTreeMap;
 use std::io::BufRead;
 
+use berth_api::network::{Ipam, IpamConfig, NetworkPruneResponse};
+use berth_api::query::{encode, ListQuery};
+use berth_api::{
+    EndpointIpamConfig, EndpointSettings, Filters, Network, NetworkConnectRequest,
+    NetworkCreateRequest, NetworkCreateResponse, NetworkDisconnectRequest,
+};
 use clap::Subcommand;
 use serde_json::{json, Value};
 
@@ -115,7 +121,7 @@ fn kv(list: &[String], what: &str) -> Result<BTreeMap<String, String>, ClientErr
 
 /// docker's rule: each --ip-range/--gateway/--aux-address belongs to the --subnet that
 /// contains it.
-fn ipam_config(a: &CreateArgs) -> Result<Value, ClientError> {
+fn ipam_config(a: &CreateArgs) -> Result<Vec<IpamConfig>, ClientError> {
     let nets: Vec<ipnet::IpNet> = a.subnet.iter().filter_map(|s| s.parse().ok()).collect();
     let owner = |ip: &str, what: &str| -> Result<usize, ClientError> {
         if a.subnet.len() == 1 {
@@ -136,50 +142,46 @@ fn ipam_config(a: &CreateArgs) -> Result<Value, ClientError> {
             message: "gateway, ip-range and aux-address need a --subnet".into(),
         });
     }
-    let mut cfgs: Vec<serde_json::Map<String, Value>> = a
+    let mut cfgs: Vec<IpamConfig> = a
         .subnet
         .iter()
-        .map(|s| {
-            let mut m = serde_json::Map::new();
-            m.insert("Subnet".into(), json!(s));
-            m
+        .map(|s| IpamConfig {
+            subnet: s.clone(),
+            ..Default::default()
         })
         .collect();
     for g in &a.gateway {
-        cfgs[owner(g, "gateway")?].insert("Gateway".into(), json!(g));
+        cfgs[owner(g, "gateway")?].gateway = g.clone();
     }
     for r in &a.ip_range {
-        cfgs[owner(r, "ip-range")?].insert("IPRange".into(), json!(r));
+        cfgs[owner(r, "ip-range")?].ip_range = r.clone();
     }
     for (k, v) in kv(&a.aux_address, "aux-address")? {
         let i = owner(&v, "aux-address")?;
-        cfgs[i]
-            .entry("AuxiliaryAddresses")
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-            .expect("object")
-            .insert(k, json!(v));
+        cfgs[i].auxiliary_addresses.insert(k, v);
     }
-    Ok(json!(cfgs))
+    Ok(cfgs)
 }
 
 pub async fn run(c: &Client, cmd: NetworkCmd) -> Result<i32, ClientError> {
     match cmd {
         NetworkCmd::Create(a) => {
-            let mut body = json!({
-                "Name": a.name,
-                "Driver": a.driver,
-                "IPAM": { "Driver": "default", "Options": {}, "Config": ipam_config(&a)? },
-                "Internal": a.internal,
-                "Attachable": a.attachable,
-                "Options": kv(&a.opt, "option")?,
-                "Labels": kv(&a.label, "label")?,
-            });
-            if a.ipv6 {
-                body["EnableIPv6"] = json!(true);
-            }
-            let r = c.post("/networks/create", Some(&body)).await?;
-            println!("{}", r["Id"].as_str().unwrap_or_default());
+            let body = NetworkCreateRequest {
+                driver: a.driver.clone(),
+                enable_ipv6: a.ipv6.then_some(true),
+                ipam: Some(Ipam {
+                    driver: "default".into(),
+                    options: Some(BTreeMap::new()),
+                    config: Some(ipam_config(&a)?),
+                }),
+                internal: a.internal,
+                attachable: a.attachable,
+                options: Some(kv(&a.opt, "option")?),
+                labels: Some(kv(&a.label, "label")?),
+                name: a.name,
+            };
+            let r: NetworkCreateResponse = c.post_json("/networks/create", &body).await?;
+            println!("{}", r.id);
             Ok(0)
         }
         NetworkCmd::Ls(a) => ls(c, a).await,
@@ -206,7 +208,7 @@ pub async fn run(c: &Client, cmd: NetworkCmd) -> Result<i32, ClientError> {
         NetworkCmd::Rm { force, networks } => {
             for_each(&networks, |n| async move {
                 match c.delete(&format!("/networks/{}", enc(&n))).await {
-                    Ok(_) => {
+                    Ok(()) => {
                         println!("{n}");
                         Ok(())
                     }
@@ -223,18 +225,18 @@ pub async fn run(c: &Client, cmd: NetworkCmd) -> Result<i32, ClientError> {
             network,
             container,
         } => {
-            let mut ipam = serde_json::Map::new();
-            if let Some(ip) = ip {
-                ipam.insert("IPv4Address".into(), json!(ip));
-            }
-            if let Some(ip) = ip6 {
-                ipam.insert("IPv6Address".into(), json!(ip));
-            }
-            let body = json!({
-                "Container": container,
-                "EndpointConfig": { "IPAMConfig": ipam, "Aliases": alias },
-            });
-            c.post(&format!("/networks/{}/connect", enc(&network)), Some(&body))
+            let body = NetworkConnectRequest {
+                container,
+                endpoint_config: Some(EndpointSettings {
+                    ipam_config: Some(EndpointIpamConfig {
+                        ipv4_address: ip.unwrap_or_default(),
+                        ipv6_address: ip6.unwrap_or_default(),
+                    }),
+                    aliases: Some(alias),
+                    ..Default::default()
+                }),
+            };
+            c.post_json::<_, ()>(&format!("/networks/{}/connect", enc(&network)), &body)
                 .await?;
             Ok(0)
         }
@@ -243,26 +245,21 @@ pub async fn run(c: &Client, cmd: NetworkCmd) -> Result<i32, ClientError> {
             network,
             container,
         } => {
-            let body = json!({ "Container": container, "Force": force });
-            c.post(
-                &format!("/networks/{}/disconnect", enc(&network)),
-                Some(&body),
-            )
-            .await?;
+            let body = NetworkDisconnectRequest { container, force };
+            c.post_json::<_, ()>(&format!("/networks/{}/disconnect", enc(&network)), &body)
+                .await?;
             Ok(0)
         }
         NetworkCmd::Prune { force, filter } => {
             if !force && !confirm("WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue? [y/N] ") {
                 return Ok(0);
             }
-            let filters = filters_json(&filter)?;
-            let r = c
-                .post(&format!("/networks/prune?filters={}", enc(&filters)), None)
-                .await?;
-            let deleted: Vec<&str> = r["NetworksDeleted"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
-                .unwrap_or_default();
+            let q = encode(&ListQuery {
+                all: false,
+                filters: Some(filters_json(&filter)?),
+            });
+            let r: NetworkPruneResponse = c.post_as(&format!("/networks/prune{q}")).await?;
+            let deleted = r.networks_deleted;
             if !deleted.is_empty() {
                 println!("Deleted Networks:");
                 for d in deleted {
@@ -285,54 +282,42 @@ pub fn confirm(prompt: &str) -> bool {
 
 /// `--filter k=v` flags as docker's filter JSON.
 pub fn filters_json(list: &[String]) -> Result<String, ClientError> {
-    let mut m: BTreeMap<String, BTreeMap<String, bool>> = BTreeMap::new();
-    for f in list {
-        let (k, v) = f.split_once('=').ok_or_else(|| ClientError::Api {
+    Filters::from_flags(list)
+        .map(|f| f.to_json())
+        .map_err(|e| ClientError::Api {
             status: 400,
-            message: format!("bad format of filter (expected name=value): {f}"),
-        })?;
-        m.entry(k.to_string())
-            .or_default()
-            .insert(v.to_string(), true);
-    }
-    Ok(serde_json::to_string(&m).expect("json"))
+            message: e.to_string(),
+        })
 }
 
 async fn ls(c: &Client, a: LsArgs) -> Result<i32, ClientError> {
-    let filters = filters_json(&a.filter)?;
-    let v = c
-        .get(&format!("/networks?filters={}", enc(&filters)))
-        .await?;
-    let mut nets: Vec<Value> = v.as_array().cloned().unwrap_or_default();
-    nets.sort_by(|x, y| {
-        natural_cmp(
-            x["Name"].as_str().unwrap_or(""),
-            y["Name"].as_str().unwrap_or(""),
-        )
+    let q = encode(&ListQuery {
+        all: false,
+        filters: Some(filters_json(&a.filter)?),
     });
+    let mut nets: Vec<Network> = c.get_as(&format!("/networks{q}")).await?;
+    nets.sort_by(|x, y| natural_cmp(&x.name, &y.name));
+    // Rows for the template engine, which renders JSON values: docker's `ls` fields.
     let rows: Vec<Value> = nets
         .iter()
         .map(|n| {
-            let id = n["Id"].as_str().unwrap_or_default();
-            let labels = n["Labels"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
-                .unwrap_or_default();
+            let id = n.id.as_str();
+            let labels = n
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
             json!({
-                "CreatedAt": n["Created"],
-                "Driver": n["Driver"],
+                "CreatedAt": n.created,
+                "Driver": n.driver,
                 "ID": if a.no_trunc { id } else { &id[..id.len().min(12)] },
-                "IPv4": n["EnableIPv4"].as_bool().unwrap_or(true).to_string(),
-                "IPv6": n["EnableIPv6"].as_bool().unwrap_or(false).to_string(),
-                "Internal": n["Internal"].as_bool().unwrap_or(false).to_string(),
+                "IPv4": n.enable_ipv4.to_string(),
+                "IPv6": n.enable_ipv6.to_string(),
+                "Internal": n.internal.to_string(),
                 "Labels": labels,
-                "Name": n["Name"],
-                "Scope": n["Scope"],
+                "Name": n.name,
+                "Scope": n.scope,
             })
         })
         .collect();

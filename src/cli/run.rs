@@ -6,7 +6,14 @@ use std::io::{IsTerminal, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
-use serde_json::{json, Map, Value};
+use berth_api::container::{
+    EndpointsConfig, Healthcheck, LogConfig, NetworkingConfig, RestartPolicy,
+};
+use berth_api::query::{encode, CreateQuery, KillQuery, RemoveQuery, StartQuery};
+use berth_api::{
+    ContainerCreateRequest, ContainerCreateResponse, EndpointIpamConfig, EndpointSettings,
+    ExecCreateRequest, HostConfig, StdioLine,
+};
 
 use super::enc;
 use crate::api::client::{Client, ClientError};
@@ -134,137 +141,122 @@ fn parse_expose(s: &str) -> Result<Vec<berth_ports::PortProto>, String> {
     berth_ports::parse_expose(s).map_err(|e| e.to_string())
 }
 
-/// docker CLI's `ExposedPorts` and `PortBindings` from -p/--expose.
-fn port_fields(a: &RunArgs) -> (Map<String, Value>, Map<String, Value>) {
-    let mut exposed = Map::new();
-    let mut bindings: Map<String, Value> = Map::new();
-    for pp in a.expose.iter().flatten() {
-        exposed.insert(pp.to_string(), json!({}));
+fn usage(message: String) -> ClientError {
+    ClientError::Api {
+        status: 400,
+        message,
     }
-    for spec in &a.publish {
-        for (pp, ip, port) in spec.bindings() {
-            exposed.insert(pp.to_string(), json!({}));
-            let list = bindings
-                .entry(pp.to_string())
-                .or_insert_with(|| Value::Array(vec![]));
-            if let Value::Array(l) = list {
-                l.push(json!({"HostIp": ip, "HostPort": port}));
-            }
-        }
-    }
-    (exposed, bindings)
 }
 
-fn create_body(a: &RunArgs) -> Result<Value, ClientError> {
-    let (exposed, bindings) = port_fields(a);
+fn create_body(a: &RunArgs) -> Result<ContainerCreateRequest, ClientError> {
     let mode = a
         .network
         .first()
         .cloned()
         .unwrap_or_else(|| "bridge".into());
-    let mut endpoints = Map::new();
-    let mut first = Map::new();
-    let mut ipam = Map::new();
-    if let Some(ip) = &a.ip {
-        ipam.insert("IPv4Address".into(), json!(ip));
-    }
-    if let Some(ip) = &a.ip6 {
-        ipam.insert("IPv6Address".into(), json!(ip));
-    }
-    if !ipam.is_empty() {
-        first.insert("IPAMConfig".into(), Value::Object(ipam));
-    }
-    if !a.network_alias.is_empty() {
-        first.insert("Aliases".into(), json!(a.network_alias));
-    }
-    if !first.is_empty() || a.network.len() > 1 {
-        endpoints.insert(mode.clone(), Value::Object(first));
+    let mut endpoints = EndpointsConfig::new();
+    let ipam = (a.ip.is_some() || a.ip6.is_some()).then(|| EndpointIpamConfig {
+        ipv4_address: a.ip.clone().unwrap_or_default(),
+        ipv6_address: a.ip6.clone().unwrap_or_default(),
+    });
+    let aliases = (!a.network_alias.is_empty()).then(|| a.network_alias.clone());
+    if ipam.is_some() || aliases.is_some() || a.network.len() > 1 {
+        let first = EndpointSettings {
+            ipam_config: ipam,
+            aliases,
+            ..Default::default()
+        };
+        endpoints.insert(mode.clone(), first);
     }
     for n in a.network.iter().skip(1) {
-        endpoints.insert(n.clone(), json!({}));
+        endpoints.insert(n.clone(), EndpointSettings::default());
     }
-    let labels: Map<String, Value> = a
+    let labels = a
         .label
         .iter()
         .map(|l| match l.split_once('=') {
-            Some((k, v)) => (k.to_string(), json!(v)),
-            None => (l.clone(), json!("")),
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (l.clone(), String::new()),
         })
         .collect();
-    Ok(json!({
-        "Hostname": a.hostname.clone().unwrap_or_default(),
-        "Domainname": a.domainname.clone().unwrap_or_default(),
-        "AttachStdin": a.interactive,
-        "AttachStdout": !a.detach,
-        "AttachStderr": !a.detach,
-        "Tty": a.tty,
-        "OpenStdin": a.interactive,
-        "Env": env_list(&a.env),
-        "Cmd": a.command,
-        "Image": "",
-        "WorkingDir": a.workdir.clone().unwrap_or_default(),
-        "Labels": labels,
-        "ExposedPorts": exposed,
-        "HostConfig": {
-            "NetworkMode": mode,
-            "PortBindings": bindings,
-            "PublishAllPorts": a.publish_all,
-            "Dns": a.dns,
-            "DnsSearch": a.dns_search,
-            "DnsOptions": a.dns_option,
-            "ExtraHosts": a.add_host,
-            "Links": a.link,
-            "AutoRemove": a.rm,
-            "RestartPolicy": restart_policy(&a.restart)?,
-            "LogConfig": log_config(&a.log_opt)?,
-        },
-        "Healthcheck": healthcheck(a)?,
-        "NetworkingConfig": { "EndpointsConfig": endpoints },
-    }))
+    let mut req = ContainerCreateRequest {
+        hostname: a.hostname.clone().unwrap_or_default(),
+        domainname: a.domainname.clone().unwrap_or_default(),
+        attach_stdin: a.interactive,
+        attach_stdout: !a.detach,
+        attach_stderr: !a.detach,
+        tty: a.tty,
+        open_stdin: a.interactive,
+        env: Some(env_list(&a.env)),
+        cmd: Some(a.command.clone()),
+        healthcheck: healthcheck(a)?,
+        working_dir: a.workdir.clone().unwrap_or_default(),
+        labels: Some(labels),
+        host_config: Some(HostConfig {
+            log_config: log_config(&a.log_opt)?,
+            network_mode: mode,
+            port_bindings: Some(Default::default()),
+            restart_policy: restart_policy(&a.restart)?,
+            auto_remove: a.rm,
+            dns: Some(a.dns.clone()),
+            dns_options: Some(a.dns_option.clone()),
+            dns_search: Some(a.dns_search.clone()),
+            extra_hosts: Some(a.add_host.clone()),
+            links: Some(a.link.clone()),
+            publish_all_ports: a.publish_all,
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(endpoints),
+        }),
+        ..Default::default()
+    };
+    // -p and --expose were parsed by clap already; they go over typed, as the ports they are.
+    for pp in a.expose.iter().flatten() {
+        req.expose(*pp);
+    }
+    for spec in &a.publish {
+        for (pp, ip, port) in spec.bindings() {
+            req.publish(pp, ip, port);
+        }
+    }
+    Ok(req)
 }
 
 /// `--log-opt` as the API takes it (docker's `LogConfig`; berth's one driver is json-file's
 /// limits).
-fn log_config(opts: &[String]) -> Result<Value, ClientError> {
-    let pairs = crate::logs::LogOptions::parse_pairs(opts).map_err(|message| ClientError::Api {
-        status: 400,
-        message,
-    })?;
-    let config: serde_json::Map<String, Value> = pairs
-        .into_iter()
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect();
-    Ok(serde_json::json!({ "Type": "json-file", "Config": config }))
+fn log_config(opts: &[String]) -> Result<LogConfig, ClientError> {
+    let pairs = crate::logs::LogOptions::parse_pairs(opts).map_err(usage)?;
+    Ok(LogConfig {
+        kind: "json-file".into(),
+        config: Some(pairs.into_iter().collect()),
+    })
 }
 
 /// `--restart` as the API takes it.
-fn restart_policy(s: &str) -> Result<Value, ClientError> {
-    let p = crate::model::RestartPolicy::parse(s).map_err(|message| ClientError::Api {
-        status: 400,
-        message,
-    })?;
-    Ok(json!({"Name": p.name, "MaximumRetryCount": p.max_retries}))
+fn restart_policy(s: &str) -> Result<RestartPolicy, ClientError> {
+    let p = crate::model::RestartPolicy::parse(s).map_err(usage)?;
+    Ok(RestartPolicy {
+        name: p.name,
+        maximum_retry_count: p.max_retries,
+    })
 }
 
 /// `--health-*` as docker's `Config.Healthcheck` (nanoseconds).
-fn healthcheck(a: &RunArgs) -> Result<Value, ClientError> {
+fn healthcheck(a: &RunArgs) -> Result<Option<Healthcheck>, ClientError> {
     let Some(cmd) = &a.health_cmd else {
-        return Ok(Value::Null);
+        return Ok(None);
     };
     let ns = |s: &str, what: &str| {
         super::parse_duration(s)
             .map(|d| d.as_nanos() as u64)
-            .map_err(|e| ClientError::Api {
-                status: 400,
-                message: format!("--health-{what}: {e}"),
-            })
+            .map_err(|e| usage(format!("--health-{what}: {e}")))
     };
-    Ok(json!({
-        "Test": ["CMD-SHELL", cmd],
-        "Interval": ns(&a.health_interval, "interval")?,
-        "Timeout": ns(&a.health_timeout, "timeout")?,
-        "Retries": a.health_retries,
-        "StartPeriod": ns(&a.health_start_period, "start-period")?,
+    Ok(Some(Healthcheck {
+        test: vec!["CMD-SHELL".into(), cmd.clone()],
+        interval: ns(&a.health_interval, "interval")?,
+        timeout: ns(&a.health_timeout, "timeout")?,
+        start_period: ns(&a.health_start_period, "start-period")?,
+        retries: a.health_retries,
     }))
 }
 
@@ -284,11 +276,9 @@ pub fn run(rt: &tokio::runtime::Runtime, c: &Client, a: RunArgs) -> i32 {
         eprintln!("the input device is not a TTY");
         return 1;
     }
-    let name = a
-        .name
-        .as_ref()
-        .map(|n| format!("?name={}", enc(n)))
-        .unwrap_or_default();
+    let name = encode(&CreateQuery {
+        name: a.name.clone(),
+    });
     let body = match create_body(&a) {
         Ok(b) => b,
         Err(e) => {
@@ -296,15 +286,18 @@ pub fn run(rt: &tokio::runtime::Runtime, c: &Client, a: RunArgs) -> i32 {
             return 125;
         }
     };
-    let id = match rt.block_on(c.post(&format!("/containers/create{name}"), Some(&body))) {
-        Ok(v) => v["Id"].as_str().unwrap_or_default().to_string(),
+    let created = rt.block_on(
+        c.post_json::<_, ContainerCreateResponse>(&format!("/containers/create{name}"), &body),
+    );
+    let id = match created {
+        Ok(r) => r.id,
         Err(e) => {
             super::report(&e);
             return 125;
         }
     };
     if a.detach {
-        return match rt.block_on(c.post(&format!("/containers/{id}/start"), None)) {
+        return match rt.block_on(c.post(&format!("/containers/{id}/start"))) {
             Ok(_) => {
                 println!("{id}");
                 0
@@ -312,7 +305,7 @@ pub fn run(rt: &tokio::runtime::Runtime, c: &Client, a: RunArgs) -> i32 {
             Err(e) => {
                 super::report(&e);
                 if a.rm {
-                    let _ = rt.block_on(c.delete(&format!("/containers/{id}?force=1")));
+                    let _ = rt.block_on(c.delete(&force_remove(&id)));
                 }
                 match &e {
                     ClientError::Api { message, .. } => start_failure_code(message),
@@ -321,29 +314,42 @@ pub fn run(rt: &tokio::runtime::Runtime, c: &Client, a: RunArgs) -> i32 {
             }
         };
     }
-    let mode = if a.tty { "tty" } else { "fds" };
+    let stdio = encode(&StartQuery {
+        stdio: Some(if a.tty { "tty" } else { "fds" }.into()),
+    });
     let code = attach(
         rt,
         c,
-        &format!("/containers/{id}/start?stdio={mode}"),
+        &format!("/containers/{id}/start{stdio}"),
         None,
         a.tty,
         a.interactive,
         &id,
     );
     if code.1 && a.rm {
-        let _ = rt.block_on(c.delete(&format!("/containers/{id}?force=1")));
+        let _ = rt.block_on(c.delete(&force_remove(&id)));
     }
     code.0
 }
 
+fn force_remove(id: &str) -> String {
+    format!(
+        "/containers/{}{}",
+        enc(id),
+        encode(&RemoveQuery { force: true })
+    )
+}
+
 pub fn exec(rt: &tokio::runtime::Runtime, c: &Client, a: ExecArgs) -> i32 {
-    let body = json!({
-        "Cmd": a.command,
-        "Env": env_list(&a.env),
-        "WorkingDir": a.workdir.clone().unwrap_or_default(),
-        "Tty": a.tty,
-    });
+    let body = ExecCreateRequest {
+        tty: a.tty,
+        attach_stdin: a.interactive,
+        attach_stderr: true,
+        attach_stdout: true,
+        env: Some(env_list(&a.env)),
+        working_dir: a.workdir.clone().unwrap_or_default(),
+        cmd: Some(a.command.clone()),
+    };
     attach(
         rt,
         c,
@@ -361,7 +367,7 @@ fn attach(
     rt: &tokio::runtime::Runtime,
     c: &Client,
     path: &str,
-    body: Option<&Value>,
+    body: Option<&ExecCreateRequest>,
     tty: bool,
     interactive: bool,
     ctr: &str,
@@ -399,14 +405,14 @@ fn attach(
         eprintln!("passing the terminal to the daemon: {e}");
         return (125, true);
     }
-    let (first, master) = match fdpass::recv_line(&s) {
+    let (first, master) = match fdpass::recv_line::<StdioLine>(&s) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("lost the daemon: {e}");
             return (125, true);
         }
     };
-    if let Some(m) = first.get("message").and_then(|m| m.as_str()) {
+    if let Some(m) = &first.message {
         eprintln!("Error response from daemon: {m}");
         return (start_failure_code(m), true);
     }
@@ -425,8 +431,8 @@ fn attach(
 }
 
 fn wait_status(s: &UnixStream) -> i32 {
-    match fdpass::recv_line(s) {
-        Ok((v, _)) => v["StatusCode"].as_i64().unwrap_or(255) as i32,
+    match fdpass::recv_line::<StdioLine>(s) {
+        Ok((v, _)) => v.status_code.unwrap_or(255) as i32,
         Err(_) => 255,
     }
 }
@@ -452,12 +458,10 @@ fn forward_signals(rt: &tokio::runtime::Runtime, c: &Client, ctr: &str) {
                     _ = term.recv() => "SIGTERM",
                     _ = hup.recv() => "SIGHUP",
                 };
-                let _ = c
-                    .post(
-                        &format!("/containers/{}/kill?signal={sig}", enc(&ctr)),
-                        None,
-                    )
-                    .await;
+                let q = encode(&KillQuery {
+                    signal: Some(sig.into()),
+                });
+                let _ = c.post(&format!("/containers/{}/kill{q}", enc(&ctr))).await;
             }
         });
     });

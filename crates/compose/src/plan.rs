@@ -1,11 +1,13 @@
 //! What `up` creates, computed from the project alone: the start order, the containers'
 //! names and the Docker API bodies that create them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{json, Map, Value};
+use berth_api::container::{EndpointsConfig, Healthcheck, NetworkingConfig, RestartPolicy};
+use berth_api::{ContainerCreateRequest, EndpointIpamConfig, EndpointSettings, HostConfig};
+use berth_ports::{PortProto, PortRange, Proto};
 
-use crate::model::{Project, Service};
+use crate::model::{Port, Project, Service};
 use crate::Error;
 
 /// Labels docker compose puts on what it creates; berth uses the same, so tools that read
@@ -73,65 +75,29 @@ pub fn config_hash(s: &Service) -> String {
     format!("{h:016x}")
 }
 
-/// The `POST /containers/create` body for replica `n` of a service.
-pub fn create_body(p: &Project, service: &str, n: u32) -> Value {
+/// The `POST /containers/create` body for replica `n` of a service. Fails on a port the
+/// file names that is no port: the body carries ports typed.
+pub fn create_body(p: &Project, service: &str, n: u32) -> Result<ContainerCreateRequest, Error> {
     let s = &p.services[service];
-    let mut labels: Map<String, Value> = s
+    let mut labels: BTreeMap<String, String> = s
         .labels
         .iter()
-        .map(|(k, v)| (k.clone(), json!(v)))
+        .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    labels.insert(LABEL_PROJECT.into(), json!(p.name));
-    labels.insert(LABEL_SERVICE.into(), json!(service));
-    labels.insert(LABEL_NUMBER.into(), json!(n.to_string()));
-    labels.insert(LABEL_HASH.into(), json!(config_hash(s)));
-    let mut exposed = Map::new();
-    let mut bindings: Map<String, Value> = Map::new();
-    for e in &s.expose {
-        let key = if e.contains('/') {
-            e.clone()
-        } else {
-            format!("{e}/tcp")
-        };
-        exposed.insert(key, json!({}));
-    }
-    for port in &s.ports {
-        // Ranges expand one binding per port, as the docker CLI does.
-        let (c0, c1) = range(&port.target);
-        let (h0, h1) = if port.published.is_empty() {
-            (0, 0)
-        } else {
-            range(&port.published)
-        };
-        for (i, c) in (c0..=c1).enumerate() {
-            let key = format!("{c}/{}", port.protocol);
-            exposed.insert(key.clone(), json!({}));
-            let host = if h0 == 0 {
-                String::new()
-            } else if h1 > h0 && h1 - h0 == c1 - c0 {
-                (h0 + u32::try_from(i).unwrap_or(u32::MAX)).to_string()
-            } else {
-                port.published.clone()
-            };
-            let entry = json!({"HostIp": port.host_ip, "HostPort": host});
-            match bindings.get_mut(&key) {
-                Some(Value::Array(a)) => a.push(entry),
-                _ => {
-                    bindings.insert(key, json!([entry]));
-                }
-            }
-        }
-    }
+    labels.insert(LABEL_PROJECT.into(), p.name.clone());
+    labels.insert(LABEL_SERVICE.into(), service.to_string());
+    labels.insert(LABEL_NUMBER.into(), n.to_string());
+    labels.insert(LABEL_HASH.into(), config_hash(s));
     let (mode, endpoints) = match s.network_mode.as_deref() {
         Some(m) => {
             let mode = match m.strip_prefix("service:") {
                 Some(t) => format!("container:{}", container_name(&p.name, t, 1)),
                 None => m.to_string(),
             };
-            (mode, Map::new())
+            (mode, EndpointsConfig::new())
         }
         None => {
-            let mut eps = Map::new();
+            let mut eps = EndpointsConfig::new();
             let mut first = None;
             for (key, sn) in &s.networks {
                 let real = &p.networks[key].name;
@@ -139,16 +105,19 @@ pub fn create_body(p: &Project, service: &str, n: u32) -> Value {
                 // The service's name resolves to every replica, on each of its networks.
                 let mut aliases = vec![service.to_string()];
                 aliases.extend(sn.aliases.iter().cloned());
-                let mut ipam = Map::new();
-                if let Some(a) = &sn.ipv4_address {
-                    ipam.insert("IPv4Address".into(), json!(a));
-                }
-                if let Some(a) = &sn.ipv6_address {
-                    ipam.insert("IPv6Address".into(), json!(a));
-                }
+                let ipam = (sn.ipv4_address.is_some() || sn.ipv6_address.is_some()).then(|| {
+                    EndpointIpamConfig {
+                        ipv4_address: sn.ipv4_address.clone().unwrap_or_default(),
+                        ipv6_address: sn.ipv6_address.clone().unwrap_or_default(),
+                    }
+                });
                 eps.insert(
                     real.clone(),
-                    json!({"Aliases": aliases, "IPAMConfig": if ipam.is_empty() { Value::Null } else { Value::Object(ipam) }}),
+                    EndpointSettings {
+                        ipam_config: ipam,
+                        aliases: Some(aliases),
+                        ..Default::default()
+                    },
                 );
             }
             (first.unwrap_or_else(|| "bridge".into()), eps)
@@ -169,38 +138,99 @@ pub fn create_body(p: &Project, service: &str, n: u32) -> Value {
         s.hostname.clone()
     };
     let restart = match s.restart.as_deref() {
-        None | Some("no") => json!({"Name": "no", "MaximumRetryCount": 0}),
+        None | Some("no") => RestartPolicy {
+            name: "no".into(),
+            maximum_retry_count: 0,
+        },
         Some(r) => match r.split_once(':') {
-            Some((name, n)) => {
-                json!({"Name": name, "MaximumRetryCount": n.parse::<u32>().unwrap_or(0)})
-            }
-            None => json!({"Name": r, "MaximumRetryCount": 0}),
+            Some((name, n)) => RestartPolicy {
+                name: name.into(),
+                maximum_retry_count: n.parse::<u32>().unwrap_or(0),
+            },
+            None => RestartPolicy {
+                name: r.into(),
+                maximum_retry_count: 0,
+            },
         },
     };
     let ns = |d: &str| crate::duration_ns(d).unwrap_or(0);
-    let health = s.healthcheck.as_ref().map(|h| {
-        json!({"Test": h.test, "Interval": ns(&h.interval), "Timeout": ns(&h.timeout),
-               "Retries": h.retries, "StartPeriod": ns(&h.start_period)})
+    let health = s.healthcheck.as_ref().map(|h| Healthcheck {
+        test: h.test.clone(),
+        interval: ns(&h.interval),
+        timeout: ns(&h.timeout),
+        start_period: ns(&h.start_period),
+        retries: h.retries,
     });
-    json!({
-        "Hostname": hostname,
-        "Healthcheck": health,
-        "Entrypoint": s.entrypoint,
-        "Cmd": s.command,
-        "Env": s.environment.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
-        "WorkingDir": s.working_dir,
-        "Labels": labels,
-        "ExposedPorts": exposed,
-        "HostConfig": {
-            "NetworkMode": mode,
-            "PortBindings": bindings,
-            "Dns": s.dns,
-            "ExtraHosts": s.extra_hosts,
-            "Links": links,
-            "RestartPolicy": restart,
-        },
-        "NetworkingConfig": {"EndpointsConfig": endpoints},
-    })
+    let mut body = ContainerCreateRequest {
+        hostname,
+        healthcheck: health,
+        entrypoint: Some(s.entrypoint.clone()),
+        cmd: Some(s.command.clone()),
+        env: Some(
+            s.environment
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+        ),
+        working_dir: s.working_dir.clone(),
+        labels: Some(labels),
+        host_config: Some(HostConfig {
+            network_mode: mode,
+            port_bindings: Some(Default::default()),
+            dns: Some(s.dns.clone()),
+            extra_hosts: Some(s.extra_hosts.clone()),
+            links: Some(links),
+            restart_policy: restart,
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(endpoints),
+        }),
+        ..Default::default()
+    };
+    for e in &s.expose {
+        for pp in berth_ports::parse_expose(e)
+            .map_err(|err| Error::Invalid(format!("services.{service}.expose: {err}")))?
+        {
+            body.expose(pp);
+        }
+    }
+    for port in &s.ports {
+        let bad = |err: berth_ports::PortError| {
+            Error::Invalid(format!("services.{service}.ports: {err}"))
+        };
+        for (pp, host) in port_bindings(port).map_err(bad)? {
+            body.publish(pp, port.host_ip.clone(), host);
+        }
+    }
+    Ok(body)
+}
+
+/// A port's bindings as the docker CLI expands `-p`: one per container port, the host port
+/// following a host range of the same length, else the host port (or range) as written.
+fn port_bindings(port: &Port) -> Result<Vec<(PortProto, String)>, berth_ports::PortError> {
+    let spec = port.spec();
+    let proto: Proto = port.protocol.parse()?;
+    let target = PortRange::parse(&port.target, &spec, "container port")?;
+    let (h0, h1) = if port.published.is_empty() {
+        (0, 0)
+    } else {
+        range(&port.published)
+    };
+    Ok(target
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let host = if h0 == 0 {
+                String::new()
+            } else if h1 > h0 && h1 - h0 == u32::from(target.end - target.start) {
+                (h0 + i as u32).to_string()
+            } else {
+                port.published.clone()
+            };
+            (PortProto { port: c, proto }, host)
+        })
+        .collect())
 }
 
 fn range(s: &str) -> (u32, u32) {

@@ -2,6 +2,11 @@ use crate::model::Condition;
 use crate::plan::{config_hash, create_body, order};
 use crate::*;
 
+/// The create body as it goes on the wire.
+fn body(p: &Project, service: &str, n: u32) -> serde_json::Value {
+    serde_json::to_value(create_body(p, service, n).expect("a body")).unwrap()
+}
+
 fn env(k: &str) -> Option<String> {
     match k {
         "WEB_PORT" => Some("8080".into()),
@@ -104,7 +109,7 @@ fn the_seed_cluster_loads() {
 #[test]
 fn create_bodies_carry_names_aliases_ports_and_labels() {
     let p = load1(SEED).unwrap().project;
-    let b = create_body(&p, "web", 2);
+    let b = body(&p, "web", 2);
     assert_eq!(b["Labels"]["com.docker.compose.service"], "web");
     assert_eq!(b["Labels"]["com.docker.compose.container-number"], "2");
     assert_eq!(b["HostConfig"]["NetworkMode"], "seed_cluster_front");
@@ -120,14 +125,14 @@ fn create_bodies_carry_names_aliases_ports_and_labels() {
         serde_json::json!(["web", "app"])
     );
     assert!(b["ExposedPorts"].get("5000/tcp").is_some());
-    let proxy = create_body(&p, "proxy", 1);
+    let proxy = body(&p, "proxy", 1);
     assert_eq!(
         proxy["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"],
         "8080"
     );
     // The hash changes with the service, not with the replica.
     assert_eq!(
-        create_body(&p, "web", 1)["Labels"][plan::LABEL_HASH],
+        body(&p, "web", 1)["Labels"][plan::LABEL_HASH],
         b["Labels"][plan::LABEL_HASH]
     );
     let mut changed = p.services["web"].clone();
@@ -145,14 +150,14 @@ fn default_network_and_network_modes() {
     assert_eq!(p.name, "demo");
     assert_eq!(p.networks["default"].name, "demo_default");
     assert_eq!(
-        create_body(&p, "a", 1)["HostConfig"]["NetworkMode"],
+        body(&p, "a", 1)["HostConfig"]["NetworkMode"],
         "demo_default"
     );
     assert_eq!(
-        create_body(&p, "b", 1)["HostConfig"]["NetworkMode"],
+        body(&p, "b", 1)["HostConfig"]["NetworkMode"],
         "container:demo-a-1"
     );
-    assert_eq!(create_body(&p, "c", 1)["HostConfig"]["NetworkMode"], "none");
+    assert_eq!(body(&p, "c", 1)["HostConfig"]["NetworkMode"], "none");
     assert_eq!(order(&p).unwrap(), ["a", "b", "c"]);
 }
 
@@ -247,12 +252,29 @@ fn port_forms() {
             "0.0.0.0:8443:443/tcp"
         ]
     );
-    let b = create_body(&p, "a", 1);
+    let b = body(&p, "a", 1);
     assert_eq!(
         b["HostConfig"]["PortBindings"]["9001/tcp"][0]["HostPort"],
         "9001"
     );
     assert_eq!(b["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"], "");
+    // Ports go typed: what is no port fails here, naming the service.
+    let bad = load1("services:\n  a:\n    command: [x]\n    ports:\n      - {target: '0'}\n")
+        .unwrap()
+        .project;
+    let e = create_body(&bad, "a", 1).unwrap_err().to_string();
+    assert!(
+        e.contains("services.a.ports") && e.contains("not a valid container port"),
+        "{e}"
+    );
+    let ranged = load1("services:\n  a:\n    command: [x]\n    expose: ['7000-7001/udp']\n")
+        .unwrap()
+        .project;
+    let b = body(&ranged, "a", 1);
+    assert_eq!(
+        b["ExposedPorts"],
+        serde_json::json!({"7000/udp": {}, "7001/udp": {}})
+    );
 }
 
 #[test]
@@ -270,11 +292,11 @@ fn durations() {
             .contains("services.a.healthcheck.interval")
     );
     let p = load1(SEED).unwrap().project;
-    let b = create_body(&p, "web", 1);
+    let b = body(&p, "web", 1);
     assert_eq!(b["Healthcheck"]["Interval"], 1_000_000_000u64);
     assert_eq!(b["Healthcheck"]["Test"][0], "CMD-SHELL");
     assert_eq!(
-        create_body(&p, "redis", 1)["HostConfig"]["RestartPolicy"]["Name"],
+        body(&p, "redis", 1)["HostConfig"]["RestartPolicy"]["Name"],
         "always"
     );
 }

@@ -8,13 +8,14 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, Response, StatusCode};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use berth_api::container::{Healthcheck, WaitResponse};
+use berth_api::query::{CreateQuery, KillQuery, ListQuery, LogsQuery, RemoveQuery, StopQuery};
+use berth_api::{ContainerCreateRequest, ContainerCreateResponse, ContainerSummary};
 
-use super::networks::{endpoint_request, EndpointJson};
-use super::{empty_none, label_match, parse_filters, truthy, FilterQuery};
-use crate::api::errors::{bad_json_at, json_response, no_content, ok, ApiResult};
-use crate::api::extract::{parse_json, Obj, ReqBody, CREATE_BODY_LIMIT, Q};
+use super::networks::endpoint_request;
+use super::{empty_none, label_match, parse_filters};
+use crate::api::errors::{json_response, no_content, ok, ApiResult};
+use crate::api::extract::{parse_json, ReqBody, CREATE_BODY_LIMIT, Q};
 use crate::api::types;
 use crate::daemon::{ContainerCreate, Daemon, Error};
 
@@ -66,17 +67,14 @@ fn check_ps_filters(f: &BTreeMap<String, Vec<String>>) -> Result<(), Error> {
     Ok(())
 }
 
-pub(super) async fn container_list(
-    State(d): State<Arc<Daemon>>,
-    Q(q): Q<FilterQuery>,
-) -> ApiResult {
+pub(super) async fn container_list(State(d): State<Arc<Daemon>>, Q(q): Q<ListQuery>) -> ApiResult {
     let f = parse_filters(q.filters.as_deref())?;
     check_ps_filters(&f)?;
-    let all = truthy(&q.all);
+    let all = q.all;
     let (nets, mut ctrs) = d.snapshot().await;
     ctrs.sort_by_key(|c| std::cmp::Reverse(c.created));
     let now = chrono::Utc::now();
-    let out: Vec<Value> = ctrs
+    let out: Vec<ContainerSummary> = ctrs
         .iter()
         .filter(|c| all || c.is_running() || f.contains_key("status"))
         .filter(|c| {
@@ -98,7 +96,7 @@ pub(super) async fn container_list(
         })
         .map(|c| types::container_summary(c, &nets, now))
         .collect();
-    ok(Value::Array(out))
+    ok(out)
 }
 
 pub(super) async fn container_inspect(
@@ -118,52 +116,10 @@ pub(super) async fn container_inspect(
     ok(types::container_inspect(c, &nets, &paths))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct HostConfigJson {
-    network_mode: Option<String>,
-    dns: Option<Vec<String>>,
-    dns_search: Option<Vec<String>>,
-    dns_options: Option<Vec<String>>,
-    extra_hosts: Option<Vec<String>>,
-    links: Option<Vec<String>>,
-    auto_remove: bool,
-    port_bindings: Option<BTreeMap<String, Option<Vec<Obj<PortBindingJson>>>>>,
-    publish_all_ports: bool,
-    restart_policy: Option<Obj<RestartPolicyJson>>,
-    log_config: Option<Obj<LogConfigJson>>,
-}
-
-/// docker's `HostConfig.LogConfig`: berth writes files with json-file's size limits.
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct LogConfigJson {
-    #[serde(rename = "Type")]
-    kind: String,
-    config: BTreeMap<String, String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct RestartPolicyJson {
-    name: String,
-    maximum_retry_count: u32,
-}
-
-/// docker's `Config.Healthcheck`: durations in nanoseconds, 0 = the default.
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct HealthcheckJson {
-    test: Option<Vec<String>>,
-    interval: u64,
-    timeout: u64,
-    retries: u32,
-    start_period: u64,
-}
-
-fn healthcheck(h: Option<HealthcheckJson>) -> Result<Option<crate::model::Healthcheck>, Error> {
+/// `Config.Healthcheck` as the daemon keeps it: milliseconds, docker's defaults for 0.
+fn healthcheck(h: Option<Healthcheck>) -> Result<Option<crate::model::Healthcheck>, Error> {
     let Some(h) = h else { return Ok(None) };
-    let test = h.test.unwrap_or_default();
+    let test = h.test;
     match test.first().map(String::as_str) {
         None | Some("NONE") => return Ok(None),
         Some("CMD") | Some("CMD-SHELL") if test.len() > 1 => {}
@@ -189,60 +145,19 @@ fn healthcheck(h: Option<HealthcheckJson>) -> Result<Option<crate::model::Health
     }))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct PortBindingJson {
-    #[serde(rename = "HostIp")]
-    host_ip: String,
-    #[serde(rename = "HostPort")]
-    host_port: String,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct NetworkingConfigJson {
-    endpoints_config: Option<serde_json::Map<String, Value>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct CreateJson {
-    hostname: String,
-    domainname: String,
-    tty: bool,
-    open_stdin: bool,
-    env: Option<Vec<String>>,
-    cmd: Option<Vec<String>>,
-    entrypoint: Option<Vec<String>>,
-    working_dir: String,
-    labels: Option<BTreeMap<String, String>>,
-    exposed_ports: Option<BTreeMap<String, Value>>,
-    host_config: Option<Obj<HostConfigJson>>,
-    networking_config: Option<Obj<NetworkingConfigJson>>,
-    healthcheck: Option<Obj<HealthcheckJson>>,
-}
-
-#[derive(Deserialize, Default)]
-pub(super) struct NameQuery {
-    name: Option<String>,
-}
-
 pub(super) async fn container_create(
     State(d): State<Arc<Daemon>>,
-    Q(q): Q<NameQuery>,
+    Q(q): Q<CreateQuery>,
     ReqBody(body): ReqBody<CREATE_BODY_LIMIT>,
 ) -> ApiResult {
-    let r: CreateJson = parse_json::<Obj<CreateJson>>(&body)?.0;
-    let hc = r.host_config.map(|o| o.0).unwrap_or_default();
+    let r: ContainerCreateRequest = parse_json(&body)?;
+    let hc = r.host_config.unwrap_or_default();
     let mut endpoints = Vec::new();
     for (net, ep) in r
         .networking_config
-        .and_then(|n| n.0.endpoints_config)
+        .and_then(|n| n.endpoints_config)
         .unwrap_or_default()
     {
-        let ep: EndpointJson = serde_json::from_value::<Obj<EndpointJson>>(ep)
-            .map_err(|e| bad_json_at(&format!("NetworkingConfig.EndpointsConfig.{net}"), e))?
-            .0;
         endpoints.push((net, endpoint_request(Some(ep))?));
     }
     let req = ContainerCreate {
@@ -265,30 +180,30 @@ pub(super) async fn container_create(
         extra_hosts: hc.extra_hosts.unwrap_or_default(),
         links: hc.links.unwrap_or_default(),
         restart: {
-            let r = hc.restart_policy.map(|o| o.0).unwrap_or_default();
+            let r = hc.restart_policy;
             let spec = match (r.name.as_str(), r.maximum_retry_count) {
                 ("on-failure", n) if n > 0 => format!("on-failure:{n}"),
                 (name, _) => name.to_string(),
             };
             crate::model::RestartPolicy::parse(&spec).map_err(Error::InvalidParameter)?
         },
-        healthcheck: healthcheck(r.healthcheck.map(|o| o.0))?,
+        healthcheck: healthcheck(r.healthcheck)?,
         auto_remove: hc.auto_remove,
-        log_opts: match hc.log_config.map(|o| o.0) {
-            Some(l) if !matches!(l.kind.as_str(), "" | "json-file" | "local") => {
+        log_opts: match hc.log_config {
+            l if !matches!(l.kind.as_str(), "" | "json-file" | "local") => {
                 return Err(Error::InvalidParameter(format!(
                     "log driver {:?} is not supported: berth keeps logs in files (json-file, with max-size and max-file)",
                     l.kind
                 ))
                 .into())
             }
-            Some(l) => l.config.into_iter().collect(),
-            None => vec![],
+            l => l.config.unwrap_or_default().into_iter().collect(),
         },
         labels: r.labels.unwrap_or_default(),
-        network_mode: hc.network_mode.unwrap_or_default(),
+        network_mode: hc.network_mode,
         endpoints,
-        exposed_ports: r.exposed_ports.unwrap_or_default().into_keys().collect(),
+        // Typed since the request was read: the keys are ports already.
+        exposed_ports: r.exposed_ports.into_keys().collect(),
         port_bindings: hc
             .port_bindings
             .unwrap_or_default()
@@ -297,7 +212,7 @@ pub(super) async fn container_create(
                 let list = v
                     .unwrap_or_default()
                     .into_iter()
-                    .map(|Obj(b)| (b.host_ip, b.host_port))
+                    .map(|b| (b.host_ip, b.host_port))
                     .collect();
                 (k, list)
             })
@@ -307,15 +222,11 @@ pub(super) async fn container_create(
     let id = d.container_create(req).await?;
     Ok(json_response(
         StatusCode::CREATED,
-        &json!({"Id": id, "Warnings": []}),
+        &ContainerCreateResponse {
+            id,
+            warnings: vec![],
+        },
     ))
-}
-
-#[derive(Deserialize, Default)]
-pub(super) struct StopQuery {
-    t: Option<i64>,
-    signal: Option<String>,
-    force: Option<String>,
 }
 
 pub(super) async fn container_stop(
@@ -376,7 +287,7 @@ pub fn parse_signal(s: &str) -> Option<i32> {
 pub(super) async fn container_kill(
     State(d): State<Arc<Daemon>>,
     Path(id): Path<String>,
-    Q(q): Q<StopQuery>,
+    Q(q): Q<KillQuery>,
 ) -> ApiResult {
     let s = q
         .signal
@@ -397,21 +308,19 @@ pub(super) async fn container_wait(
     Path(id): Path<String>,
 ) -> ApiResult {
     let code = d.container_wait(&id, None).await?.unwrap_or(255);
-    ok(json!({"StatusCode": code, "Error": null}))
+    ok(WaitResponse {
+        status_code: code,
+        error: None,
+    })
 }
 
 pub(super) async fn container_delete(
     State(d): State<Arc<Daemon>>,
     Path(id): Path<String>,
-    Q(q): Q<StopQuery>,
+    Q(q): Q<RemoveQuery>,
 ) -> ApiResult {
-    d.container_remove(&id, truthy(&q.force)).await?;
+    d.container_remove(&id, q.force).await?;
     no_content()
-}
-
-#[derive(Deserialize, Default)]
-pub(super) struct LogsQuery {
-    follow: Option<String>,
 }
 
 /// The log as a raw stream (what dockerd sends for tty containers); `follow` keeps it open
@@ -423,7 +332,7 @@ pub(super) async fn container_logs(
 ) -> ApiResult {
     let cid = d.state.lock().await.container_id(&id)?;
     let dir = d.container_dir(&cid);
-    let follow = truthy(&q.follow);
+    let follow = q.follow;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::spawn(async move {
         // The rotated files oldest first, then the live one, followed across rotations.

@@ -13,53 +13,17 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use berth_api::system::{
+    Component, ComponentDetails, Platform, Plugins, Swarm, SystemInfo, SystemVersion,
+};
+use berth_api::{ErrorResponse, Filters, API_VERSION, MIN_API_VERSION};
 
 use super::errors::{json_response, ok, ApiResult};
-use super::types;
 use crate::daemon::{Daemon, Error};
 
 /// Docker's filters: `{"name":{"x":true}}` (or the legacy `{"name":["x"]}`).
 pub fn parse_filters(raw: Option<&str>) -> Result<BTreeMap<String, Vec<String>>, Error> {
-    let Some(raw) = raw.filter(|s| !s.is_empty()) else {
-        return Ok(BTreeMap::new());
-    };
-    let bad = |why: String| {
-        Error::InvalidParameter(format!(
-            "invalid filter JSON {raw:?}: {why}; expected an object such as {{\"name\":{{\"web\":true}}}}"
-        ))
-    };
-    let v: Value = serde_json::from_str(raw).map_err(|e| bad(e.to_string()))?;
-    let Value::Object(m) = v else {
-        return Err(bad("not an object".into()));
-    };
-    let mut out = BTreeMap::new();
-    for (k, vals) in m {
-        let list = match vals {
-            Value::Object(o) => {
-                let mut list = Vec::new();
-                for (v, on) in o {
-                    match on {
-                        Value::Bool(true) => list.push(v),
-                        Value::Bool(false) => {}
-                        _ => return Err(bad(format!("the value of {k}.{v} is not true or false"))),
-                    }
-                }
-                list
-            }
-            Value::Array(a) => a
-                .into_iter()
-                .map(|s| match s {
-                    Value::String(s) => Ok(s),
-                    other => Err(bad(format!("{k} lists {other}, not a string"))),
-                })
-                .collect::<Result<_, _>>()?,
-            other => return Err(bad(format!("{k} is {other}, not an object or a list"))),
-        };
-        out.insert(k, list);
-    }
-    Ok(out)
+    Filters::parse(raw).map_err(|e| Error::InvalidParameter(e.to_string()))
 }
 
 pub(super) fn label_match(labels: &BTreeMap<String, String>, want: &str) -> bool {
@@ -67,16 +31,6 @@ pub(super) fn label_match(labels: &BTreeMap<String, String>, want: &str) -> bool
         Some((k, v)) => labels.get(k).map(String::as_str) == Some(v),
         None => labels.contains_key(want),
     }
-}
-
-#[derive(Deserialize, Default)]
-pub(super) struct FilterQuery {
-    pub filters: Option<String>,
-    pub all: Option<String>,
-}
-
-pub(super) fn truthy(s: &Option<String>) -> bool {
-    matches!(s.as_deref(), Some("1") | Some("true") | Some("True"))
 }
 
 pub fn router(d: Arc<Daemon>) -> Router {
@@ -119,7 +73,12 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/volumes/{id}", get(no_such_object))
         .route("/plugins/{id}/json", get(no_such_object))
         .fallback(|| async {
-            json_response(StatusCode::NOT_FOUND, &json!({"message": "page not found"}))
+            json_response(
+                StatusCode::NOT_FOUND,
+                &ErrorResponse {
+                    message: "page not found".into(),
+                },
+            )
         })
         .with_state(d);
     // Outside the routes: axum adds a 405's `Allow` header after route layers run.
@@ -132,7 +91,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
 
 async fn docker_headers(mut r: axum::response::Response) -> axum::response::Response {
     let h = r.headers_mut();
-    h.insert("Api-Version", HeaderValue::from_static(types::API_VERSION));
+    h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
     h.insert("Ostype", HeaderValue::from_static("linux"));
     h.insert("Docker-Experimental", HeaderValue::from_static("false"));
     h.insert(
@@ -166,21 +125,36 @@ fn kernel_version() -> String {
 
 async fn version() -> ApiResult {
     let v = env!("CARGO_PKG_VERSION");
-    ok(json!({
-        "Platform": { "Name": "berth" },
-        "Components": [{ "Name": "Engine", "Version": v, "Details": {
-            "ApiVersion": types::API_VERSION, "MinAPIVersion": types::MIN_API_VERSION,
-            "Os": "linux", "Arch": std::env::consts::ARCH, "KernelVersion": kernel_version() } }],
-        "Version": v,
-        "ApiVersion": types::API_VERSION,
-        "MinAPIVersion": types::MIN_API_VERSION,
-        "GitCommit": "",
-        "GoVersion": "",
-        "Os": "linux",
-        "Arch": if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH },
-        "KernelVersion": kernel_version(),
-        "BuildTime": "",
-    }))
+    ok(SystemVersion {
+        platform: Platform {
+            name: "berth".into(),
+        },
+        components: vec![Component {
+            name: "Engine".into(),
+            version: v.into(),
+            details: ComponentDetails {
+                api_version: API_VERSION.into(),
+                min_api_version: MIN_API_VERSION.into(),
+                os: "linux".into(),
+                arch: std::env::consts::ARCH.into(),
+                kernel_version: kernel_version(),
+            },
+        }],
+        version: v.into(),
+        api_version: API_VERSION.into(),
+        min_api_version: MIN_API_VERSION.into(),
+        git_commit: String::new(),
+        go_version: String::new(),
+        os: "linux".into(),
+        // Go's name for it, which docker clients print.
+        arch: match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            a => a,
+        }
+        .into(),
+        kernel_version: kernel_version(),
+        build_time: String::new(),
+    })
 }
 
 async fn info(State(d): State<Arc<Daemon>>) -> ApiResult {
@@ -189,38 +163,49 @@ async fn info(State(d): State<Arc<Daemon>>) -> ApiResult {
     let host = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
-    ok(json!({
-        "ID": "",
-        "Containers": ctrs.len(),
-        "ContainersRunning": running,
-        "ContainersPaused": 0,
-        "ContainersStopped": ctrs.len() - running,
-        "Images": 0,
-        "Driver": "",
-        "Name": host,
-        "ServerVersion": env!("CARGO_PKG_VERSION"),
-        "OperatingSystem": "berth",
-        "OSType": "linux",
-        "Architecture": std::env::consts::ARCH,
-        "KernelVersion": kernel_version(),
-        "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "DockerRootDir": d.opts.root.display().to_string(),
-        "Plugins": { "Volume": [], "Network": ["bridge", "host", "null"], "Log": [] },
-        "Swarm": { "LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": false, "Error": "", "RemoteManagers": null },
-        "Networks": nets.len(),
-        "BerthRun": d.opts.run.display().to_string(),
-        "BerthSocket": d.opts.socket.display().to_string(),
-        "BerthDNS": d.dns.host_addr().map(|a| a.to_string()).unwrap_or_default(),
-        "Warnings": d.warnings().await,
-    }))
+    let strings = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    ok(SystemInfo {
+        id: String::new(),
+        containers: ctrs.len(),
+        containers_running: running,
+        containers_paused: 0,
+        containers_stopped: ctrs.len() - running,
+        images: 0,
+        driver: String::new(),
+        name: host,
+        server_version: env!("CARGO_PKG_VERSION").into(),
+        operating_system: "berth".into(),
+        os_type: "linux".into(),
+        architecture: std::env::consts::ARCH.into(),
+        kernel_version: kernel_version(),
+        ncpu: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        docker_root_dir: d.opts.root.display().to_string(),
+        plugins: Plugins {
+            volume: vec![],
+            network: strings(&["bridge", "host", "null"]),
+            log: vec![],
+        },
+        swarm: Swarm {
+            local_node_state: "inactive".into(),
+            ..Default::default()
+        },
+        networks: nets.len(),
+        berth_run: d.opts.run.display().to_string(),
+        berth_socket: d.opts.socket.display().to_string(),
+        berth_dns: d.dns.host_addr().map(|a| a.to_string()).unwrap_or_default(),
+        warnings: d.warnings().await,
+    })
 }
 
 async fn no_such_object(Path(id): Path<String>) -> ApiResult {
     Err(Error::NotFound(format!("No such object: {id}")).into())
 }
 
-fn empty_none(s: Option<String>) -> Option<String> {
-    s.filter(|s| !s.is_empty())
+/// "" as absent: docker clients send empty strings for what they leave unset.
+fn empty_none(s: impl Into<Option<String>>) -> Option<String> {
+    s.into().filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]
@@ -228,25 +213,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn filters_both_forms() {
-        let f = parse_filters(Some(r#"{"name":{"dev":true},"label":["a=b"]}"#)).unwrap();
-        assert_eq!(f["name"], vec!["dev"]);
-        assert_eq!(f["label"], vec!["a=b"]);
-        assert!(parse_filters(Some("{nope")).is_err());
-        for bad in [
-            "[1]",
-            "\"x\"",
-            "1",
-            r#"{"name":"x"}"#,
-            r#"{"name":[1]}"#,
-            r#"{"name":{"x":1}}"#,
-        ] {
-            let e = parse_filters(Some(bad)).expect_err(bad).to_string();
-            assert!(e.starts_with("invalid filter JSON"), "{e}");
-        }
-        let f = parse_filters(Some(r#"{"name":{"a":true,"b":false}}"#)).unwrap();
-        assert_eq!(f["name"], vec!["a"]);
-        assert!(parse_filters(None).unwrap().is_empty());
+    fn bad_filters_are_invalid_parameters() {
+        let e = parse_filters(Some("[1]")).unwrap_err();
+        assert!(matches!(&e, Error::InvalidParameter(m) if m.starts_with("invalid filter JSON")));
+        assert_eq!(
+            parse_filters(Some(r#"{"name":["x"]}"#)).unwrap()["name"],
+            ["x"]
+        );
     }
 
     #[test]

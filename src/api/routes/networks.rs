@@ -1,22 +1,25 @@
 //! `/networks…`: list, inspect, create, remove, prune, connect and disconnect.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use berth_api::network::NetworkPruneResponse;
+use berth_api::query::ListQuery;
+use berth_api::{
+    EndpointSettings, Network, NetworkConnectRequest, NetworkCreateRequest, NetworkCreateResponse,
+    NetworkDisconnectRequest,
+};
 
-use super::{empty_none, label_match, parse_filters, FilterQuery};
+use super::{empty_none, label_match, parse_filters};
 use crate::api::errors::{json_response, no_content, ok, ApiResult};
-use crate::api::extract::{parse_json, Obj, ReqBody, Q};
+use crate::api::extract::{parse_json, ReqBody, Q};
 use crate::api::types;
 use crate::daemon::{Daemon, Error, IpamConfigReq, NetworkCreate};
 use crate::model::EndpointRequest;
 
-pub(super) async fn network_list(State(d): State<Arc<Daemon>>, Q(q): Q<FilterQuery>) -> ApiResult {
+pub(super) async fn network_list(State(d): State<Arc<Daemon>>, Q(q): Q<ListQuery>) -> ApiResult {
     let f = parse_filters(q.filters.as_deref())?;
     for k in f.keys() {
         if !["name", "id", "driver", "label", "type", "scope", "dangling"].contains(&k.as_str()) {
@@ -24,7 +27,7 @@ pub(super) async fn network_list(State(d): State<Arc<Daemon>>, Q(q): Q<FilterQue
         }
     }
     let (nets, ctrs) = d.snapshot().await;
-    let out: Vec<Value> = nets
+    let out: Vec<Network> = nets
         .iter()
         .filter(|n| {
             let any = |k: &str, pred: &dyn Fn(&str) -> bool| {
@@ -47,7 +50,7 @@ pub(super) async fn network_list(State(d): State<Arc<Daemon>>, Q(q): Q<FilterQue
         })
         .map(|n| types::network(n, &ctrs, false))
         .collect();
-    ok(Value::Array(out))
+    ok(out)
 }
 
 pub(super) async fn network_inspect(
@@ -66,55 +69,24 @@ pub(super) async fn network_inspect(
     ok(types::network(n, &ctrs, true))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct IpamConfigJson {
-    subnet: Option<String>,
-    #[serde(rename = "IPRange")]
-    ip_range: Option<String>,
-    gateway: Option<String>,
-    auxiliary_addresses: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct IpamJson {
-    config: Option<Vec<Obj<IpamConfigJson>>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct NetworkCreateJson {
-    name: String,
-    driver: Option<String>,
-    #[serde(rename = "IPAM")]
-    ipam: Option<Obj<IpamJson>>,
-    internal: bool,
-    attachable: bool,
-    #[serde(rename = "EnableIPv6")]
-    enable_ipv6: Option<bool>,
-    options: Option<BTreeMap<String, String>>,
-    labels: Option<BTreeMap<String, String>>,
-}
-
 pub(super) async fn network_create(
     State(d): State<Arc<Daemon>>,
     ReqBody(body): ReqBody,
 ) -> ApiResult {
-    let r: NetworkCreateJson = parse_json::<Obj<NetworkCreateJson>>(&body)?.0;
+    let r: NetworkCreateRequest = parse_json(&body)?;
     let req = NetworkCreate {
         name: r.name,
         driver: empty_none(r.driver),
         ipam: r
             .ipam
-            .and_then(|i| i.0.config)
+            .and_then(|i| i.config)
             .unwrap_or_default()
             .into_iter()
-            .map(|Obj(c)| IpamConfigReq {
+            .map(|c| IpamConfigReq {
                 subnet: empty_none(c.subnet),
                 ip_range: empty_none(c.ip_range),
                 gateway: empty_none(c.gateway),
-                aux: c.auxiliary_addresses.unwrap_or_default(),
+                aux: c.auxiliary_addresses,
             })
             .collect(),
         internal: r.internal,
@@ -126,7 +98,10 @@ pub(super) async fn network_create(
     let n = d.network_create(req).await?;
     Ok(json_response(
         StatusCode::CREATED,
-        &json!({"Id": n.id, "Warning": ""}),
+        &NetworkCreateResponse {
+            id: n.id,
+            warning: String::new(),
+        },
     ))
 }
 
@@ -138,7 +113,7 @@ pub(super) async fn network_delete(
     no_content()
 }
 
-pub(super) async fn network_prune(State(d): State<Arc<Daemon>>, Q(q): Q<FilterQuery>) -> ApiResult {
+pub(super) async fn network_prune(State(d): State<Arc<Daemon>>, Q(q): Q<ListQuery>) -> ApiResult {
     let f = parse_filters(q.filters.as_deref())?;
     let labels: Vec<(String, Option<String>)> = f
         .get("label")
@@ -152,29 +127,15 @@ pub(super) async fn network_prune(State(d): State<Arc<Daemon>>, Q(q): Q<FilterQu
         })
         .unwrap_or_default();
     let deleted = d.network_prune(&labels).await?;
-    ok(json!({ "NetworksDeleted": deleted }))
+    ok(NetworkPruneResponse {
+        networks_deleted: deleted,
+    })
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct IpamEndpointJson {
-    #[serde(rename = "IPv4Address")]
-    ipv4_address: Option<String>,
-    #[serde(rename = "IPv6Address")]
-    ipv6_address: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-pub(super) struct EndpointJson {
-    #[serde(rename = "IPAMConfig")]
-    ipam_config: Option<Obj<IpamEndpointJson>>,
-    aliases: Option<Vec<String>>,
-}
-
-pub(super) fn endpoint_request(e: Option<EndpointJson>) -> Result<EndpointRequest, Error> {
+/// What the daemon takes of an endpoint's settings: its static addresses and aliases.
+pub(super) fn endpoint_request(e: Option<EndpointSettings>) -> Result<EndpointRequest, Error> {
     let e = e.unwrap_or_default();
-    let ip = |s: Option<String>, what: &str| -> Result<_, Error> {
+    let ip = |s: String, what: &str| -> Result<_, Error> {
         empty_none(s)
             .map(|s| {
                 s.parse().map_err(|_| {
@@ -185,7 +146,7 @@ pub(super) fn endpoint_request(e: Option<EndpointJson>) -> Result<EndpointReques
             })
             .transpose()
     };
-    let ipam = e.ipam_config.map(|o| o.0).unwrap_or_default();
+    let ipam = e.ipam_config.unwrap_or_default();
     Ok(EndpointRequest {
         ipv4: ip(ipam.ipv4_address, "IPv4")?,
         ipv6: ip(ipam.ipv6_address, "IPv6")?,
@@ -193,26 +154,14 @@ pub(super) fn endpoint_request(e: Option<EndpointJson>) -> Result<EndpointReques
     })
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct ConnectJson {
-    container: String,
-    endpoint_config: Option<Obj<EndpointJson>>,
-    force: bool,
-}
-
 pub(super) async fn network_connect(
     State(d): State<Arc<Daemon>>,
     Path(id): Path<String>,
     ReqBody(body): ReqBody,
 ) -> ApiResult {
-    let r: ConnectJson = parse_json::<Obj<ConnectJson>>(&body)?.0;
-    d.network_connect(
-        &id,
-        &r.container,
-        endpoint_request(r.endpoint_config.map(|o| o.0))?,
-    )
-    .await?;
+    let r: NetworkConnectRequest = parse_json(&body)?;
+    d.network_connect(&id, &r.container, endpoint_request(r.endpoint_config)?)
+        .await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -221,7 +170,7 @@ pub(super) async fn network_disconnect(
     Path(id): Path<String>,
     ReqBody(body): ReqBody,
 ) -> ApiResult {
-    let r: ConnectJson = parse_json::<Obj<ConnectJson>>(&body)?.0;
+    let r: NetworkDisconnectRequest = parse_json(&body)?;
     d.network_disconnect(&id, &r.container, r.force).await?;
     Ok(StatusCode::OK.into_response())
 }

@@ -8,19 +8,14 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, Response, StatusCode};
+use berth_api::query::StartQuery;
+use berth_api::{ExecCreateRequest, StdioLine};
 use hyper_util::rt::TokioIo;
-use serde::Deserialize;
-use serde_json::json;
 use tokio::net::UnixStream;
 
 use crate::api::errors::{no_content, ApiResult};
-use crate::api::extract::{parse_json, read_body, Obj, BODY_LIMIT, Q};
+use crate::api::extract::{parse_json, read_body, BODY_LIMIT, Q};
 use crate::daemon::{Daemon, Error, ExecRequest, Stdio};
-
-#[derive(Deserialize, Default)]
-pub(super) struct StartQuery {
-    stdio: Option<String>,
-}
 
 /// Plain start (detached), or with `Upgrade: berth-stdio` the foreground protocol:
 /// after 101 the client sends one byte carrying its stdin/stdout/stderr (`stdio=fds`) or
@@ -54,15 +49,6 @@ pub(super) async fn container_start(
     Ok(switching())
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct ExecJson {
-    cmd: Vec<String>,
-    env: Option<Vec<String>>,
-    working_dir: String,
-    tty: bool,
-}
-
 pub(super) async fn container_exec(
     State(d): State<Arc<Daemon>>,
     Path(id): Path<String>,
@@ -73,7 +59,7 @@ pub(super) async fn container_exec(
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
     let body = read_body(req, BODY_LIMIT).await?;
-    let r: ExecJson = parse_json::<Obj<ExecJson>>(&body)?.0;
+    let r: ExecCreateRequest = parse_json(&body)?;
     {
         let st = d.state.lock().await;
         let cid = st.container_id(&id)?;
@@ -83,7 +69,7 @@ pub(super) async fn container_exec(
     }
     let tty = r.tty;
     let er = ExecRequest {
-        cmd: r.cmd,
+        cmd: r.cmd.unwrap_or_default(),
         env: r.env.unwrap_or_default(),
         working_dir: r.working_dir,
         tty,
@@ -152,7 +138,10 @@ where
             _ => {
                 let _ = crate::api::fdpass::send_line(
                     &stream,
-                    &json!({"message": "expected 3 descriptors (stdin, stdout, stderr)"}),
+                    &StdioLine {
+                        message: Some("expected 3 descriptors (stdin, stdout, stderr)".into()),
+                        ..Default::default()
+                    },
                     None,
                 );
                 return;
@@ -163,19 +152,28 @@ where
         Err(e) => {
             let _ = crate::api::fdpass::send_line(
                 &stream,
-                &json!({"message": e.to_string(), "status": crate::api::errors::status_of(&e).as_u16()}),
+                &StdioLine {
+                    message: Some(e.to_string()),
+                    status: Some(crate::api::errors::status_of(&e).as_u16()),
+                    ..Default::default()
+                },
                 None,
             );
         }
         Ok((master, wait)) => {
-            if crate::api::fdpass::send_line(&stream, &json!({"Started": true}), master.as_ref())
-                .is_err()
-            {
+            let started = StdioLine {
+                started: true,
+                ..Default::default()
+            };
+            if crate::api::fdpass::send_line(&stream, &started, master.as_ref()).is_err() {
                 return;
             }
             drop(master);
-            let code = wait.await.unwrap_or(255);
-            let _ = crate::api::fdpass::send_line(&stream, &json!({"StatusCode": code}), None);
+            let exit = StdioLine {
+                status_code: Some(wait.await.unwrap_or(255)),
+                ..Default::default()
+            };
+            let _ = crate::api::fdpass::send_line(&stream, &exit, None);
         }
     }
 }

@@ -80,24 +80,16 @@ impl Daemon {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut exposed_ports = std::collections::BTreeSet::new();
+        let mut exposed_ports: std::collections::BTreeSet<_> =
+            req.exposed_ports.iter().copied().collect();
         let mut port_bindings = std::collections::BTreeMap::new();
-        for k in &req.exposed_ports {
-            exposed_ports.insert(
-                k.parse::<berth_ports::PortProto>()
-                    .map_err(ports::port_error)?,
-            );
-        }
-        for (k, list) in &req.port_bindings {
-            let pp = k
-                .parse::<berth_ports::PortProto>()
-                .map_err(ports::port_error)?;
+        for (pp, list) in &req.port_bindings {
             for (ip, port) in list {
-                berth_ports::BindingRequest::parse(pp, ip, port).map_err(ports::port_error)?;
+                berth_ports::BindingRequest::parse(*pp, ip, port).map_err(ports::port_error)?;
             }
-            exposed_ports.insert(pp);
+            exposed_ports.insert(*pp);
             if !list.is_empty() {
-                port_bindings.insert(pp, list.clone());
+                port_bindings.insert(*pp, list.clone());
             }
         }
         ports::check_mode(&mode, !port_bindings.is_empty() || req.publish_all)?;

@@ -50,10 +50,10 @@ pub struct ContainerCreate {
     pub labels: std::collections::BTreeMap<String, String>,
     pub network_mode: String,
     pub endpoints: Vec<(String, EndpointRequest)>,
-    /// `Config.ExposedPorts` keys ("80/tcp").
-    pub exposed_ports: Vec<String>,
-    /// `HostConfig.PortBindings`: "80/tcp" → (HostIp, HostPort).
-    pub port_bindings: Vec<(String, Vec<(String, String)>)>,
+    /// `Config.ExposedPorts`.
+    pub exposed_ports: Vec<berth_ports::PortProto>,
+    /// `HostConfig.PortBindings`: port → (HostIp, HostPort).
+    pub port_bindings: Vec<(berth_ports::PortProto, Vec<(String, String)>)>,
     pub publish_all: bool,
 }
 
