@@ -248,7 +248,7 @@ fn grace(p: &Project, service: &str) -> String {
         .map(|d| d.as_secs())
         .unwrap_or(10);
     encode(&StopQuery {
-        t: Some(secs as i64),
+        t: Some(i64::try_from(secs).unwrap_or(i64::MAX)),
     })
 }
 
@@ -688,7 +688,7 @@ async fn ps(c: &Client, p: &Project) -> Result<i32, ClientError> {
     Ok(0)
 }
 
-pub fn main(rt: &tokio::runtime::Runtime, c: &Client, a: ComposeArgs) -> i32 {
+pub(super) fn main(rt: &tokio::runtime::Runtime, c: &Client, a: ComposeArgs) -> i32 {
     let res = (|| -> Result<i32, ClientError> {
         let p = load(&a)?;
         match &a.cmd {

@@ -90,7 +90,7 @@ fn short_command(cmd: &str, no_trunc: bool) -> String {
     }
 }
 
-pub async fn ps(c: &Client, a: PsArgs) -> Result<i32, ClientError> {
+pub(super) async fn ps(c: &Client, a: PsArgs) -> Result<i32, ClientError> {
     let q = encode(&ListQuery {
         all: a.all,
         filters: Some(filters_json(&a.filter)?),
@@ -102,7 +102,7 @@ pub async fn ps(c: &Client, a: PsArgs) -> Result<i32, ClientError> {
         .iter()
         .map(|s| {
             let id = s.id.as_str();
-            let ago = std::time::Duration::from_secs((now - s.created).max(0) as u64);
+            let ago = std::time::Duration::from_secs(u64::try_from(now - s.created).unwrap_or(0));
             let names: Vec<&str> = s.names.iter().map(|n| n.trim_start_matches('/')).collect();
             let nets: Vec<&str> = s.network_settings.networks.keys().map(String::as_str).collect();
             let ports: Vec<berth_ports::ApiPort> = s.ports.iter().map(Into::into).collect();
@@ -158,7 +158,7 @@ pub struct PortArgs {
 }
 
 /// `docker port`: the container's published ports, from its inspect data.
-pub async fn port(c: &Client, a: PortArgs) -> Result<i32, ClientError> {
+pub(super) async fn port(c: &Client, a: PortArgs) -> Result<i32, ClientError> {
     let v: ContainerInspect = c
         .get_as(&format!("/containers/{}/json", enc(&a.container)))
         .await?;
@@ -186,7 +186,7 @@ pub async fn port(c: &Client, a: PortArgs) -> Result<i32, ClientError> {
 }
 
 /// Containers first, then networks, like `docker inspect` without --type.
-pub async fn inspect(c: &Client, a: InspectArgs) -> Result<i32, ClientError> {
+pub(super) async fn inspect(c: &Client, a: InspectArgs) -> Result<i32, ClientError> {
     let mut objs = Vec::new();
     let mut code = 0;
     for n in &a.names {
@@ -225,7 +225,7 @@ pub async fn inspect(c: &Client, a: InspectArgs) -> Result<i32, ClientError> {
     Ok(code)
 }
 
-pub async fn logs(c: &Client, a: LogsArgs) -> Result<i32, ClientError> {
+pub(super) async fn logs(c: &Client, a: LogsArgs) -> Result<i32, ClientError> {
     let mut out = std::io::stdout();
     let q = encode(&LogsQuery {
         stdout: true,
@@ -237,7 +237,7 @@ pub async fn logs(c: &Client, a: LogsArgs) -> Result<i32, ClientError> {
     Ok(0)
 }
 
-pub async fn stop(c: &Client, a: StopArgs, verb: &str) -> Result<i32, ClientError> {
+pub(super) async fn stop(c: &Client, a: StopArgs, verb: &str) -> Result<i32, ClientError> {
     let t = encode(&StopQuery { t: a.time });
     for_each(&a.names, |n| {
         let t = t.clone();
@@ -251,7 +251,7 @@ pub async fn stop(c: &Client, a: StopArgs, verb: &str) -> Result<i32, ClientErro
     .await
 }
 
-pub async fn start(c: &Client, a: StartArgs) -> Result<i32, ClientError> {
+pub(super) async fn start(c: &Client, a: StartArgs) -> Result<i32, ClientError> {
     for_each(&a.names, |n| async move {
         c.post(&format!("/containers/{}/start", enc(&n))).await?;
         println!("{n}");
@@ -260,7 +260,7 @@ pub async fn start(c: &Client, a: StartArgs) -> Result<i32, ClientError> {
     .await
 }
 
-pub async fn kill(c: &Client, a: KillArgs) -> Result<i32, ClientError> {
+pub(super) async fn kill(c: &Client, a: KillArgs) -> Result<i32, ClientError> {
     let q = encode(&KillQuery {
         signal: Some(a.signal.clone()),
     });
@@ -275,7 +275,7 @@ pub async fn kill(c: &Client, a: KillArgs) -> Result<i32, ClientError> {
     .await
 }
 
-pub async fn rm(c: &Client, a: RmArgs) -> Result<i32, ClientError> {
+pub(super) async fn rm(c: &Client, a: RmArgs) -> Result<i32, ClientError> {
     let q = encode(&RemoveQuery { force: a.force });
     for_each(&a.names, |n| {
         let q = q.clone();
@@ -288,7 +288,7 @@ pub async fn rm(c: &Client, a: RmArgs) -> Result<i32, ClientError> {
     .await
 }
 
-pub async fn wait(c: &Client, a: NamesArgs) -> Result<i32, ClientError> {
+pub(super) async fn wait(c: &Client, a: NamesArgs) -> Result<i32, ClientError> {
     for_each(&a.names, |n| async move {
         let r: WaitResponse = c.post_as(&format!("/containers/{}/wait", enc(&n))).await?;
         println!("{}", r.status_code);
@@ -297,7 +297,7 @@ pub async fn wait(c: &Client, a: NamesArgs) -> Result<i32, ClientError> {
     .await
 }
 
-pub async fn version(c: &Client) -> Result<i32, ClientError> {
+pub(super) async fn version(c: &Client) -> Result<i32, ClientError> {
     println!(
         "Client:\n Version:           {}\n API version:       {}\n OS/Arch:           linux/{}\n",
         env!("CARGO_PKG_VERSION"),
@@ -319,7 +319,7 @@ pub struct InfoArgs {
     format: Option<String>,
 }
 
-pub async fn info(c: &Client, a: InfoArgs) -> Result<i32, ClientError> {
+pub(super) async fn info(c: &Client, a: InfoArgs) -> Result<i32, ClientError> {
     let v = c.get("/info").await?;
     if a.format.is_some() {
         return Ok(match super::output::print_objects(&[v], &a.format) {

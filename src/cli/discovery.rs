@@ -52,9 +52,12 @@ fn to_unix(s: &str) -> Result<String, ClientError> {
 /// docker's line: `TIME TYPE ACTION ID (k=v, …)`.
 fn default_line(m: &Value) -> String {
     let nanos = m["timeNano"].as_i64().unwrap_or(0);
-    let t = chrono::DateTime::from_timestamp(nanos / 1_000_000_000, (nanos % 1_000_000_000) as u32)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string())
-        .unwrap_or_default();
+    let t = chrono::DateTime::from_timestamp(
+        nanos.div_euclid(1_000_000_000),
+        u32::try_from(nanos.rem_euclid(1_000_000_000)).unwrap_or(0),
+    )
+    .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string())
+    .unwrap_or_default();
     let attrs: Vec<String> = m["Actor"]["Attributes"]
         .as_object()
         .map(|o| {
@@ -105,7 +108,7 @@ impl Write for Lines {
     }
 }
 
-pub async fn events(c: &Client, a: EventsArgs) -> Result<i32, ClientError> {
+pub(super) async fn events(c: &Client, a: EventsArgs) -> Result<i32, ClientError> {
     let mut q = vec![format!("filters={}", enc(&filters_json(&a.filter)?))];
     if let Some(s) = &a.since {
         q.push(format!("since={}", to_unix(s)?));
@@ -135,7 +138,7 @@ pub struct CatalogArgs {
     format: Option<String>,
 }
 
-pub async fn catalog(c: &Client, a: CatalogArgs) -> Result<i32, ClientError> {
+pub(super) async fn catalog(c: &Client, a: CatalogArgs) -> Result<i32, ClientError> {
     let path = match a.index {
         Some(i) => format!("/catalog?index={i}&wait={}", enc(&a.wait)),
         None => "/catalog".to_string(),

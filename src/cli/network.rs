@@ -163,7 +163,7 @@ fn ipam_config(a: &CreateArgs) -> Result<Vec<IpamConfig>, ClientError> {
     Ok(cfgs)
 }
 
-pub async fn run(c: &Client, cmd: NetworkCmd) -> Result<i32, ClientError> {
+pub(super) async fn run(c: &Client, cmd: NetworkCmd) -> Result<i32, ClientError> {
     match cmd {
         NetworkCmd::Create(a) => {
             let body = NetworkCreateRequest {
@@ -273,7 +273,7 @@ pub async fn run(c: &Client, cmd: NetworkCmd) -> Result<i32, ClientError> {
     }
 }
 
-pub fn confirm(prompt: &str) -> bool {
+pub(super) fn confirm(prompt: &str) -> bool {
     eprint!("{prompt}");
     let mut line = String::new();
     let _ = std::io::stdin().lock().read_line(&mut line);
@@ -281,7 +281,7 @@ pub fn confirm(prompt: &str) -> bool {
 }
 
 /// `--filter k=v` flags as docker's filter JSON.
-pub fn filters_json(list: &[String]) -> Result<String, ClientError> {
+pub(super) fn filters_json(list: &[String]) -> Result<String, ClientError> {
     Filters::from_flags(list)
         .map(|f| f.to_json())
         .map_err(|e| ClientError::Api {

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 /// What `docker inspect` prints: the daemon's JSON re-indented with four spaces (Go's
 /// json.Indent, which keeps key order and does not HTML-escape).
-pub fn pretty(v: &Value) -> String {
+pub(super) fn pretty(v: &Value) -> String {
     let mut buf = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
@@ -14,7 +14,7 @@ pub fn pretty(v: &Value) -> String {
 }
 
 /// Prints objects as `inspect` does: a JSON array, or one rendered template per object.
-pub fn print_objects(objs: &[Value], format: &Option<String>) -> Result<(), String> {
+pub(super) fn print_objects(objs: &[Value], format: &Option<String>) -> Result<(), String> {
     match format.as_deref() {
         None | Some("") | Some("json") => println!("{}", pretty(&Value::Array(objs.to_vec()))),
         Some(t) => {
@@ -28,7 +28,7 @@ pub fn print_objects(objs: &[Value], format: &Option<String>) -> Result<(), Stri
 
 /// Prints rows with a docker list template (`table …` or a row template); returns the
 /// exit code.
-pub fn print_list(template: &str, rows: &[Value], headers: &[(&str, &str)]) -> i32 {
+pub(super) fn print_list(template: &str, rows: &[Value], headers: &[(&str, &str)]) -> i32 {
     match berth_format::render_list(template, rows, headers) {
         Ok(s) => {
             print!("{s}");
@@ -42,7 +42,7 @@ pub fn print_list(template: &str, rows: &[Value], headers: &[(&str, &str)]) -> i
 }
 
 /// Go's natural order (as `docker network ls` sorts names): digit runs compare by value.
-pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+pub(super) fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     fn chunks(s: &str) -> Vec<(bool, String)> {
         let mut v: Vec<(bool, String)> = Vec::new();
         for c in s.chars() {

@@ -248,7 +248,7 @@ fn healthcheck(a: &RunArgs) -> Result<Option<Healthcheck>, ClientError> {
     };
     let ns = |s: &str, what: &str| {
         super::parse_duration(s)
-            .map(|d| d.as_nanos() as u64)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
             .map_err(|e| usage(format!("--health-{what}: {e}")))
     };
     Ok(Some(Healthcheck {
@@ -271,7 +271,7 @@ fn start_failure_code(msg: &str) -> i32 {
     }
 }
 
-pub fn run(rt: &tokio::runtime::Runtime, c: &Client, a: RunArgs) -> i32 {
+pub(super) fn run(rt: &tokio::runtime::Runtime, c: &Client, a: RunArgs) -> i32 {
     if a.tty && a.interactive && !std::io::stdin().is_terminal() {
         eprintln!("the input device is not a TTY");
         return 1;
@@ -340,7 +340,7 @@ fn force_remove(id: &str) -> String {
     )
 }
 
-pub fn exec(rt: &tokio::runtime::Runtime, c: &Client, a: ExecArgs) -> i32 {
+pub(super) fn exec(rt: &tokio::runtime::Runtime, c: &Client, a: ExecArgs) -> i32 {
     let body = ExecCreateRequest {
         tty: a.tty,
         attach_stdin: a.interactive,
@@ -432,7 +432,7 @@ fn attach(
 
 fn wait_status(s: &UnixStream) -> i32 {
     match fdpass::recv_line::<StdioLine>(s) {
-        Ok((v, _)) => v.status_code.unwrap_or(255) as i32,
+        Ok((v, _)) => i32::try_from(v.status_code.unwrap_or(255)).unwrap_or(255),
         Err(_) => 255,
     }
 }

@@ -76,11 +76,11 @@ impl<'de> Deserialize<'de> for Empty {
 pub(crate) mod flag {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(on: &bool, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(on: &bool, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(if *on { "1" } else { "0" })
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         let s = String::deserialize(d)?;
         Ok(matches!(s.as_str(), "1" | "true" | "True"))
     }

@@ -104,7 +104,7 @@ mod tests {
         let f = Filters::parse(Some(r#"{"name":{"dev":true},"label":["a=b"]}"#)).unwrap();
         assert_eq!(f["name"], vec!["dev"]);
         assert_eq!(f["label"], vec!["a=b"]);
-        assert!(Filters::parse(Some("{nope")).is_err());
+        Filters::parse(Some("{nope")).unwrap_err();
         for bad in [
             "[1]",
             "\"x\"",

@@ -455,7 +455,7 @@ fn structs_come_only_as_objects() {
         err(r#"{"HostConfig":{"PortBindings":{"80/tcp":[["", "80"]]}}}"#)
             .contains("expected a JSON object")
     );
-    assert!(serde_json::from_str::<NetworkCreateRequest>(r#"{"IPAM":{"Config":[[]]}}"#).is_err());
+    serde_json::from_str::<NetworkCreateRequest>(r#"{"IPAM":{"Config":[[]]}}"#).unwrap_err();
 }
 
 #[test]

@@ -224,7 +224,7 @@ fn port_bindings(port: &Port) -> Result<Vec<(PortProto, String)>, berth_ports::P
             let host = if h0 == 0 {
                 String::new()
             } else if h1 > h0 && h1 - h0 == u32::from(target.end - target.start) {
-                (h0 + i as u32).to_string()
+                (h0 + u32::try_from(i).unwrap_or(u32::MAX)).to_string()
             } else {
                 port.published.clone()
             };

@@ -234,7 +234,7 @@ pub(super) async fn container_stop(
     Path(id): Path<String>,
     Q(q): Q<StopQuery>,
 ) -> ApiResult {
-    let t = Duration::from_secs(q.t.unwrap_or(10).max(0) as u64);
+    let t = Duration::from_secs(u64::try_from(q.t.unwrap_or(10)).unwrap_or(0));
     d.container_stop(&id, t).await?;
     no_content()
 }
@@ -244,7 +244,7 @@ pub(super) async fn container_restart(
     Path(id): Path<String>,
     Q(q): Q<StopQuery>,
 ) -> ApiResult {
-    let t = Duration::from_secs(q.t.unwrap_or(10).max(0) as u64);
+    let t = Duration::from_secs(u64::try_from(q.t.unwrap_or(10)).unwrap_or(0));
     d.container_restart(&id, t).await?;
     no_content()
 }
@@ -252,12 +252,12 @@ pub(super) async fn container_restart(
 /// docker's signals: a number, or a name with or without `SIG` in any case (`HUP`,
 /// `sigterm`, `RTMIN+3`). Like dockerd, only the platform's signals: 1–31 and the real-time
 /// ones (glibc keeps 32 and 33 for itself).
-pub fn parse_signal(s: &str) -> Option<i32> {
+pub(super) fn parse_signal(s: &str) -> Option<i32> {
     let (rtmin, rtmax) = (libc::SIGRTMIN(), libc::SIGRTMAX());
     let valid =
         |n: i64| (1..=31).contains(&n) || (i64::from(rtmin)..=i64::from(rtmax)).contains(&n);
     if let Ok(n) = s.parse::<i64>() {
-        return valid(n).then_some(n as i32);
+        return valid(n).then(|| i32::try_from(n).ok()).flatten();
     }
     let name = s.to_ascii_uppercase();
     let name = name.strip_prefix("SIG").unwrap_or(&name);

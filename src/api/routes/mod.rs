@@ -22,7 +22,7 @@ use super::errors::{json_response, ok, ApiResult};
 use crate::daemon::{Daemon, Error};
 
 /// Docker's filters: `{"name":{"x":true}}` (or the legacy `{"name":["x"]}`).
-pub fn parse_filters(raw: Option<&str>) -> Result<BTreeMap<String, Vec<String>>, Error> {
+pub(super) fn parse_filters(raw: Option<&str>) -> Result<BTreeMap<String, Vec<String>>, Error> {
     Filters::parse(raw).map_err(|e| Error::InvalidParameter(e.to_string()))
 }
 
@@ -33,7 +33,7 @@ pub(super) fn label_match(labels: &BTreeMap<String, String>, want: &str) -> bool
     }
 }
 
-pub fn router(d: Arc<Daemon>) -> Router {
+pub(super) fn router(d: Arc<Daemon>) -> Router {
     let api = Router::new()
         .route("/_ping", get(ping).head(ping))
         .route("/version", get(version))
