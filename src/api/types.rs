@@ -96,27 +96,6 @@ pub fn network(n: &Network, containers: &[Container], with_containers: bool) -> 
     }
 }
 
-/// `docker network ls --format json` fields, for berth's own `--format`.
-pub fn network_row(n: &Network) -> Value {
-    let labels = n
-        .labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    json!({
-        "CreatedAt": n.created.format("%Y-%m-%d %H:%M:%S%.f %z UTC").to_string(),
-        "Driver": n.driver.as_str(),
-        "ID": &n.id[..12],
-        "IPv4": "true",
-        "IPv6": n.ipv6.to_string(),
-        "Internal": n.internal.to_string(),
-        "Labels": labels,
-        "Name": n.name,
-        "Scope": "local",
-    })
-}
-
 fn dns_names(c: &Container, e: &Endpoint, net: Option<&Network>) -> Option<Vec<String>> {
     if net.map(|n| n.is_default_bridge()).unwrap_or(true) {
         return None;
