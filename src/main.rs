@@ -23,7 +23,10 @@ fn main() {
 
 fn daemon(args: DaemonArgs, socket: std::path::PathBuf) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+            "{},h2=info,tonic=info,tower=info",
+            args.log_level
+        )))
         .with_writer(std::io::stderr)
         .init();
     if !nix::unistd::geteuid().is_root() {
@@ -38,6 +41,7 @@ fn daemon(args: DaemonArgs, socket: std::path::PathBuf) -> anyhow::Result<()> {
                 n as usize
             }),
     };
+    let cluster = args.cluster().map_err(anyhow::Error::msg)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -54,6 +58,7 @@ fn daemon(args: DaemonArgs, socket: std::path::PathBuf) -> anyhow::Result<()> {
             log_defaults: berth::logs::LogOptions::parse_pairs(&args.log_opt)
                 .and_then(|kv| berth::logs::LogOptions::default().with(&kv))
                 .map_err(|e| anyhow::anyhow!("--log-opt: {e}"))?,
+            cluster,
         };
         let d: Arc<Daemon> = Daemon::open(opts).await?;
         if let Some(parent) = socket.parent() {

@@ -5,6 +5,7 @@ mod compose;
 mod container;
 mod discovery;
 mod network;
+mod node;
 mod output;
 mod run;
 
@@ -38,6 +39,9 @@ pub enum Cmd {
     /// Manage networks
     #[command(subcommand)]
     Network(network::NetworkCmd),
+    /// Manage the cluster's nodes (daemons started with --cluster-store)
+    #[command(subcommand)]
+    Node(node::NodeCmd),
     /// Create and start a container running a host program in its own network sandbox
     Run(Box<run::RunArgs>),
     /// Run a command in a running container
@@ -124,6 +128,66 @@ pub struct DaemonArgs {
     /// quarter of the descriptor limit, between 64 and 4096)
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub api_max_connections: Option<u32>,
+    /// Cluster mode: the etcd cluster holding the shared state (etcd://HOST:PORT[,HOST:PORT…])
+    #[arg(long, value_name = "etcd://HOST:PORT")]
+    pub cluster_store: Option<String>,
+    /// The address other nodes reach this one at (an address of this host; with --cluster-store)
+    #[arg(long, value_name = "IP", requires = "cluster_store")]
+    pub advertise_addr: Option<std::net::IpAddr>,
+    /// This node's name in the cluster (default: the host name)
+    #[arg(long, requires = "cluster_store")]
+    pub node_name: Option<String>,
+    /// A label of this node, for placement constraints (repeatable)
+    #[arg(
+        long = "node-label",
+        value_name = "KEY=VALUE",
+        requires = "cluster_store"
+    )]
+    pub node_label: Vec<String>,
+    /// How long a node that stopped answering stays Ready for the others
+    #[arg(long, default_value = "5s", value_parser = parse_positive_duration)]
+    pub node_ttl: std::time::Duration,
+}
+
+impl DaemonArgs {
+    /// The cluster configuration, if `--cluster-store` was given.
+    pub fn cluster(&self) -> Result<Option<crate::cluster::Config>, String> {
+        let Some(url) = &self.cluster_store else {
+            return Ok(None);
+        };
+        let endpoints = crate::cluster::parse_store(url).map_err(|e| e.to_string())?;
+        let advertise = self.advertise_addr.ok_or(
+            "--cluster-store needs --advertise-addr IP: the address other nodes reach this one at",
+        )?;
+        let name = match &self.node_name {
+            Some(n) => n.clone(),
+            None => nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .map_err(|e| format!("no --node-name and no host name: {e}"))?,
+        };
+        if !crate::model::valid_name(&name) {
+            return Err(format!(
+                "--node-name {name:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
+            ));
+        }
+        let mut labels = std::collections::BTreeMap::new();
+        for l in &self.node_label {
+            let (k, v) = l
+                .split_once('=')
+                .ok_or_else(|| format!("--node-label {l:?}: use KEY=VALUE"))?;
+            labels.insert(k.to_string(), v.to_string());
+        }
+        if self.node_ttl < std::time::Duration::from_millis(1000) {
+            return Err("--node-ttl: at least 1s (etcd's leases count in seconds)".into());
+        }
+        Ok(Some(crate::cluster::Config {
+            endpoints,
+            advertise,
+            name,
+            labels,
+            ttl: self.node_ttl,
+        }))
+    }
 }
 
 /// An optional listen address (`none`: no listener).
@@ -171,6 +235,7 @@ pub fn main(cli: Cli) -> i32 {
         .expect("runtime");
     let res = match cli.cmd {
         Cmd::Network(c) => rt.block_on(network::run(&client, c)),
+        Cmd::Node(c) => rt.block_on(node::run(&client, c)),
         Cmd::Run(a) => return run::run(&rt, &client, *a),
         Cmd::Exec(a) => return run::exec(&rt, &client, a),
         Cmd::Ps(a) => rt.block_on(container::ps(&client, a)),

@@ -48,6 +48,8 @@ pub struct Options {
     pub dns_upstream_timeout: std::time::Duration,
     /// Log size caps of containers that set none (`--log-opt` of the daemon).
     pub log_defaults: crate::logs::LogOptions,
+    /// Cluster mode: the etcd endpoints and this node's identity.
+    pub cluster: Option<crate::cluster::Config>,
 }
 
 #[derive(Default)]
@@ -92,6 +94,8 @@ pub struct Daemon {
     op_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<Mutex<()>>>>,
     /// The store's changes, applied to the state cache and the controllers.
     pub(crate) feed: Arc<feed::Feed>,
+    /// This node's membership, in cluster mode.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// The v2 store under `root`; a v1 database found there is moved into it first.
@@ -116,6 +120,12 @@ async fn open_store(root: &std::path::Path) -> anyhow::Result<Arc<dyn Store>> {
 
 impl Daemon {
     pub async fn open(opts: Options) -> anyhow::Result<Arc<Daemon>> {
+        // First, before anything is created here: a bad cluster configuration changes
+        // nothing.
+        let cluster = match &opts.cluster {
+            Some(cfg) => Some(crate::cluster::Cluster::join(cfg, &opts.root).await?),
+            None => None,
+        };
         for d in [
             &opts.root,
             &opts.run,
@@ -160,6 +170,7 @@ impl Daemon {
             resolv_mtime: Default::default(),
             op_locks: Default::default(),
             feed,
+            cluster,
         });
         d.load().await?;
         d.reconcile().await?;

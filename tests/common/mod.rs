@@ -4,6 +4,8 @@
 //! nftables state) even when a test fails. The machine's own namespaces are never touched.
 #![allow(dead_code)]
 
+pub(crate) mod cluster;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};

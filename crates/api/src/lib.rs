@@ -16,6 +16,7 @@ pub mod container;
 pub mod exec;
 pub mod filters;
 pub mod network;
+pub mod node;
 pub mod query;
 pub mod system;
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 mod containers;
 mod networks;
+mod nodes;
 mod stdio;
 
 use std::collections::BTreeMap;
@@ -52,6 +53,12 @@ pub(super) fn router(d: Arc<Daemon>) -> Router {
             "/networks/{id}/disconnect",
             post(networks::network_disconnect),
         )
+        .route("/nodes", get(nodes::node_list))
+        .route(
+            "/nodes/{id}",
+            get(nodes::node_inspect).delete(nodes::node_delete),
+        )
+        .route("/nodes/{id}/update", post(nodes::node_update))
         .route("/containers/json", get(containers::container_list))
         .route("/containers/create", post(containers::container_create))
         .route("/containers/{id}/json", get(containers::container_inspect))
@@ -187,9 +194,17 @@ async fn info(State(d): State<Arc<Daemon>>) -> ApiResult {
             network: strings(&["bridge", "host", "null"]),
             log: vec![],
         },
-        swarm: Swarm {
-            local_node_state: "inactive".into(),
-            ..Default::default()
+        swarm: match &d.cluster {
+            Some(c) => Swarm {
+                local_node_state: "active".into(),
+                node_id: c.id.clone(),
+                node_addr: c.addr.to_string(),
+                ..Default::default()
+            },
+            None => Swarm {
+                local_node_state: "inactive".into(),
+                ..Default::default()
+            },
         },
         networks: nets.len(),
         berth_run: d.opts.run.display().to_string(),

@@ -1,0 +1,184 @@
+//! Cluster mode, nodes: daemons in three host namespaces join through a real etcd on an
+//! underlay LAN; membership follows their leases.
+
+mod common;
+
+use common::cluster::{cluster_flags, daemon_once, start_node, Fabric, ETCD};
+use common::wait_until;
+
+fn nodes(h: &common::Host) -> String {
+    h.ok(&[
+        "node",
+        "ls",
+        "--format",
+        "{{.Hostname}} {{.Status}} {{.Availability}}",
+    ])
+}
+
+/// Three nodes (n11, n12, n13: named after their address) see each other Ready; an update made on one is seen on another; a node
+/// whose daemon dies is Down everywhere once its lease's TTL ran out, can then be removed,
+/// and a restarted node keeps its id.
+#[test]
+fn nodes_join_update_and_go_down() {
+    need_root!();
+    let fabric = Fabric::new();
+    let n1 = fabric.node(11);
+    let mut n2 = fabric.node(12);
+    let mut n3 = fabric.node(13);
+    for h in [&n1, &n2, &n3] {
+        assert_eq!(
+            nodes(h),
+            "n11 Ready Active\nn12 Ready Active\nn13 Ready Active\n"
+        );
+    }
+    // docker's table, with the asking node marked.
+    let table = n2.ok(&["node", "ls"]);
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().starts_with("ID "), "{table}");
+    let mine = table.lines().find(|l| l.contains(" n12 ")).unwrap();
+    assert!(mine.contains(" * "), "{table}");
+    assert!(!table
+        .lines()
+        .find(|l| l.contains(" n11 "))
+        .unwrap()
+        .contains(" * "));
+    let info_id = n2.ok(&["info", "--format", "{{.Swarm.NodeID}}"]);
+    assert!(mine.starts_with(info_id.trim()), "{table} / {info_id}");
+
+    // Updates: availability and labels, made on n1, read on n2.
+    n1.ok(&[
+        "node",
+        "update",
+        "--availability",
+        "drain",
+        "--label-add",
+        "zone=b",
+        "--label-add",
+        "disk=ssd",
+        "n13",
+    ]);
+    n1.ok(&["node", "update", "--label-rm", "disk", "n13"]);
+    assert_eq!(
+        n2.ok(&[
+            "node",
+            "inspect",
+            "--format",
+            "{{.Spec.Availability}} {{json .Spec.Labels}} {{.Status.State}} {{.Status.Addr}}",
+            "n13"
+        ])
+        .trim(),
+        r#"drain {"zone":"b"} ready 10.99.0.13"#
+    );
+    let err = n1.fails(&["node", "update", "--availability", "sleepy", "n13"]);
+    assert!(err.contains("active, pause or drain"), "{err}");
+    let err = n1.fails(&["node", "update", "--label-rm", "nope", "n13"]);
+    assert!(err.contains("doesn't exist"), "{err}");
+    let err = n1.fails(&["node", "rm", "n13"]);
+    assert!(err.contains("is not down"), "{err}");
+    let err = n1.fails(&["node", "inspect", "n9"]);
+    assert!(err.contains("not found"), "{err}");
+
+    // n3's daemon dies: Down for the others within the TTL (2 s), its spec kept.
+    n3.kill9_daemon();
+    wait_until("n3 Down on n1", || nodes(&n1).contains("n13 Down Drain"));
+    assert!(nodes(&n2).contains("n13 Down Drain"));
+    // A restart brings it back Ready under the same id, with what `update` set.
+    let id3 = n1.ok(&["node", "inspect", "--format", "{{.ID}}", "n13"]);
+    start_node(&mut n3, 13, &[]);
+    wait_until("n13 Ready again", || nodes(&n1).contains("n13 Ready Drain"));
+    assert_eq!(
+        n1.ok(&["node", "inspect", "--format", "{{.ID}}", "n13"]),
+        id3
+    );
+
+    // Down, then removed.
+    n3.kill9_daemon();
+    wait_until("n3 Down again", || nodes(&n2).contains("n13 Down"));
+    n2.ok(&["node", "rm", "n13"]);
+    assert_eq!(nodes(&n1), "n11 Ready Active\nn12 Ready Active\n");
+    // `--force` removes a node that is still up.
+    n1.ok(&["node", "rm", "--force", "n12"]);
+    assert_eq!(nodes(&n1), "n11 Ready Active\n");
+    n2.kill9_daemon();
+}
+
+/// Configurations the daemon refuses, each with what was wrong, and nothing created: no
+/// state under its --root, no node in etcd.
+#[test]
+fn bad_cluster_configuration_fails_and_changes_nothing() {
+    need_root!();
+    let fabric = Fabric::new();
+    let n1 = fabric.node(11);
+    let h = fabric.host(21);
+    let refused = |tag: &str, args: &[&str], want: &str| {
+        let o = daemon_once(&h, tag, args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{tag}: the daemon started");
+        assert!(err.contains(want), "{tag}: {err}");
+        assert!(
+            !h.dir.path().join(format!("root-{tag}")).exists(),
+            "{tag}: something was created under --root"
+        );
+    };
+    let flags = |store: &str, addr: &str, name: &str| -> Vec<String> {
+        vec![
+            "--cluster-store".into(),
+            store.into(),
+            "--advertise-addr".into(),
+            addr.into(),
+            "--node-name".into(),
+            name.into(),
+        ]
+    };
+    let run = |tag: &str, f: Vec<String>, want: &str| {
+        let args: Vec<&str> = f.iter().map(String::as_str).collect();
+        refused(tag, &args, want);
+    };
+    // Nothing listens on that port: the error names the endpoint tried.
+    run(
+        "unreachable",
+        flags(&format!("etcd://{ETCD}:2399"), "10.99.0.21", "n21"),
+        &format!("{ETCD}:2399"),
+    );
+    run(
+        "not-ours",
+        flags(&format!("etcd://{ETCD}:2379"), "10.99.0.99", "n21"),
+        "10.99.0.99 is not an address of this host",
+    );
+    run(
+        "taken",
+        flags(&format!("etcd://{ETCD}:2379"), "10.99.0.21", "n11"),
+        "taken by a live node",
+    );
+    run(
+        "scheme",
+        flags(&format!("http://{ETCD}:2379"), "10.99.0.21", "n21"),
+        "use etcd://HOST:PORT",
+    );
+    refused(
+        "no-addr",
+        &["--cluster-store", &format!("etcd://{ETCD}:2379")],
+        "needs --advertise-addr",
+    );
+    assert_eq!(nodes(&n1), "n11 Ready Active\n");
+    // The same flags with a free name join.
+    let mut h = h;
+    let f = cluster_flags(21);
+    h.start_daemon_with(&f.iter().map(String::as_str).collect::<Vec<_>>());
+    wait_until("n21 listed", || nodes(&n1).contains("n21 Ready"));
+}
+
+/// Outside a cluster, the node API answers as dockerd outside a swarm (503, and why).
+#[test]
+fn nodes_need_a_cluster() {
+    need_root!();
+    let mut h = common::Host::new();
+    h.start_daemon();
+    let err = h.fails(&["node", "ls"]);
+    assert!(err.contains("not in a cluster"), "{err}");
+    assert_eq!(
+        h.ok(&["info", "--format", "{{.Swarm.LocalNodeState}}"])
+            .trim(),
+        "inactive"
+    );
+}
