@@ -4,6 +4,7 @@
 //! transaction.
 
 mod addr;
+pub mod blocks;
 mod defaults;
 mod error;
 mod pool;
