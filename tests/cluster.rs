@@ -182,3 +182,77 @@ fn nodes_need_a_cluster() {
         "inactive"
     );
 }
+
+/// Each node's VXLAN device holds an FDB and a neighbour entry for every other Ready node,
+/// and they carry packets (a route the test adds, as an address block's route will be);
+/// a node that goes Down loses its entries elsewhere; a restarted daemon removes entries
+/// nobody wants and keeps the right ones (level-triggered).
+#[test]
+fn the_vxlan_mesh_follows_membership() {
+    need_root!();
+    let fabric = Fabric::new();
+    let mut n1 = fabric.node(11);
+    let n2 = fabric.node(12);
+    let mut n3 = fabric.node(13);
+    let fdb = |h: &common::Host| h.ns.sh_ok("bridge fdb show dev berth-vx");
+    let neigh = |h: &common::Host| h.ns.sh_ok("ip neigh show dev berth-vx");
+    wait_until("n11's entries for n12 and n13", || {
+        let f = fdb(&n1);
+        f.contains("dst 10.99.0.12") && f.contains("dst 10.99.0.13")
+    });
+    let nb = neigh(&n1);
+    assert!(
+        nb.contains("10.99.0.12 lladdr 02:b7:") && nb.contains("PERMANENT"),
+        "{nb}"
+    );
+    assert!(!fdb(&n1).contains("dst 10.99.0.11"), "no entry for itself");
+    let link = n1.ns.sh_ok("ip -d link show berth-vx");
+    for want in [
+        "vxlan id 4096",
+        "local 10.99.0.11",
+        "dstport 4789",
+        "nolearning",
+        "mtu 1450",
+    ] {
+        assert!(link.contains(want), "{want}: {link}");
+    }
+    // The MAC n11 expects for n12 is the one n12's device has.
+    let mac12 = n2
+        .ns
+        .sh_ok("cat /sys/class/net/berth-vx/address")
+        .trim()
+        .to_string();
+    assert!(
+        nb.contains(&format!("10.99.0.12 lladdr {mac12}")),
+        "{nb} / {mac12}"
+    );
+
+    // Packets across: a /32 on each device and a route to the other's, as blocks will have.
+    n1.ns.sh_ok(
+        "ip addr add 10.200.0.11/32 dev berth-vx && ip route add 10.200.0.12/32 via 10.99.0.12 dev berth-vx onlink",
+    );
+    n2.ns.sh_ok(
+        "ip addr add 10.200.0.12/32 dev berth-vx && ip route add 10.200.0.11/32 via 10.99.0.11 dev berth-vx onlink",
+    );
+    n1.ns.sh_ok("ping -c 2 -W 2 -I 10.200.0.11 10.200.0.12");
+
+    // n13 goes down: its entries leave n11 once its lease ran out.
+    n3.kill9_daemon();
+    wait_until("n13's entries gone from n11", || {
+        !fdb(&n1).contains("dst 10.99.0.13") && !neigh(&n1).contains("10.99.0.13")
+    });
+    assert!(fdb(&n1).contains("dst 10.99.0.12"));
+
+    // Leftovers on n11's device go when its daemon starts again; the right entries stay.
+    n1.kill9_daemon();
+    n1.ns.sh_ok(
+        "bridge fdb add 02:b7:de:ad:be:ef dev berth-vx dst 10.99.0.99 self permanent && \
+         ip neigh add 10.99.0.99 lladdr 02:b7:de:ad:be:ef dev berth-vx nud permanent",
+    );
+    start_node(&mut n1, 11, &[]);
+    wait_until("the leftovers gone", || {
+        !fdb(&n1).contains("10.99.0.99") && !neigh(&n1).contains("10.99.0.99")
+    });
+    assert!(fdb(&n1).contains("dst 10.99.0.12"));
+    n1.ns.sh_ok("ping -c 1 -W 2 -I 10.200.0.11 10.200.0.12");
+}

@@ -4,6 +4,7 @@
 //! TTL has run out, with no clock compared anywhere. Node-local state (containers, their
 //! endpoints on bridges) stays in the local store.
 
+mod mesh;
 mod nodes;
 
 use std::collections::BTreeMap;

@@ -184,6 +184,9 @@ impl Daemon {
         // Start-up reconciliation of the controllers: a resync from the store, then the
         // watch from there on.
         d.feed.start(d.store.clone()).await?;
+        if let Some(c) = &d.cluster {
+            c.start_mesh(d.host.clone());
+        }
         d.restart_on_boot().await;
         d.start_cleanup();
         Ok(d)
