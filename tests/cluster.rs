@@ -256,3 +256,37 @@ fn the_vxlan_mesh_follows_membership() {
     assert!(fdb(&n1).contains("dst 10.99.0.12"));
     n1.ns.sh_ok("ping -c 1 -W 2 -I 10.200.0.11 10.200.0.12");
 }
+
+/// etcd stops answering for longer than the TTL: the nodes keep their mesh entries (nothing
+/// is flushed for want of etcd), `node ls` says which store it cannot reach, and once etcd
+/// answers again every node is Ready again by itself, with its entries. (etcd expires the
+/// leases that ran out while it was stopped, so the entries may leave for one round before
+/// the nodes register again: docs/cluster.md.)
+#[test]
+fn losing_etcd_keeps_the_mesh() {
+    need_root!();
+    let fabric = Fabric::new();
+    let n1 = fabric.node(11);
+    let n2 = fabric.node(12);
+    let fdb = |h: &common::Host| h.ns.sh_ok("bridge fdb show dev berth-vx");
+    wait_until("the mesh", || {
+        fdb(&n1).contains("dst 10.99.0.12") && fdb(&n2).contains("dst 10.99.0.11")
+    });
+    fabric.pause_etcd(true);
+    // Longer than the 2 s TTL, in steps: the entries stay the whole time.
+    for _ in 0..6 {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        assert!(fdb(&n1).contains("dst 10.99.0.12"), "n11 flushed its mesh");
+        assert!(fdb(&n2).contains("dst 10.99.0.11"), "n12 flushed its mesh");
+    }
+    let err = n1.fails(&["node", "ls"]);
+    assert!(err.contains(&format!("{ETCD}:2379")), "{err}");
+    fabric.pause_etcd(false);
+    wait_until("both Ready again", || {
+        let o = n2.berth(&["node", "ls", "--format", "{{.Hostname}} {{.Status}}"]);
+        String::from_utf8_lossy(&o.stdout) == "n11 Ready\nn12 Ready\n"
+    });
+    wait_until("the mesh again", || {
+        fdb(&n1).contains("dst 10.99.0.12") && fdb(&n2).contains("dst 10.99.0.11")
+    });
+}

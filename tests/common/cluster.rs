@@ -86,6 +86,18 @@ impl Fabric {
         h
     }
 
+    /// SIGSTOP (`true`) or SIGCONT etcd: an etcd that stops answering, as a partition or a
+    /// stalled disk makes it.
+    pub(crate) fn pause_etcd(&self, stop: bool) {
+        let pid = self.etcd.as_ref().expect("etcd runs").id();
+        let sig = if stop {
+            nix::sys::signal::Signal::SIGSTOP
+        } else {
+            nix::sys::signal::Signal::SIGCONT
+        };
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid.cast_signed()), sig).unwrap();
+    }
+
     pub(crate) fn etcd_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
     }
@@ -147,7 +159,11 @@ impl Drop for Fabric {
             }
         }
         if let Some(mut c) = self.etcd.take() {
-            // nsenter forks etcd: kill the child too.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id().cast_signed()),
+                nix::sys::signal::Signal::SIGCONT,
+            );
+            // Should nsenter have forked etcd, the child goes too.
             let kids = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", c.id()))
                 .unwrap_or_default();
             for k in kids.split_whitespace() {
