@@ -9,7 +9,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, Response, StatusCode};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::errors::{ApiError, ApiResult};
 use super::extract::Q;
@@ -139,7 +138,7 @@ pub(super) async fn catalog_get(State(d): State<Arc<Daemon>>, Q(q): Q<CatalogQue
     let index = *rx.borrow();
     let services = catalog(&d.feed.snapshot());
     let mut body =
-        serde_json::to_vec(&json!({ "Index": index, "Services": services })).expect("json");
+        serde_json::to_vec(&berth_api::discovery::Catalog { index, services }).expect("json");
     body.push(b'\n');
     Ok(Response::builder()
         .status(StatusCode::OK)

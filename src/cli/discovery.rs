@@ -3,6 +3,7 @@
 
 use std::io::Write;
 
+use berth_api::discovery::{Catalog, Message};
 use serde_json::Value;
 
 use super::network::filters_json;
@@ -50,27 +51,25 @@ fn to_unix(s: &str) -> Result<String, ClientError> {
 }
 
 /// docker's line: `TIME TYPE ACTION ID (k=v, …)`.
-fn default_line(m: &Value) -> String {
-    let nanos = m["timeNano"].as_i64().unwrap_or(0);
+fn default_line(m: &Message) -> String {
+    let nanos = m.time_nano;
     let t = chrono::DateTime::from_timestamp(
         nanos.div_euclid(1_000_000_000),
         u32::try_from(nanos.rem_euclid(1_000_000_000)).unwrap_or(0),
     )
     .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string())
     .unwrap_or_default();
-    let attrs: Vec<String> = m["Actor"]["Attributes"]
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let attrs: Vec<String> = m
+        .actor
+        .attributes
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     format!(
         "{t} {} {} {} ({})",
-        m["Type"].as_str().unwrap_or_default(),
-        m["Action"].as_str().unwrap_or_default(),
-        m["Actor"]["ID"].as_str().unwrap_or_default(),
+        m.typ,
+        m.action,
+        m.actor.id,
         attrs.join(", ")
     )
 }
@@ -90,7 +89,10 @@ impl Write for Lines {
                 continue;
             };
             let text = match self.format.as_deref() {
-                None | Some("") => default_line(&v),
+                None | Some("") => match serde_json::from_value::<Message>(v) {
+                    Ok(m) => default_line(&m),
+                    Err(_) => continue,
+                },
                 Some("json") => v.to_string(),
                 Some(t) => berth_format::render(t, &v).map_err(|e| {
                     std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
@@ -146,34 +148,33 @@ pub(super) async fn catalog(c: &Client, a: CatalogArgs) -> Result<i32, ClientErr
     let v = c.get(&path).await?;
     match a.format.as_deref() {
         None | Some("") => {
-            println!("INDEX {}", v["Index"]);
+            let cat: Catalog = serde_json::from_value(v.clone()).map_err(|e| ClientError::Api {
+                status: 500,
+                message: format!("the catalog answer: {e}"),
+            })?;
+            println!("INDEX {}", cat.index);
             let mut rows = Vec::new();
-            for s in v["Services"].as_array().into_iter().flatten() {
-                for e in s["Endpoints"].as_array().into_iter().flatten() {
-                    let ports: Vec<String> = e["Ports"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|p| match p["HostPort"].as_u64() {
+            for s in &cat.services {
+                for e in &s.endpoints {
+                    let ports: Vec<String> = e
+                        .ports
+                        .iter()
+                        .map(|p| match p.host_port {
                             Some(hp) => format!(
                                 "{}:{hp}->{}/{}",
-                                p["HostIP"].as_str().unwrap_or_default(),
-                                p["PrivatePort"],
-                                p["Type"].as_str().unwrap_or_default()
+                                p.host_ip.as_deref().unwrap_or_default(),
+                                p.private_port,
+                                p.proto
                             ),
-                            None => format!(
-                                "{}/{}",
-                                p["PrivatePort"],
-                                p["Type"].as_str().unwrap_or_default()
-                            ),
+                            None => format!("{}/{}", p.private_port, p.proto),
                         })
                         .collect();
                     rows.push(vec![
-                        s["Name"].as_str().unwrap_or_default().to_string(),
-                        e["Network"].as_str().unwrap_or_default().to_string(),
-                        e["ContainerName"].as_str().unwrap_or_default().to_string(),
-                        e["Address"].as_str().unwrap_or_default().to_string(),
-                        e["AddressV6"].as_str().unwrap_or_default().to_string(),
+                        s.name.clone(),
+                        e.network.clone(),
+                        e.container_name.clone(),
+                        e.address.clone().unwrap_or_default(),
+                        e.address_v6.clone().unwrap_or_default(),
                         ports.join(", "),
                     ]);
                 }

@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
 pub use super::feed::Snapshot;
@@ -19,34 +18,7 @@ use crate::model::{Container, Network};
 /// Past events kept for `since` (docker keeps 256; a little more costs nothing).
 const KEEP: usize = 1024;
 
-/// docker's `events.Message`, with the legacy `status`/`id`/`from` fields for containers.
-#[derive(Debug, Clone, Serialize)]
-pub struct Message {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
-    #[serde(rename = "Type")]
-    pub typ: &'static str,
-    #[serde(rename = "Action")]
-    pub action: String,
-    #[serde(rename = "Actor")]
-    pub actor: Actor,
-    pub scope: &'static str,
-    pub time: i64,
-    #[serde(rename = "timeNano")]
-    pub time_nano: i64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Actor {
-    #[serde(rename = "ID")]
-    pub id: String,
-    #[serde(rename = "Attributes")]
-    pub attributes: BTreeMap<String, String>,
-}
+pub use berth_api::discovery::{Actor, CatalogEndpoint, CatalogPort, Message, Service};
 
 pub struct Journal {
     tx: broadcast::Sender<Arc<Message>>,
@@ -193,13 +165,13 @@ impl Journal {
             status: Some(action.to_string()),
             id: Some(c.id.clone()),
             from: Some(image_of(c)),
-            typ: "container",
+            typ: "container".into(),
             action: action.to_string(),
             actor: Actor {
                 id: c.id.clone(),
                 attributes,
             },
-            scope: "local",
+            scope: "local".into(),
             time: t / 1_000_000_000,
             time_nano: t,
         });
@@ -230,13 +202,13 @@ impl Journal {
             status: None,
             id: None,
             from: None,
-            typ: "network",
+            typ: "network".into(),
             action: action.to_string(),
             actor: Actor {
                 id: n.id.clone(),
                 attributes,
             },
-            scope: "local",
+            scope: "local".into(),
             time: t / 1_000_000_000,
             time_nano: t,
         });
@@ -342,7 +314,7 @@ pub fn matches(m: &Message, f: &BTreeMap<String, Vec<String>>) -> bool {
     f.iter().all(|(k, vals)| {
         vals.is_empty()
             || vals.iter().any(|v| match k.as_str() {
-                "type" => m.typ == v,
+                "type" => &m.typ == v,
                 "event" | "action" => &m.action == v,
                 "container" => {
                     m.typ == "container"
@@ -364,41 +336,6 @@ pub fn matches(m: &Message, f: &BTreeMap<String, Vec<String>>) -> bool {
                 _ => true,
             })
     })
-}
-
-/// One entry of the service catalog: a name and every endpoint that answers to it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Service {
-    pub name: String,
-    pub endpoints: Vec<CatalogEndpoint>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct CatalogEndpoint {
-    #[serde(rename = "ContainerID")]
-    pub container_id: String,
-    pub container_name: String,
-    pub network: String,
-    pub address: Option<String>,
-    #[serde(rename = "AddressV6")]
-    pub address_v6: Option<String>,
-    pub ports: Vec<CatalogPort>,
-    pub labels: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct CatalogPort {
-    pub private_port: u16,
-    #[serde(rename = "Type")]
-    pub proto: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[serde(rename = "HostIP")]
-    pub host_ip: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host_port: Option<u16>,
 }
 
 /// One container's entries: each name it answers to on each network, with its endpoint

@@ -13,6 +13,7 @@
 mod de;
 
 pub mod container;
+pub mod discovery;
 pub mod exec;
 pub mod filters;
 pub mod network;
