@@ -290,3 +290,44 @@ fn losing_etcd_keeps_the_mesh() {
         fdb(&n1).contains("dst 10.99.0.12") && fdb(&n2).contains("dst 10.99.0.11")
     });
 }
+
+/// A three-member etcd with one member gone: the nodes stay Ready, updates still go
+/// through, and the mesh stays whole (the client goes to the members that answer).
+#[test]
+fn one_etcd_member_lost_changes_nothing() {
+    need_root!();
+    let mut fabric = Fabric::with_members(3);
+    // A TTL long enough for a renewal to time out on the lost member and go to another.
+    let n1 = fabric.node_with_ttl(11, "6s");
+    let n2 = fabric.node_with_ttl(12, "6s");
+    let fdb = |h: &common::Host| h.ns.sh_ok("bridge fdb show dev berth-vx");
+    wait_until("the mesh", || fdb(&n1).contains("dst 10.99.0.12"));
+    fabric.kill_member(0);
+    // Three TTLs with the member gone: Ready all along, as seen from both nodes.
+    for _ in 0..18 {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        for h in [&n1, &n2] {
+            let o = h.berth(&["node", "ls", "--format", "{{.Hostname}} {{.Status}}"]);
+            let out = String::from_utf8_lossy(&o.stdout);
+            assert!(
+                o.status.success(),
+                "node ls failed with two members left: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            assert_eq!(out, "n11 Ready\nn12 Ready\n", "with two members left");
+        }
+        assert!(fdb(&n1).contains("dst 10.99.0.12"));
+    }
+    n2.ok(&["node", "update", "--label-add", "zone=c", "n11"]);
+    assert_eq!(
+        n1.ok(&[
+            "node",
+            "inspect",
+            "--format",
+            "{{index .Spec.Labels \"zone\"}}",
+            "n11"
+        ])
+        .trim(),
+        "c"
+    );
+}

@@ -12,8 +12,11 @@ pub(crate) const ETCD: &str = "10.99.0.1";
 
 pub(crate) struct Fabric {
     pub ns: Ns,
-    etcd: Option<Child>,
+    /// One process per etcd member.
+    etcd: Vec<Option<Child>>,
     pub dir: tempfile::TempDir,
+    /// `--cluster-store` for the daemons: every member's client URL.
+    pub store: String,
 }
 
 fn etcd_bin() -> String {
@@ -26,8 +29,14 @@ fn etcd_bin() -> String {
 }
 
 impl Fabric {
-    /// The LAN and etcd on it, answering.
+    /// The LAN and a one-member etcd on it, answering.
     pub(crate) fn new() -> Fabric {
+        Fabric::with_members(1)
+    }
+
+    /// The LAN and an etcd cluster of `n` members on it (client ports 2379, 22379, …),
+    /// answering.
+    pub(crate) fn with_members(n: usize) -> Fabric {
         let ns = Ns::new(false);
         ns.sh_ok(&format!(
             "ip link add lan0 type bridge && ip addr add {ETCD}/24 dev lan0 && ip link set lan0 up"
@@ -36,34 +45,79 @@ impl Fabric {
             .prefix("berth-fabric-")
             .tempdir()
             .unwrap();
-        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
-        let etcd = Command::new("nsenter")
-            .args(["-t", &ns.pid.to_string(), "-n", "--"])
-            .arg(etcd_bin())
-            .arg("--name=fabric")
-            .arg(format!("--data-dir={}", dir.path().join("data").display()))
-            .arg(format!("--listen-client-urls=http://{ETCD}:2379"))
-            .arg(format!("--advertise-client-urls=http://{ETCD}:2379"))
-            .arg(format!("--listen-peer-urls=http://{ETCD}:2380"))
-            .arg(format!("--initial-advertise-peer-urls=http://{ETCD}:2380"))
-            .arg(format!("--initial-cluster=fabric=http://{ETCD}:2380"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let port = |i: usize, base: u32| 10_000 * u32::try_from(i).unwrap() + base;
+        let cluster: Vec<String> = (0..n)
+            .map(|i| format!("m{i}=http://{ETCD}:{}", port(i, 2380)))
+            .collect();
+        let mut etcd = Vec::new();
+        for i in 0..n {
+            let log = std::fs::File::create(dir.path().join(format!("etcd-m{i}.log"))).unwrap();
+            let child = Command::new("nsenter")
+                .args(["-t", &ns.pid.to_string(), "-n", "--"])
+                .arg(etcd_bin())
+                .arg(format!("--name=m{i}"))
+                .arg(format!(
+                    "--data-dir={}",
+                    dir.path().join(format!("m{i}")).display()
+                ))
+                .arg(format!(
+                    "--listen-client-urls=http://{ETCD}:{}",
+                    port(i, 2379)
+                ))
+                .arg(format!(
+                    "--advertise-client-urls=http://{ETCD}:{}",
+                    port(i, 2379)
+                ))
+                .arg(format!(
+                    "--listen-peer-urls=http://{ETCD}:{}",
+                    port(i, 2380)
+                ))
+                .arg(format!(
+                    "--initial-advertise-peer-urls=http://{ETCD}:{}",
+                    port(i, 2380)
+                ))
+                .arg(format!("--initial-cluster={}", cluster.join(",")))
+                .arg("--initial-cluster-state=new")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            etcd.push(Some(child));
+        }
+        let store = format!(
+            "etcd://{}",
+            (0..n)
+                .map(|i| format!("{ETCD}:{}", port(i, 2379)))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
         let f = Fabric {
             ns,
-            etcd: Some(etcd),
+            etcd,
             dir,
+            store,
         };
-        super::wait_until("etcd to answer", || {
-            f.ns.sh(&format!("curl -s -m 1 http://{ETCD}:2379/health"))
+        for i in 0..n {
+            super::wait_until("etcd to answer", || {
+                f.ns.sh(&format!(
+                    "curl -s -m 1 http://{ETCD}:{}/health",
+                    port(i, 2379)
+                ))
                 .stdout
                 .windows(6)
                 .any(|w| w == b"\"true\"")
-        });
+            });
+        }
         f
+    }
+
+    /// Stops member `i` for good (SIGKILL), as a member whose host went away.
+    pub(crate) fn kill_member(&mut self, i: usize) {
+        if let Some(mut c) = self.etcd[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// A host on the LAN at 10.99.0.`n` (no daemon yet).
@@ -79,17 +133,25 @@ impl Fabric {
         h
     }
 
-    /// A host on the LAN with a daemon that joined the cluster as node `nN`.
+    /// A host on the LAN with a daemon that joined the cluster as node `nN` (TTL 2 s).
     pub(crate) fn node(&self, n: u8) -> Host {
+        self.node_with_ttl(n, "2s")
+    }
+
+    pub(crate) fn node_with_ttl(&self, n: u8, ttl: &str) -> Host {
         let mut h = self.host(n);
-        start_node(&mut h, n, &[]);
+        let flags = cluster_flags(n);
+        let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+        args[1] = &self.store;
+        args[7] = ttl;
+        h.start_daemon_with(&args);
         h
     }
 
     /// SIGSTOP (`true`) or SIGCONT etcd: an etcd that stops answering, as a partition or a
     /// stalled disk makes it.
     pub(crate) fn pause_etcd(&self, stop: bool) {
-        let pid = self.etcd.as_ref().expect("etcd runs").id();
+        let pid = self.etcd[0].as_ref().expect("etcd runs").id();
         let sig = if stop {
             nix::sys::signal::Signal::SIGSTOP
         } else {
@@ -99,7 +161,7 @@ impl Fabric {
     }
 
     pub(crate) fn etcd_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("etcd-m0.log")).unwrap_or_default()
     }
 }
 
@@ -158,24 +220,15 @@ impl Drop for Fabric {
                 eprintln!("{l}");
             }
         }
-        if let Some(mut c) = self.etcd.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id().cast_signed()),
-                nix::sys::signal::Signal::SIGCONT,
-            );
-            // Should nsenter have forked etcd, the child goes too.
-            let kids = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", c.id()))
-                .unwrap_or_default();
-            for k in kids.split_whitespace() {
-                if let Ok(p) = k.parse::<i32>() {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(p),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
+        for c in self.etcd.iter_mut() {
+            if let Some(mut c) = c.take() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(c.id().cast_signed()),
+                    nix::sys::signal::Signal::SIGCONT,
+                );
+                let _ = c.kill();
+                let _ = c.wait();
             }
-            let _ = c.kill();
-            let _ = c.wait();
         }
     }
 }

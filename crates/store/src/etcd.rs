@@ -16,7 +16,11 @@ const WATCH_BUFFER: usize = 4096;
 
 #[derive(Clone)]
 pub struct Etcd {
-    client: ec::Client,
+    /// One client per member, so that a member that cannot be reached is left for the next
+    /// one deterministically (a balanced channel kept picking a dead member under load).
+    clients: std::sync::Arc<Vec<ec::Client>>,
+    /// The member requests go to, until it fails them.
+    current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     endpoints: String,
 }
 
@@ -24,23 +28,68 @@ impl Etcd {
     /// Connects to the cluster; fails, naming the endpoints, when none answers in `timeout`.
     pub async fn connect(endpoints: &[String], timeout: Duration) -> Result<Etcd> {
         let names = endpoints.join(",");
-        let opts = ec::ConnectOptions::new()
-            .with_connect_timeout(timeout)
-            .with_timeout(timeout)
-            .with_keep_alive(Duration::from_secs(2), timeout);
-        let client = ec::Client::connect(endpoints, Some(opts))
-            .await
-            .map_err(|e| unavailable(&names, e))?;
-        let mut e = Etcd {
-            client,
-            endpoints: names,
+        let opts = || {
+            ec::ConnectOptions::new()
+                .with_connect_timeout(timeout)
+                .with_timeout(timeout)
+                .with_keep_alive(Duration::from_secs(2), timeout)
         };
-        // A lazy channel connects on first use: make sure someone answers now.
-        e.client
-            .status()
-            .await
-            .map_err(|err| unavailable(&e.endpoints, err))?;
-        Ok(e)
+        let mut clients = Vec::new();
+        for ep in endpoints {
+            let c = ec::Client::connect([ep.as_str()], Some(opts()))
+                .await
+                .map_err(|e| unavailable(&names, e))?;
+            clients.push(c);
+        }
+        // A lazy channel connects on first use: make sure a member answers now, and start
+        // with the first that does.
+        let mut last = None;
+        for (i, c) in clients.iter().enumerate() {
+            match c.clone().status().await {
+                Ok(_) => {
+                    return Ok(Etcd {
+                        clients: std::sync::Arc::new(clients),
+                        current: std::sync::Arc::new(i.into()),
+                        endpoints: names,
+                    })
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(match last {
+            Some(e) => unavailable(&names, e),
+            None => StoreError::Rejected("no etcd endpoint was given".into()),
+        })
+    }
+
+    /// `f` on the current member's client, and on the next members' when the request never
+    /// reached a member: with one member gone, the cluster keeps answering. A request that
+    /// reached a member and got no answer is repeated only if `idempotent`, as its outcome
+    /// is unknown.
+    async fn retrying<T, F, Fut>(&self, idempotent: bool, mut f: F) -> Result<T, ec::Error>
+    where
+        F: FnMut(ec::Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ec::Error>>,
+    {
+        use std::sync::atomic::Ordering;
+        let n = self.clients.len().max(1);
+        let mut tries = n + 1;
+        loop {
+            let i = self.current.load(Ordering::Relaxed) % n;
+            match f(self.clients[i].clone()).await {
+                Err(e) if tries > 1 && (never_sent(&e) || (idempotent && unanswered(&e))) => {
+                    tries -= 1;
+                    // The next member, unless another request moved on already.
+                    let _ = self.current.compare_exchange(
+                        i,
+                        (i + 1) % n,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                }
+                r => return r,
+            }
+        }
     }
 
     fn err(&self, e: ec::Error) -> StoreError {
@@ -72,6 +121,28 @@ mod tonic_code {
     pub(super) const FAILED_PRECONDITION: C = C::FailedPrecondition;
     pub(super) const OUT_OF_RANGE: C = C::OutOfRange;
     pub(super) const NOT_FOUND: C = C::NotFound;
+}
+
+/// The request could not be sent: no connection to the member the client picked.
+fn never_sent(e: &ec::Error) -> bool {
+    match e {
+        ec::Error::GRpcStatus(s) => {
+            s.code() == tonic::Code::Unavailable && s.message().contains("connect")
+        }
+        ec::Error::TransportError(_) => true,
+        _ => false,
+    }
+}
+
+/// Sent, and no answer came (the member stopped or was cut off meanwhile).
+fn unanswered(e: &ec::Error) -> bool {
+    match e {
+        ec::Error::GRpcStatus(s) => matches!(
+            s.code(),
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        ),
+        _ => false,
+    }
 }
 
 fn unavailable(endpoints: &str, e: ec::Error) -> StoreError {
@@ -126,19 +197,28 @@ fn op(o: &Op) -> ec::TxnOp {
 impl Store for Etcd {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<KeyValue>>> {
         Box::pin(async move {
-            let mut c = self.client.clone();
-            let r = c.get(key, None).await.map_err(|e| self.err(e))?;
+            let r = self
+                .retrying(true, |mut c| async move { c.get(key, None).await })
+                .await
+                .map_err(|e| self.err(e))?;
             Ok(r.kvs().first().map(kv))
         })
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<(Vec<KeyValue>, Revision)>> {
         Box::pin(async move {
-            let mut c = self.client.clone();
-            let opts = ec::GetOptions::new()
-                .with_prefix()
-                .with_sort(ec::SortTarget::Key, ec::SortOrder::Ascend);
-            let r = c.get(prefix, Some(opts)).await.map_err(|e| self.err(e))?;
+            let opts = || {
+                ec::GetOptions::new()
+                    .with_prefix()
+                    .with_sort(ec::SortTarget::Key, ec::SortOrder::Ascend)
+            };
+            let r = self
+                .retrying(
+                    true,
+                    |mut c| async move { c.get(prefix, Some(opts())).await },
+                )
+                .await
+                .map_err(|e| self.err(e))?;
             let rev = r.header().map_or(0, |h| h.revision());
             Ok((r.kvs().iter().map(kv).collect(), rev))
         })
@@ -146,17 +226,25 @@ impl Store for Etcd {
 
     fn txn(&self, txn: Txn) -> BoxFuture<'_, Result<TxnResult>> {
         Box::pin(async move {
-            let mut c = self.client.clone();
-            let t = ec::Txn::new()
-                .when(txn.compares.iter().map(compare).collect::<Vec<_>>())
-                .and_then(txn.then.iter().map(op).collect::<Vec<_>>())
-                .or_else(txn.otherwise.iter().map(op).collect::<Vec<_>>());
-            let r = c.txn(t).await.map_err(|e| match self.err(e) {
-                StoreError::Rejected(m) if m.contains("lease not found") => {
-                    StoreError::LeaseNotFound(lease_of(&txn).unwrap_or(0))
-                }
-                other => other,
-            })?;
+            let t = || {
+                ec::Txn::new()
+                    .when(txn.compares.iter().map(compare).collect::<Vec<_>>())
+                    .and_then(txn.then.iter().map(op).collect::<Vec<_>>())
+                    .or_else(txn.otherwise.iter().map(op).collect::<Vec<_>>())
+            };
+            // Not idempotent: repeated only when it never reached a member.
+            let r = self
+                .retrying(false, |mut c| {
+                    let t = t();
+                    async move { c.txn(t).await }
+                })
+                .await
+                .map_err(|e| match self.err(e) {
+                    StoreError::Rejected(m) if m.contains("lease not found") => {
+                        StoreError::LeaseNotFound(lease_of(&txn).unwrap_or(0))
+                    }
+                    other => other,
+                })?;
             Ok(TxnResult {
                 succeeded: r.succeeded(),
                 revision: r.header().map_or(0, |h| h.revision()),
@@ -166,12 +254,21 @@ impl Store for Etcd {
 
     fn watch<'a>(&'a self, prefix: &'a str, from: Revision) -> BoxFuture<'a, Result<Watch>> {
         Box::pin(async move {
-            let mut c = self.client.clone();
-            let mut opts = ec::WatchOptions::new().with_prefix().with_prev_key();
-            if from > 0 {
-                opts = opts.with_start_revision(from);
-            }
-            let stream = c.watch(prefix, Some(opts)).await.map_err(|e| self.err(e))?;
+            let opts = || {
+                let o = ec::WatchOptions::new().with_prefix().with_prev_key();
+                if from > 0 {
+                    o.with_start_revision(from)
+                } else {
+                    o
+                }
+            };
+            let stream = self
+                .retrying(
+                    true,
+                    |mut c| async move { c.watch(prefix, Some(opts())).await },
+                )
+                .await
+                .map_err(|e| self.err(e))?;
             let (tx, rx) = mpsc::channel(WATCH_BUFFER);
             tokio::spawn(forward(stream, tx));
             Ok(rx)
@@ -180,25 +277,27 @@ impl Store for Etcd {
 
     fn grant(&self, ttl: Duration) -> BoxFuture<'_, Result<LeaseId>> {
         Box::pin(async move {
-            let mut c = self.client.clone();
             // etcd's TTLs are whole seconds.
             let secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
-            let r = c.lease_grant(secs, None).await.map_err(|e| self.err(e))?;
+            // A lease granted twice leaves one unused, which expires by itself.
+            let r = self
+                .retrying(true, |mut c| async move { c.lease_grant(secs, None).await })
+                .await
+                .map_err(|e| self.err(e))?;
             Ok(r.id())
         })
     }
 
     fn keep_alive(&self, lease: LeaseId) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            let mut c = self.client.clone();
             let not_found = |e: StoreError| match e {
                 StoreError::Rejected(m) if m.contains("lease not found") => {
                     StoreError::LeaseNotFound(lease)
                 }
                 other => other,
             };
-            let (mut keeper, mut stream) = c
-                .lease_keep_alive(lease)
+            let (mut keeper, mut stream) = self
+                .retrying(true, |mut c| async move { c.lease_keep_alive(lease).await })
                 .await
                 .map_err(|e| not_found(self.err(e)))?;
             keeper
@@ -215,8 +314,7 @@ impl Store for Etcd {
 
     fn revoke(&self, lease: LeaseId) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            let mut c = self.client.clone();
-            c.lease_revoke(lease)
+            self.retrying(true, |mut c| async move { c.lease_revoke(lease).await })
                 .await
                 .map(|_| ())
                 .map_err(|e| match self.err(e) {
@@ -230,8 +328,7 @@ impl Store for Etcd {
 
     fn compact(&self, revision: Revision) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            let mut c = self.client.clone();
-            c.compact(revision, None)
+            self.retrying(true, |mut c| async move { c.compact(revision, None).await })
                 .await
                 .map(|_| ())
                 .map_err(|e| self.err(e))
