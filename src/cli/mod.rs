@@ -269,6 +269,32 @@ pub fn report(e: &ClientError) {
 }
 
 /// Runs `f` for every argument, reporting each failure and carrying on, like docker.
+/// `inspect` of several objects under `prefix` (`/networks`, `/nodes`): those found are
+/// printed, the others reported; 1 if any was missing.
+pub(super) async fn inspect_each(
+    c: &Client,
+    prefix: &str,
+    names: &[String],
+    format: &Option<String>,
+) -> Result<i32, ClientError> {
+    let mut objs = Vec::new();
+    let mut code = 0;
+    for n in names {
+        match c.get(&format!("{prefix}/{}", enc(n))).await {
+            Ok(v) => objs.push(v),
+            Err(e) => {
+                report(&e);
+                code = 1;
+            }
+        }
+    }
+    if let Err(e) = output::print_objects(&objs, format) {
+        eprintln!("{e}");
+        return Ok(1);
+    }
+    Ok(code)
+}
+
 pub async fn for_each<F, Fut>(names: &[String], mut f: F) -> Result<i32, ClientError>
 where
     F: FnMut(String) -> Fut,

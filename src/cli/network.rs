@@ -12,7 +12,7 @@ use berth_api::{
 use clap::Subcommand;
 use serde_json::{json, Value};
 
-use super::output::{natural_cmp, print_objects};
+use super::output::natural_cmp;
 use super::{enc, for_each};
 use crate::api::client::{Client, ClientError};
 
@@ -187,24 +187,7 @@ pub(super) async fn run(c: &Client, cmd: NetworkCmd) -> Result<i32, ClientError>
         NetworkCmd::Ls(a) => ls(c, a).await,
         NetworkCmd::Inspect {
             format, networks, ..
-        } => {
-            let mut objs = Vec::new();
-            let mut code = 0;
-            for n in &networks {
-                match c.get(&format!("/networks/{}", enc(n))).await {
-                    Ok(v) => objs.push(v),
-                    Err(e) => {
-                        super::report(&e);
-                        code = 1;
-                    }
-                }
-            }
-            if let Err(e) = print_objects(&objs, &format) {
-                eprintln!("{e}");
-                return Ok(1);
-            }
-            Ok(code)
-        }
+        } => super::inspect_each(c, "/networks", &networks, &format).await,
         NetworkCmd::Rm { force, networks } => {
             for_each(&networks, |n| async move {
                 match c.delete(&format!("/networks/{}", enc(&n))).await {

@@ -6,7 +6,7 @@ use berth_api::node::{Node, NodeSpec};
 use clap::Subcommand;
 use serde_json::{json, Value};
 
-use super::output::{natural_cmp, print_objects};
+use super::output::natural_cmp;
 use super::{enc, for_each};
 use crate::api::client::{Client, ClientError};
 
@@ -105,22 +105,7 @@ pub(super) async fn run(c: &Client, cmd: NodeCmd) -> Result<i32, ClientError> {
             Ok(super::output::print_list(&template, &rows, &headers))
         }
         NodeCmd::Inspect { format, nodes, .. } => {
-            let mut objs = Vec::new();
-            let mut code = 0;
-            for n in &nodes {
-                match c.get(&format!("/nodes/{}", enc(n))).await {
-                    Ok(v) => objs.push(v),
-                    Err(e) => {
-                        super::report(&e);
-                        code = 1;
-                    }
-                }
-            }
-            if let Err(e) = print_objects(&objs, &format) {
-                eprintln!("{e}");
-                return Ok(1);
-            }
-            Ok(code)
+            super::inspect_each(c, "/nodes", &nodes, &format).await
         }
         NodeCmd::Update {
             availability,

@@ -209,25 +209,20 @@ impl Netlink {
                 format!("delete route {net} via {gw}"),
             )?;
         }
-        for (ip, mac) in &p.del_neigh {
-            gone(
-                self.handle
-                    .neighbours()
-                    .del(neigh_msg(idx, *ip, *mac, false))
-                    .execute()
-                    .await,
+        let neigh = p.del_neigh.iter().map(|(ip, mac)| {
+            (
+                neigh_msg(idx, *ip, *mac, false),
                 format!("delete neighbour {ip}"),
-            )?;
-        }
-        for (mac, ip) in &p.del_fdb {
-            gone(
-                self.handle
-                    .neighbours()
-                    .del(neigh_msg(idx, *ip, *mac, true))
-                    .execute()
-                    .await,
+            )
+        });
+        let fdb = p.del_fdb.iter().map(|(mac, ip)| {
+            (
+                neigh_msg(idx, *ip, *mac, true),
                 format!("delete fdb entry {mac}"),
-            )?;
+            )
+        });
+        for (m, what) in neigh.chain(fdb) {
+            gone(self.handle.neighbours().del(m).execute().await, what)?;
         }
         for (mac, ip) in &p.add_fdb {
             self.handle
