@@ -281,6 +281,16 @@ fn losing_etcd_keeps_the_mesh() {
     }
     let err = n1.fails(&["node", "ls"]);
     assert!(err.contains(&format!("{ETCD}:2379")), "{err}");
+    // `info` says the node is degraded, and why.
+    let state = n1.ok(&[
+        "info",
+        "--format",
+        "{{.Swarm.LocalNodeState}} {{.Swarm.Error}}",
+    ]);
+    assert!(
+        state.starts_with("error cluster store unreachable since"),
+        "{state}"
+    );
     fabric.pause_etcd(false);
     wait_until("both Ready again", || {
         let o = n2.berth(&["node", "ls", "--format", "{{.Hostname}} {{.Status}}"]);
@@ -288,6 +298,11 @@ fn losing_etcd_keeps_the_mesh() {
     });
     wait_until("the mesh again", || {
         fdb(&n1).contains("dst 10.99.0.12") && fdb(&n2).contains("dst 10.99.0.11")
+    });
+    wait_until("n11 active again", || {
+        n1.ok(&["info", "--format", "{{.Swarm.LocalNodeState}}"])
+            .trim()
+            == "active"
     });
 }
 

@@ -102,6 +102,8 @@ pub struct Cluster {
     pub addr: IpAddr,
     ttl: Duration,
     keep: tokio::sync::Mutex<KeepAlive>,
+    /// Since when, and why, etcd does not answer (`None`: it does).
+    unreachable: std::sync::Mutex<Option<(chrono::DateTime<Utc>, String)>>,
 }
 
 impl Cluster {
@@ -142,6 +144,7 @@ impl Cluster {
             addr: cfg.advertise,
             ttl: cfg.ttl,
             keep: tokio::sync::Mutex::new(keep),
+            unreachable: Default::default(),
         });
         c.clone().watch_membership(cfg.clone());
         Ok(c)
@@ -154,6 +157,7 @@ impl Cluster {
             let every = (self.ttl / 3).max(Duration::from_millis(100));
             loop {
                 tokio::time::sleep(every).await;
+                self.probe().await;
                 if self.keep.lock().await.alive() {
                     continue;
                 }
@@ -167,6 +171,35 @@ impl Cluster {
                 }
             }
         });
+    }
+
+    /// One read of this node's own key: whether etcd answers, for `info`.
+    async fn probe(&self) {
+        let r = self.store.get(&nodes::alive_key(&self.id)).await;
+        let mut u = self.unreachable.lock().expect("lock");
+        match r {
+            Ok(_) => {
+                if u.take().is_some() {
+                    tracing::info!("the cluster store answers again");
+                }
+            }
+            Err(e) => {
+                if u.is_none() {
+                    tracing::warn!("the cluster store does not answer: {e}");
+                    *u = Some((Utc::now(), e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Why this node is degraded, for `info`: etcd has not answered since then.
+    pub fn degraded(&self) -> Option<String> {
+        self.unreachable.lock().expect("lock").as_ref().map(|(since, why)| {
+            format!(
+                "cluster store unreachable since {}: {why}; this node keeps its containers and data path on its last known state, and operations that need the cluster fail until it answers",
+                since.format("%Y-%m-%dT%H:%M:%SZ")
+            )
+        })
     }
 
     /// Every node of the cluster, by name.

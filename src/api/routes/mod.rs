@@ -196,9 +196,15 @@ async fn info(State(d): State<Arc<Daemon>>) -> ApiResult {
         },
         swarm: match &d.cluster {
             Some(c) => Swarm {
-                local_node_state: "active".into(),
+                local_node_state: if c.degraded().is_some() {
+                    "error"
+                } else {
+                    "active"
+                }
+                .into(),
                 node_id: c.id.clone(),
                 node_addr: c.addr.to_string(),
+                error: c.degraded().unwrap_or_default(),
                 ..Default::default()
             },
             None => Swarm {
@@ -210,7 +216,11 @@ async fn info(State(d): State<Arc<Daemon>>) -> ApiResult {
         berth_run: d.opts.run.display().to_string(),
         berth_socket: d.opts.socket.display().to_string(),
         berth_dns: d.dns.host_addr().map(|a| a.to_string()).unwrap_or_default(),
-        warnings: d.warnings().await,
+        warnings: {
+            let mut w = d.warnings().await;
+            w.extend(d.cluster.as_ref().and_then(|c| c.degraded()));
+            w
+        },
     })
 }
 
