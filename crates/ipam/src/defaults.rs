@@ -16,6 +16,46 @@ pub fn pick_default_v4(used: &[IpNet]) -> Option<Ipv4Net> {
         .find(|p| !used.iter().any(|u| overlaps(&IpNet::V4(*p), u)))
 }
 
+/// Docker's default pool for swarm-scope (overlay) networks: 10.0.0.0/8 in /24 steps.
+pub fn default_overlay_pool() -> (Ipv4Net, u8) {
+    (Ipv4Net::new_assert(Ipv4Addr::new(10, 0, 0, 0), 8), 24)
+}
+
+/// The first /24 of 10.0.0.0/8 that overlaps none of `used` (the cluster's networks and the
+/// underlay's routes), or `None` when all 65 536 are taken. Overlaps are checked both ways,
+/// so a used /16 skips its 256 /24s and a used /28 skips the /24 around it.
+pub fn pick_default_overlay(used: &[IpNet]) -> Option<Ipv4Net> {
+    let (pool, len) = default_overlay_pool();
+    let mut sorted: Vec<Ipv4Net> = used
+        .iter()
+        .filter_map(|n| match n {
+            IpNet::V4(v) => Some(v.trunc()),
+            IpNet::V6(_) => None,
+        })
+        .filter(|n| overlaps(&IpNet::V4(*n), &IpNet::V4(pool)))
+        .collect();
+    sorted.sort();
+    let step = 1u32 << (32 - u32::from(len));
+    let base = u32::from(pool.network());
+    let count = 1u32 << (u32::from(len) - u32::from(pool.prefix_len()));
+    let mut i = 0u32;
+    while i < count {
+        let cand = Ipv4Net::new_assert(Ipv4Addr::from(base + i * step), len);
+        match sorted
+            .iter()
+            .find(|u| overlaps(&IpNet::V4(**u), &IpNet::V4(cand)))
+        {
+            None => return Some(cand),
+            // Jump past the blocking network (it may be wider than one step).
+            Some(u) => {
+                let end = u32::from(u.broadcast()).max(u32::from(cand.broadcast()));
+                i = (end - base) / step + 1;
+            }
+        }
+    }
+    None
+}
+
 /// Enough tries to get past any realistic set of routes; only something that
 /// covers fd00::/8 as a whole exhausts them.
 const V6_ATTEMPTS: u32 = 4096;

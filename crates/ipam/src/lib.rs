@@ -9,6 +9,9 @@ mod defaults;
 mod error;
 mod pool;
 
-pub use defaults::{default_pools_v4, overlaps, pick_default_v4, pick_default_v6};
+pub use defaults::{
+    default_overlay_pool, default_pools_v4, overlaps, pick_default_overlay, pick_default_v4,
+    pick_default_v6,
+};
 pub use error::{ErrorKind, IpamError, Reserved};
 pub use pool::{Pool, PoolConfig};

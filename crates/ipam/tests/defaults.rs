@@ -108,3 +108,53 @@ fn pick_v6_is_stable_across_releases() {
         "fd9e:cfe3:18e::/64"
     );
 }
+
+/// Overlay networks without --subnet: 10.0.0.0/24, 10.0.1.0/24… as Docker's swarm pool,
+/// past whatever the cluster or the underlay holds, wide or narrow.
+#[test]
+fn overlay_subnets_from_docker_swarm_pool() {
+    use berth_ipam::pick_default_overlay;
+    let n = |s: &str| -> ipnet::IpNet { s.parse().unwrap() };
+    assert_eq!(
+        pick_default_overlay(&[]).unwrap().to_string(),
+        "10.0.0.0/24"
+    );
+    assert_eq!(
+        pick_default_overlay(&[n("10.0.0.0/24"), n("10.0.1.128/28")])
+            .unwrap()
+            .to_string(),
+        "10.0.2.0/24"
+    );
+    // A /16 in the way is skipped whole; networks outside 10/8 and IPv6 do not matter.
+    assert_eq!(
+        pick_default_overlay(&[n("10.0.0.0/16"), n("172.17.0.0/16"), n("fd00::/64")])
+            .unwrap()
+            .to_string(),
+        "10.1.0.0/24"
+    );
+    // Everything taken: no answer.
+    assert_eq!(pick_default_overlay(&[n("10.0.0.0/8")]), None);
+    assert_eq!(pick_default_overlay(&[n("0.0.0.0/0")]), None);
+}
+
+proptest::proptest! {
+    /// The pick overlaps nothing used, and no lower /24 of the pool was free.
+    #[test]
+    fn overlay_pick_is_the_lowest_free(used in proptest::collection::vec((0u8..4, 0u8..=255, 16u8..=28), 0..12)) {
+        use berth_ipam::{overlaps, pick_default_overlay};
+        let used: Vec<ipnet::IpNet> = used
+            .iter()
+            .map(|(b, c, len)| format!("10.{b}.{c}.0/{len}").parse::<ipnet::IpNet>().unwrap().trunc())
+            .collect();
+        let free = |n: &ipnet::IpNet| !used.iter().any(|u| overlaps(u, n));
+        let pick = pick_default_overlay(&used).map(ipnet::IpNet::V4);
+        if let Some(p) = pick {
+            proptest::prop_assert!(free(&p));
+        }
+        // Used networks lie in 10.0-10.3, so the first free /24 lies in 10.0-10.7.
+        let first = (0u32..2048)
+            .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256).parse::<ipnet::IpNet>().unwrap())
+            .find(free);
+        proptest::prop_assert_eq!(pick, first);
+    }
+}
