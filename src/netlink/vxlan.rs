@@ -38,6 +38,19 @@ fn ip_of(a: &NeighbourAddress) -> Option<IpAddr> {
     }
 }
 
+/// An entry's link-layer address and destination.
+fn mac_and_dst(n: &NeighbourMessage) -> (Option<Mac>, Option<IpAddr>) {
+    let mut out = (None, None);
+    for a in &n.attributes {
+        match a {
+            NeighbourAttribute::LinkLayerAddress(l) => out.0 = mac_of(l),
+            NeighbourAttribute::Destination(d) => out.1 = ip_of(d),
+            _ => {}
+        }
+    }
+    out
+}
+
 impl Netlink {
     /// The VXLAN device, as the layout wants it: made if missing, made again if it was
     /// made for another local address, then given its MAC and MTU and brought up.
@@ -119,14 +132,7 @@ impl Netlink {
             .await
             .map_err(NetError::nl("list neighbours"))?;
         for n in neighs.iter().filter(|n| n.header.ifindex == idx) {
-            let mac = n.attributes.iter().find_map(|a| match a {
-                NeighbourAttribute::LinkLayerAddress(l) => mac_of(l),
-                _ => None,
-            });
-            let dst = n.attributes.iter().find_map(|a| match a {
-                NeighbourAttribute::Destination(d) => ip_of(d),
-                _ => None,
-            });
+            let (mac, dst) = mac_and_dst(n);
             match (n.header.family, mac, dst) {
                 (AddressFamily::Inet | AddressFamily::Inet6, Some(m), Some(ip))
                     if n.header.state == NeighbourState::Permanent =>
@@ -148,15 +154,7 @@ impl Netlink {
             .await
             .map_err(NetError::nl("list fdb"))?;
         for n in fdb.iter().filter(|n| n.header.ifindex == idx) {
-            let mac = n.attributes.iter().find_map(|a| match a {
-                NeighbourAttribute::LinkLayerAddress(l) => mac_of(l),
-                _ => None,
-            });
-            let dst = n.attributes.iter().find_map(|a| match a {
-                NeighbourAttribute::Destination(d) => ip_of(d),
-                _ => None,
-            });
-            if let (Some(m), Some(ip)) = (mac, dst) {
+            if let (Some(m), Some(ip)) = mac_and_dst(n) {
                 s.fdb.insert((m, ip));
             }
         }
