@@ -358,3 +358,31 @@ async fn register(
     }
     Err(ClusterError::Contended(cfg.name.clone()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_store_urls() {
+        assert_eq!(
+            parse_store("etcd://10.0.0.1:2379").unwrap(),
+            ["http://10.0.0.1:2379"]
+        );
+        assert_eq!(
+            parse_store("etcd://a:2379, b:2379,c:22379").unwrap(),
+            ["http://a:2379", "http://b:2379", "http://c:22379"]
+        );
+        for bad in [
+            "http://a:2379",
+            "etcd://",
+            "etcd://a",
+            "etcd://a:notaport",
+            "etcd://:2379",
+            "etcd://a:2379/x",
+        ] {
+            let e = parse_store(bad).unwrap_err().to_string();
+            assert!(e.contains("use etcd://HOST:PORT"), "{bad}: {e}");
+        }
+    }
+}
