@@ -23,16 +23,10 @@ const BATCH: Duration = Duration::from_millis(20);
 
 /// The MTU of the link that holds `addr` (1500 if it cannot be read).
 fn underlay_mtu(addr: IpAddr) -> u32 {
-    let name = nix::ifaddrs::getifaddrs().ok().and_then(|mut it| {
-        it.find(|a| {
-            a.address.as_ref().is_some_and(|s| {
-                s.as_sockaddr_in().map(|v| IpAddr::V4(v.ip())) == Some(addr)
-                    || s.as_sockaddr_in6().map(|v| IpAddr::V6(v.ip())) == Some(addr)
-            })
-        })
-        .map(|a| a.interface_name)
-    });
-    name.and_then(|n| std::fs::read_to_string(format!("/sys/class/net/{n}/mtu")).ok())
+    super::interface_addresses()
+        .into_iter()
+        .find(|(_, ip)| *ip == addr)
+        .and_then(|(n, _)| std::fs::read_to_string(format!("/sys/class/net/{n}/mtu")).ok())
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(1500)
 }
@@ -50,9 +44,13 @@ impl Cluster {
             let mtu = underlay_mtu(c.addr).saturating_sub(OVERHEAD);
             let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
             c.clone().follow(tx);
+            // The device's index once it was made as wanted; checked again after a failed
+            // round and at every resync, not on every event.
+            let mut device = None;
             loop {
-                if let Err(e) = c.mesh_round(&nl, local, mac, mtu).await {
+                if let Err(e) = c.mesh_round(&nl, local, mac, mtu, &mut device).await {
                     tracing::warn!("programming the overlay mesh: {e}; trying again");
+                    device = None;
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
@@ -60,6 +58,8 @@ impl Cluster {
                 if tokio::time::timeout(RESYNC, rx.recv()).await.is_ok() {
                     tokio::time::sleep(BATCH).await;
                     while rx.try_recv().is_ok() {}
+                } else {
+                    device = None;
                 }
             }
         });
@@ -93,6 +93,7 @@ impl Cluster {
         local: std::net::Ipv4Addr,
         mac: berth_overlay::Mac,
         mtu: u32,
+        device: &mut Option<u32>,
     ) -> Result<(), String> {
         // etcd first: if it cannot be read, nothing in the kernel changes.
         let nodes: Vec<Node> = self
@@ -106,10 +107,14 @@ impl Cluster {
                 ready: n.ready,
             })
             .collect();
-        let idx = nl
-            .ensure_vxlan(local, mac, mtu)
-            .await
-            .map_err(|e| e.to_string())?;
+        let idx = match *device {
+            Some(i) => i,
+            None => nl
+                .ensure_vxlan(local, mac, mtu)
+                .await
+                .map_err(|e| e.to_string())?,
+        };
+        *device = Some(idx);
         let want = desired(&self.id, &nodes, &[]);
         let have = nl.vxlan_state(idx).await.map_err(|e| e.to_string())?;
         let p = plan(&have, &want);

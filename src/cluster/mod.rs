@@ -77,18 +77,27 @@ pub fn parse_store(url: &str) -> Result<Vec<String>, ClusterError> {
     Ok(eps)
 }
 
-/// The addresses of this network namespace's interfaces.
-fn local_addresses() -> Vec<IpAddr> {
+/// The addresses of this network namespace's interfaces, with the interface's name.
+fn interface_addresses() -> Vec<(String, IpAddr)> {
     let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
         return vec![];
     };
-    let mut v: Vec<IpAddr> = addrs
-        .filter_map(|a| a.address)
-        .filter_map(|s| {
-            s.as_sockaddr_in()
-                .map(|a| IpAddr::V4(a.ip()))
-                .or_else(|| s.as_sockaddr_in6().map(|a| IpAddr::V6(a.ip())))
+    addrs
+        .filter_map(|a| {
+            let s = a.address?;
+            let ip = s
+                .as_sockaddr_in()
+                .map(|v| IpAddr::V4(v.ip()))
+                .or_else(|| s.as_sockaddr_in6().map(|v| IpAddr::V6(v.ip())))?;
+            Some((a.interface_name, ip))
         })
+        .collect()
+}
+
+fn local_addresses() -> Vec<IpAddr> {
+    let mut v: Vec<IpAddr> = interface_addresses()
+        .into_iter()
+        .map(|(_, ip)| ip)
         .collect();
     v.sort();
     v.dedup();
@@ -157,38 +166,42 @@ impl Cluster {
             let every = (self.ttl / 3).max(Duration::from_millis(100));
             loop {
                 tokio::time::sleep(every).await;
-                self.probe().await;
-                if self.keep.lock().await.alive() {
+                // The renewals tell whether etcd answers: no request of its own for `info`.
+                let (alive, trouble) = {
+                    let k = self.keep.lock().await;
+                    (k.alive(), k.unreachable())
+                };
+                if alive {
+                    self.set_unreachable(trouble.map(|(t, why)| (t.into(), why)));
                     continue;
                 }
+                // The lease is gone: registering again tells whether etcd answers.
                 match register(&*self.store, &cfg, &self.id).await {
                     Ok((lease, _)) => {
                         tracing::info!("membership lease lost; registered again");
                         *self.keep.lock().await =
                             KeepAlive::start(self.store.clone(), lease, self.ttl);
+                        self.set_unreachable(None);
                     }
-                    Err(e) => tracing::warn!("registering again after losing the lease: {e}"),
+                    Err(e) => {
+                        tracing::warn!("registering again after losing the lease: {e}");
+                        self.set_unreachable(Some((Utc::now(), e.to_string())));
+                    }
                 }
             }
         });
     }
 
-    /// One read of this node's own key: whether etcd answers, for `info`.
-    async fn probe(&self) {
-        let r = self.store.get(&nodes::alive_key(&self.id)).await;
+    fn set_unreachable(&self, now: Option<(chrono::DateTime<Utc>, String)>) {
         let mut u = self.unreachable.lock().expect("lock");
-        match r {
-            Ok(_) => {
-                if u.take().is_some() {
-                    tracing::info!("the cluster store answers again");
-                }
-            }
-            Err(e) => {
-                if u.is_none() {
-                    tracing::warn!("the cluster store does not answer: {e}");
-                    *u = Some((Utc::now(), e.to_string()));
-                }
-            }
+        match (&*u, &now) {
+            (None, Some((_, why))) => tracing::warn!("the cluster store does not answer: {why}"),
+            (Some(_), None) => tracing::info!("the cluster store answers again"),
+            _ => {}
+        }
+        // The first failure's time stays while the outage lasts.
+        if now.is_none() || u.is_none() {
+            *u = now;
         }
     }
 
@@ -206,6 +219,7 @@ impl Cluster {
     pub async fn nodes(&self) -> Result<Vec<NodeView>, StoreError> {
         let (records, _) = self.store.list(nodes::NODES).await?;
         let (alive, _) = self.store.list(nodes::ALIVE).await?;
+        let alive: std::collections::HashSet<String> = alive.into_iter().map(|kv| kv.key).collect();
         let mut v: Vec<NodeView> = records
             .into_iter()
             .filter_map(|kv| {
@@ -214,7 +228,7 @@ impl Cluster {
                         tracing::warn!(key = kv.key, "a node record berth cannot read: {e}")
                     })
                     .ok()?;
-                let ready = alive.iter().any(|a| a.key == nodes::alive_key(&record.id));
+                let ready = alive.contains(&nodes::alive_key(&record.id));
                 Some(NodeView {
                     record,
                     revision: kv.mod_revision,

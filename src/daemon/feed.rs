@@ -116,15 +116,7 @@ impl Feed {
             ..Snapshot::default()
         };
         for kv in records {
-            match decode(&kv.key, &kv.value) {
-                Some(Record::Network(n)) => {
-                    snap.networks.insert(n.id.clone(), n);
-                }
-                Some(Record::Container(c)) => {
-                    snap.containers.insert(c.id.clone(), c);
-                }
-                None => {}
-            }
+            step(&mut snap, &kv.key, Some(&kv.value), revision);
         }
         let snap = Arc::new(snap);
         // Swapped in first: a reader woken by a controller finds the state it woke for.
@@ -200,21 +192,30 @@ impl Feed {
     }
 }
 
-enum Record {
-    Network(Arc<Network>),
-    Container(Arc<Container>),
-}
+/// A record before and after a change (`None`: absent).
+type BeforeAfter<T> = (Option<Arc<T>>, Option<Arc<T>>);
 
-fn decode(key: &str, value: &[u8]) -> Option<Record> {
-    let r = if key.starts_with(keys::NETWORKS) {
-        serde_json::from_slice(value).map(|n| Record::Network(Arc::new(n)))
-    } else if key.starts_with(keys::CONTAINERS) {
-        serde_json::from_slice(value).map(|c| Record::Container(Arc::new(c)))
-    } else {
-        return None;
+/// A record put (`value`) into or deleted from `map`: (before, after), or `None` for a
+/// value the cache cannot read (the record is left as it was).
+fn swap<T: serde::de::DeserializeOwned>(
+    map: &mut imbl::OrdMap<String, Arc<T>>,
+    key: &str,
+    id: &str,
+    value: Option<&[u8]>,
+) -> Option<BeforeAfter<T>> {
+    let new = match value {
+        Some(v) => Some(Arc::new(
+            serde_json::from_slice::<T>(v)
+                .map_err(|e| tracing::warn!(key, "a record the cache cannot read: {e}"))
+                .ok()?,
+        )),
+        None => None,
     };
-    r.map_err(|e| tracing::warn!(key, "a record the cache cannot read: {e}"))
-        .ok()
+    let prev = match &new {
+        Some(n) => map.insert(id.to_string(), n.clone()),
+        None => map.remove(id),
+    };
+    Some((prev, new))
 }
 
 /// One event into the snapshot; the change it makes, if it is a record the cache holds.
@@ -225,26 +226,10 @@ pub(crate) fn step(
     revision: Revision,
 ) -> Option<Change> {
     if let Some(id) = key.strip_prefix(keys::NETWORKS) {
-        let new = match value.map(|v| decode(key, v)) {
-            Some(Some(Record::Network(n))) => Some(n),
-            Some(_) => return None,
-            None => None,
-        };
-        let prev = match &new {
-            Some(n) => snap.networks.insert(id.to_string(), n.clone()),
-            None => snap.networks.remove(id),
-        };
+        let (prev, new) = swap(&mut snap.networks, key, id, value)?;
         Some(Change::Network { prev, new })
     } else if let Some(id) = key.strip_prefix(keys::CONTAINERS) {
-        let new = match value.map(|v| decode(key, v)) {
-            Some(Some(Record::Container(c))) => Some(c),
-            Some(_) => return None,
-            None => None,
-        };
-        let prev = match &new {
-            Some(c) => snap.containers.insert(id.to_string(), c.clone()),
-            None => snap.containers.remove(id),
-        };
+        let (prev, new) = swap(&mut snap.containers, key, id, value)?;
         Some(Change::Container {
             prev,
             new,

@@ -140,11 +140,8 @@ impl Fabric {
 
     pub(crate) fn node_with_ttl(&self, n: u8, ttl: &str) -> Host {
         let mut h = self.host(n);
-        let flags = cluster_flags(n);
-        let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
-        args[1] = &self.store;
-        args[7] = ttl;
-        h.start_daemon_with(&args);
+        let flags = flags_for(n, &self.store, ttl);
+        h.start_daemon_with(&flags.iter().map(String::as_str).collect::<Vec<_>>());
         h
     }
 
@@ -165,16 +162,21 @@ impl Fabric {
     }
 }
 
+/// The flags of node `nN` at 10.99.0.`n` on a one-member etcd, TTL 2 s.
 pub(crate) fn cluster_flags(n: u8) -> Vec<String> {
+    flags_for(n, &format!("etcd://{ETCD}:2379"), "2s")
+}
+
+fn flags_for(n: u8, store: &str, ttl: &str) -> Vec<String> {
     [
         "--cluster-store".to_string(),
-        format!("etcd://{ETCD}:2379"),
+        store.into(),
         "--advertise-addr".into(),
         format!("10.99.0.{n}"),
         "--node-name".into(),
         format!("n{n}"),
         "--node-ttl".into(),
-        "2s".into(),
+        ttl.into(),
     ]
     .into()
 }

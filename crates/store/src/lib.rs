@@ -27,10 +27,12 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Keeps a lease alive until dropped (a node's membership, a scheduler's election): renews it
 /// every third of its TTL, so two renewals can be lost before it expires. A renewal that
-/// finds the lease gone ends the task; `alive()` then says so.
+/// finds the lease gone ends the task; `alive()` then says so. A renewal that cannot reach
+/// the store is tried again at the next tick; `unreachable()` says since when it fails.
 pub struct KeepAlive {
     task: tokio::task::JoinHandle<()>,
     alive: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    trouble: std::sync::Arc<std::sync::Mutex<Option<(std::time::SystemTime, String)>>>,
 }
 
 impl KeepAlive {
@@ -38,22 +40,40 @@ impl KeepAlive {
         use std::sync::atomic::{AtomicBool, Ordering};
         let alive = std::sync::Arc::new(AtomicBool::new(true));
         let flag = alive.clone();
+        let trouble = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let seen = trouble.clone();
         let task = tokio::spawn(async move {
             let every = (ttl / 3).max(Duration::from_millis(100));
             loop {
                 tokio::time::sleep(every).await;
-                match store.keep_alive(lease).await {
-                    Ok(()) => {}
+                let r = store.keep_alive(lease).await;
+                let mut t = seen.lock().expect("lock");
+                match r {
+                    Ok(()) => *t = None,
                     Err(StoreError::LeaseNotFound(_)) => {
+                        *t = None;
                         flag.store(false, Ordering::Relaxed);
                         return;
                     }
                     // Unreachable for now: try again at the next tick, while the TTL lasts.
-                    Err(e) => tracing::warn!(lease, "renewing the lease: {e}"),
+                    Err(e) => {
+                        tracing::warn!(lease, "renewing the lease: {e}");
+                        t.get_or_insert_with(|| (std::time::SystemTime::now(), e.to_string()));
+                    }
                 }
             }
         });
-        KeepAlive { task, alive }
+        KeepAlive {
+            task,
+            alive,
+            trouble,
+        }
+    }
+
+    /// Since when, and why, renewals have failed to reach the store (`None`: the last one
+    /// reached it).
+    pub fn unreachable(&self) -> Option<(std::time::SystemTime, String)> {
+        self.trouble.lock().expect("lock").clone()
     }
 
     /// Whether the lease was still there at the last renewal.
