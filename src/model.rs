@@ -15,6 +15,8 @@ pub enum Driver {
     Host,
     /// Docker calls the driver of the `none` network `null`.
     Null,
+    /// Cluster scope: one subnet across every node, on the routed VXLAN mesh.
+    Overlay,
 }
 
 impl Driver {
@@ -23,6 +25,7 @@ impl Driver {
             Driver::Bridge => "bridge",
             Driver::Host => "host",
             Driver::Null => "null",
+            Driver::Overlay => "overlay",
         }
     }
 }
@@ -52,6 +55,20 @@ pub struct Network {
 }
 
 impl Network {
+    /// Docker's scope: `swarm` for networks that span the cluster.
+    pub fn scope(&self) -> &'static str {
+        if self.driver == Driver::Overlay {
+            "swarm"
+        } else {
+            "local"
+        }
+    }
+
+    /// Drivers whose endpoints are veths on a Linux bridge of this host.
+    pub fn bridged(&self) -> bool {
+        matches!(self.driver, Driver::Bridge | Driver::Overlay)
+    }
+
     pub fn is_default_bridge(&self) -> bool {
         self.builtin && self.driver == Driver::Bridge
     }

@@ -75,7 +75,7 @@ pub fn network(n: &Network, containers: &[Container], with_containers: bool) -> 
         name: n.name.clone(),
         id: n.id.clone(),
         created: go_time(&n.created),
-        scope: "local".into(),
+        scope: n.scope().into(),
         driver: n.driver.as_str().into(),
         enable_ipv4: true,
         enable_ipv6: n.ipv6,

@@ -4,8 +4,9 @@
 //! TTL has run out, with no clock compared anywhere. Node-local state (containers, their
 //! endpoints on bridges) stays in the local store.
 
-mod mesh;
+pub(crate) mod mesh;
 mod nodes;
+pub(crate) mod overlay;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -17,6 +18,7 @@ use berth_store::{Compare, Etcd, KeepAlive, LeaseId, Op, Store, StoreError, Txn}
 use chrono::Utc;
 
 pub use nodes::{Availability, NodeChange, NodeRecord, NodeView};
+pub use overlay::{BlockClaim, EndpointRecord, View};
 
 /// How the daemon joins the cluster.
 #[derive(Debug, Clone)]
@@ -217,27 +219,7 @@ impl Cluster {
 
     /// Every node of the cluster, by name.
     pub async fn nodes(&self) -> Result<Vec<NodeView>, StoreError> {
-        let (records, _) = self.store.list(nodes::NODES).await?;
-        let (alive, _) = self.store.list(nodes::ALIVE).await?;
-        let alive: std::collections::HashSet<String> = alive.into_iter().map(|kv| kv.key).collect();
-        let mut v: Vec<NodeView> = records
-            .into_iter()
-            .filter_map(|kv| {
-                let record: NodeRecord = serde_json::from_slice(&kv.value)
-                    .map_err(|e| {
-                        tracing::warn!(key = kv.key, "a node record berth cannot read: {e}")
-                    })
-                    .ok()?;
-                let ready = alive.contains(&nodes::alive_key(&record.id));
-                Some(NodeView {
-                    record,
-                    revision: kv.mod_revision,
-                    ready,
-                })
-            })
-            .collect();
-        v.sort_by(|a, b| a.record.name.cmp(&b.record.name));
-        Ok(v)
+        Ok(self.view().await?.nodes)
     }
 
     pub async fn node(&self, key: &str) -> Result<NodeView, crate::daemon::Error> {

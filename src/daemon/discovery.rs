@@ -15,7 +15,7 @@ use crate::model::{Container, Driver, Network, NetworkMode};
 /// The resolver's view of a network: bridge networks only (they have gateway addresses
 /// to listen on).
 pub(crate) fn dns_network(n: &Network) -> Option<dns::Network> {
-    (n.driver == Driver::Bridge && n.bridge.is_some()).then(|| dns::Network {
+    (n.bridged() && n.bridge.is_some()).then(|| dns::Network {
         id: n.id.as_str().into(),
         name: n.name.clone(),
         internal: n.internal,
@@ -87,15 +87,29 @@ fn gateways(n: &Network) -> Vec<IpAddr> {
 /// rm open and close them in the operation, which can undo itself.
 pub(crate) struct DnsController {
     pub dns: Arc<crate::dns::Resolver>,
+    /// Other nodes' containers on overlay networks (kept by the overlay round): put back
+    /// whenever the index is rebuilt or one of their networks is set anew.
+    pub remote: super::overlay::RemoteNames,
 }
 
 impl Controller for DnsController {
     fn resync(&self, snap: &Snapshot) {
-        self.dns.update(|ix| *ix = dns_index(ix, snap));
+        let remote = self.remote.lock().expect("lock").clone();
+        self.dns.update(|ix| {
+            *ix = dns_index(ix, snap);
+            super::overlay::reinsert_remote(ix, &remote);
+        });
     }
 
     fn apply(&self, snap: &Snapshot, change: &Change) {
-        self.dns.update(|ix| dns_apply(ix, snap, change));
+        let remote = matches!(change, Change::Network { .. })
+            .then(|| self.remote.lock().expect("lock").clone());
+        self.dns.update(|ix| {
+            dns_apply(ix, snap, change);
+            if let Some(r) = &remote {
+                super::overlay::reinsert_remote(ix, r);
+            }
+        });
     }
 }
 
@@ -158,6 +172,10 @@ impl Daemon {
     /// host bound to every address): the network still works, its sandboxes then get the
     /// host's resolvers instead, and the daemon says why.
     pub(crate) fn dns_listen(&self, n: &Network) {
+        // An overlay's gateway exists here only while its bridge does (`overlay_bridge_up`).
+        if n.driver == Driver::Overlay {
+            return;
+        }
         let Some(dn) = dns_network(n) else {
             return;
         };

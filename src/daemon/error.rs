@@ -29,6 +29,14 @@ pub enum Error {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+    /// This node owns no free address of an overlay network (for `want`, if static): the
+    /// caller claims a block in the cluster and plans again.
+    #[error("this node has no free address on overlay network {network}: it needs another address block")]
+    NoBlock {
+        network: String,
+        v6: bool,
+        want: Option<std::net::IpAddr>,
+    },
     /// A netlink request the kernel refused (its errno is in the cause).
     #[error(transparent)]
     Kernel(#[from] crate::netlink::NetError),
@@ -47,7 +55,7 @@ impl Error {
             Error::InvalidParameter(_) => Class::InvalidParameter,
             Error::Conflict(_) => Class::Conflict,
             Error::Forbidden(_) => Class::Forbidden,
-            Error::Unavailable(_) => Class::Unavailable,
+            Error::Unavailable(_) | Error::NoBlock { .. } => Class::Unavailable,
             Error::Internal(_)
             | Error::Kernel(_)
             | Error::Firewall(_)

@@ -12,6 +12,7 @@ mod feed;
 pub(crate) mod keys;
 mod migrate;
 mod networks;
+mod overlay;
 mod ports;
 mod reconcile;
 mod supervise;
@@ -64,6 +65,8 @@ pub struct Inner {
     pub(crate) installed: std::collections::HashMap<String, Vec<berth_firewall::PortMapping>>,
     /// Elements the kernel still has although their container's ports were released.
     pub(crate) stale: cleanup::Stale,
+    /// The address blocks this node owns, per overlay network (cluster mode).
+    pub(crate) blocks: BTreeMap<String, Vec<ipnet::IpNet>>,
 }
 
 pub struct Daemon {
@@ -96,6 +99,12 @@ pub struct Daemon {
     pub(crate) feed: Arc<feed::Feed>,
     /// This node's membership, in cluster mode.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Other nodes' containers in this node's resolver.
+    remote_names: overlay::RemoteNames,
+    /// Wakes the overlay round (`overlay.rs`).
+    overlay_wake: Arc<tokio::sync::Notify>,
+    /// Orders making an overlay bridge for a join and removing it after the last leave.
+    overlay_lock: Mutex<()>,
 }
 
 /// The v2 store under `root`; a v1 database found there is moved into it first.
@@ -146,8 +155,16 @@ impl Daemon {
             },
         )?;
         let journal = Arc::new(events::Journal::default());
+        let remote_names = overlay::RemoteNames::default();
+        let overlay_wake = Arc::new(tokio::sync::Notify::new());
         let feed = Arc::new(feed::Feed::new(vec![
-            Arc::new(discovery::DnsController { dns: dns.clone() }),
+            Arc::new(discovery::DnsController {
+                dns: dns.clone(),
+                remote: remote_names.clone(),
+            }),
+            Arc::new(overlay::OverlayKick {
+                wake: overlay_wake.clone(),
+            }),
             Arc::new(events::CatalogController {
                 index: journal.index_sender(),
             }),
@@ -171,6 +188,9 @@ impl Daemon {
             op_locks: Default::default(),
             feed,
             cluster,
+            remote_names,
+            overlay_wake,
+            overlay_lock: Mutex::new(()),
         });
         d.load().await?;
         d.reconcile().await?;
@@ -184,9 +204,7 @@ impl Daemon {
         // Start-up reconciliation of the controllers: a resync from the store, then the
         // watch from there on.
         d.feed.start(d.store.clone()).await?;
-        if let Some(c) = &d.cluster {
-            c.start_mesh(d.host.clone());
-        }
+        d.start_overlay();
         d.restart_on_boot().await;
         d.start_cleanup();
         Ok(d)

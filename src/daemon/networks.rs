@@ -12,8 +12,8 @@ use super::{Daemon, Error, Result};
 use crate::model::{new_id, valid_ifname, valid_name, Driver, Network};
 
 pub(super) const DEFAULT_BRIDGE: &str = "berth0";
-pub(super) const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
-pub(super) const OPT_MTU: &str = "com.docker.network.driver.mtu";
+pub(crate) const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+pub(crate) const OPT_MTU: &str = "com.docker.network.driver.mtu";
 pub(super) const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
 pub(super) const OPT_MASQ: &str = "com.docker.network.bridge.enable_ip_masquerade";
 pub(super) const OPT_DEFAULT_BRIDGE: &str = "com.docker.network.bridge.default_bridge";
@@ -213,11 +213,7 @@ impl Daemon {
                     req.driver.as_deref().unwrap_or_default()
                 )))
             }
-            "overlay" => {
-                return Err(Error::Forbidden(
-                    "the overlay driver needs cluster mode, which this daemon is not in".into(),
-                ))
-            }
+            "overlay" => return self.overlay_create(&mut st, req).await,
             d => return Err(Error::NotFound(format!("plugin \"{d}\" not found"))),
         }
         let id = new_id();
@@ -326,6 +322,7 @@ impl Daemon {
     }
 
     pub async fn network_remove(&self, key: &str) -> Result<()> {
+        self.overlay_refresh_for(&[key]).await;
         let mut st = self.state.lock().await;
         let id = st.network_id(key)?;
         let net = st.networks[&id].clone();
@@ -334,6 +331,10 @@ impl Daemon {
                 "{} is a pre-defined network and cannot be removed",
                 net.name
             )));
+        }
+        // An overlay's endpoints are in etcd, this node's among them: the cluster says.
+        if net.driver == Driver::Overlay {
+            return self.overlay_remove(&mut st, &net).await;
         }
         let active = st.active_endpoints(&id);
         if !active.is_empty() {

@@ -18,7 +18,9 @@ pub use rules::{
     add_network, add_ports, delete_table, full_ruleset, remove_network, remove_ports,
     validate_bridge_name, NetworkRules, PortMapping,
 };
-pub use table::{PROXY_MARK, PROXY_SOCKET_MARK, RESOLVER_HOST_ADDR, RESOLVER_PORT, TABLE};
+pub use table::{
+    MESH_DEVICE, PROXY_MARK, PROXY_SOCKET_MARK, RESOLVER_HOST_ADDR, RESOLVER_PORT, TABLE,
+};
 
 /// Re-exported so callers can name the batch types without their own dependency.
 pub use nftables;

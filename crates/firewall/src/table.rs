@@ -17,6 +17,8 @@ use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
 /// The only table berth owns; nothing outside it is ever touched.
 pub const TABLE: &str = "berth";
+/// The node's VXLAN device (`berth_overlay::DEVICE`): overlay traffic between nodes.
+pub const MESH_DEVICE: &str = "berth-vx";
 
 const FAMILY: NfFamily = NfFamily::INet;
 
@@ -195,6 +197,50 @@ pub(crate) fn add_chains(batch: &mut Batch<'static>) {
     // iifname == oifname == its bridge: icc must be accepted before the drops.
     let pair = concat(vec![meta(Iifname), meta(Oifname)]);
     rule(batch, FORWARD, "icc", [is_in(pair, SET_ICC), Accept(None)]);
+    // The mesh carries every overlay network (one VNI, a routed layout): a packet may
+    // cross it only between bridges of one network, i.e. from the mesh into the bridge
+    // whose subnet holds its source, or from a bridge towards its own subnet. This comes
+    // before the internal drops: an --internal overlay still spans its nodes.
+    for (proto, set) in [("ip", SET_HAIRPIN4), ("ip6", SET_HAIRPIN6)] {
+        let inbound = concat(vec![meta(Oifname), payload(proto, "saddr")]);
+        rule(
+            batch,
+            FORWARD,
+            "overlay: from the mesh into the network of the source",
+            [
+                is_if(Iifname, MESH_DEVICE),
+                is_in(inbound, set),
+                Accept(None),
+            ],
+        );
+        let outbound = concat(vec![meta(Iifname), payload(proto, "daddr")]);
+        rule(
+            batch,
+            FORWARD,
+            "overlay: onto the mesh within the network",
+            [
+                is_if(Oifname, MESH_DEVICE),
+                is_in(outbound, set),
+                Accept(None),
+            ],
+        );
+    }
+    rule(
+        batch,
+        FORWARD,
+        "overlay: nothing else between the mesh and a network",
+        [is_if(Iifname, MESH_DEVICE), Drop(None)],
+    );
+    rule(
+        batch,
+        FORWARD,
+        "overlay: nothing else onto the mesh from a network",
+        [
+            is_if(Oifname, MESH_DEVICE),
+            is_in(meta(Iifname), SET_BRIDGES),
+            Drop(None),
+        ],
+    );
     let ii = || is_in(meta(Iifname), SET_INTERNAL);
     let oi = || is_in(meta(Oifname), SET_INTERNAL);
     rule(
@@ -231,6 +277,14 @@ pub(crate) fn add_chains(batch: &mut Batch<'static>) {
         NfHook::Postrouting,
         PRIO_SRCNAT,
     ));
+    // Between nodes the source stays the container's: egress is masqueraded only where
+    // it leaves the cluster.
+    rule(
+        batch,
+        POSTROUTING,
+        "overlay: no NAT on the mesh",
+        [is_if(Oifname, MESH_DEVICE), Accept(None)],
+    );
     for (proto, set) in [("ip", SET_HAIRPIN4), ("ip6", SET_HAIRPIN6)] {
         let key = concat(vec![meta(Oifname), payload(proto, "saddr")]);
         rule(
@@ -575,6 +629,14 @@ pub(crate) fn prefix(net: &IpNet) -> Expression<'static> {
         addr: Box::new(Expression::String(net.network().to_string().into())),
         len: net.prefix_len().into(),
     }))
+}
+
+fn is_if(key: MetaKey, name: &str) -> Statement<'static> {
+    Statement::Match(Match {
+        left: meta(key),
+        right: ifname(name),
+        op: Operator::EQ,
+    })
 }
 
 fn is_in(left: Expression<'static>, set: &str) -> Statement<'static> {

@@ -26,6 +26,7 @@ pub(super) async fn network_list(State(d): State<Arc<Daemon>>, Q(q): Q<ListQuery
             return Err(Error::InvalidParameter(format!("invalid filter '{k}'")).into());
         }
     }
+    d.overlay_refresh().await;
     let (nets, ctrs) = d.snapshot().await;
     let out: Vec<Network> = nets
         .iter()
@@ -36,7 +37,7 @@ pub(super) async fn network_list(State(d): State<Arc<Daemon>>, Q(q): Q<ListQuery
             any("name", &|x| n.name.contains(x))
                 && any("id", &|x| n.id.starts_with(x))
                 && any("driver", &|x| n.driver.as_str() == x)
-                && any("scope", &|x| x == "local")
+                && any("scope", &|x| x == n.scope())
                 && any("type", &|x| (x == "builtin") == n.builtin)
                 && f.get("label")
                     .is_none_or(|v| v.iter().all(|x| label_match(&n.labels, x)))
@@ -57,6 +58,7 @@ pub(super) async fn network_inspect(
     State(d): State<Arc<Daemon>>,
     Path(id): Path<String>,
 ) -> ApiResult {
+    d.overlay_refresh().await;
     let (nets, ctrs) = d.snapshot().await;
     let nid = {
         let st = d.state.lock().await;

@@ -4,7 +4,7 @@ use super::*;
 use crate::daemon::keys::Writes;
 use crate::daemon::{without_allocations, Error, Inner, Result};
 use crate::model::{
-    mac_for, mac_string, new_id, Container, Endpoint, EndpointRequest, Network, NetworkMode,
+    mac_for, mac_string, new_id, Container, Driver, Endpoint, EndpointRequest, Network, NetworkMode,
 };
 
 pub(super) fn next_ifname(eps: &[Endpoint]) -> String {
@@ -21,7 +21,9 @@ pub(super) fn allocate_one(
     req: &EndpointRequest,
     ifname: String,
 ) -> Result<Endpoint> {
+    let owned = st.blocks.get(&net.id).cloned().unwrap_or_default();
     let n = st.networks.get_mut(&net.id).expect("exists");
+    let overlay = n.driver == Driver::Overlay;
     let mut v4 = None;
     let mut v6 = None;
     let mut taken = Vec::new();
@@ -36,6 +38,21 @@ pub(super) fn allocate_one(
                 if !p.contains(ip) {
                     continue;
                 }
+                if overlay && !owned.iter().any(|b| b.contains(&ip)) {
+                    return Err(Error::NoBlock {
+                        network: net.id.clone(),
+                        v6: !is4,
+                        want: Some(ip),
+                    });
+                }
+                p.allocate_static(ip, owner)?;
+                taken.push(ip);
+            } else if overlay {
+                let ip = overlay_address(p, &owned).ok_or_else(|| Error::NoBlock {
+                    network: net.id.clone(),
+                    v6: !is4,
+                    want: None,
+                })?;
                 p.allocate_static(ip, owner)?;
                 taken.push(ip);
             } else {
@@ -77,6 +94,21 @@ pub(super) fn allocate_one(
         aliases: req.aliases.clone(),
         request: req.clone(),
     })
+}
+
+/// The first free address of the pool in this node's blocks (within the pool's range):
+/// an overlay network's addresses come only from blocks the node owns, so nodes never
+/// need to ask each other.
+fn overlay_address(p: &berth_ipam::Pool, owned: &[ipnet::IpNet]) -> Option<std::net::IpAddr> {
+    let subnet = p.subnet();
+    let range = p.config().ip_range;
+    let found = owned
+        .iter()
+        .filter(|b| subnet.contains(&b.network()))
+        .flat_map(|b| berth_ipam::blocks::usable(&subnet, b, &[]))
+        .filter(|ip| range.is_none_or(|r| r.contains(ip)))
+        .find(|ip| p.owner_of(*ip).is_none() && p.reserved_reason(*ip).is_none());
+    found
 }
 
 /// Addresses for every network of a container about to start (all or none), and their

@@ -13,6 +13,7 @@ impl Daemon {
         ctr_key: &str,
         req: EndpointRequest,
     ) -> Result<()> {
+        self.overlay_refresh_for(&[net_key]).await;
         let cid = self.state.lock().await.container_id(ctr_key)?;
         let _op = self.op_lock(&cid).await;
         let mut st = self.state.lock().await;
@@ -45,7 +46,7 @@ impl Daemon {
                     "container cannot be disconnected from host network or connected to host network".into(),
                 ))
             }
-            Driver::Bridge => {}
+            Driver::Bridge | Driver::Overlay => {}
         }
         if c.config.network_mode == NetworkMode::None {
             return Err(Error::InvalidParameter(
@@ -70,12 +71,37 @@ impl Daemon {
             return Ok(());
         }
         let ifname = next_ifname(&c.endpoints);
-        let ep = allocate_one(&mut st, &c.id, &net, &req, ifname)?;
+        let mut tries = 0;
+        let ep = loop {
+            match allocate_one(&mut st, &c.id, &net, &req, ifname.clone()) {
+                // An overlay network whose blocks here are full: claim one, plan again.
+                Err(Error::NoBlock { network, v6, want }) if tries < 4 => {
+                    tries += 1;
+                    drop(st);
+                    self.claim_block(&network, v6, want).await?;
+                    st = self.state.lock().await;
+                }
+                r => break r?,
+            }
+        };
+        let claims = {
+            let mut only = c.clone();
+            only.endpoints = vec![ep.clone()];
+            self.overlay_records(&st, &only)
+        };
         c.endpoints.push(ep.clone());
         // Recorded at once, so `network rm` sees the endpoint; the kernel work and the
         // commit then run without the state lock.
         st.containers.insert(cid.clone(), c.clone());
         drop(st);
+        if let Err(e) = self.claim_overlay(&claims).await {
+            let mut st = self.state.lock().await;
+            if let Some(n) = st.networks.get_mut(&nid) {
+                release_ep(n, &ep);
+            }
+            st.containers.insert(cid.clone(), old.clone());
+            return Err(e);
+        }
         let mut w = Writes::container(&c);
         w.claim(&c.id, &ep);
         let commit = self.commit_in_background(w);
@@ -139,6 +165,7 @@ impl Daemon {
                 let mut w = Writes::container(&old);
                 w.release(&ep);
                 let _ = self.commit(w).await;
+                self.release_overlay(&claims).await;
                 Err(e)
             }
         }

@@ -14,6 +14,10 @@ use crate::model::{
 
 impl Daemon {
     pub async fn container_create(&self, req: ContainerCreate) -> Result<String> {
+        let names: Vec<&str> = std::iter::once(req.network_mode.as_str())
+            .chain(req.endpoints.iter().map(|(n, _)| n.as_str()))
+            .collect();
+        self.overlay_refresh_for(&names).await;
         let mut st = self.state.lock().await;
         if req.cmd.is_empty() {
             return Err(Error::InvalidParameter(
@@ -231,7 +235,7 @@ pub(super) fn plan_mode(
             };
             Ok((mode, vec![]))
         }
-        Driver::Bridge => {
+        Driver::Bridge | Driver::Overlay => {
             let mut list: Vec<(String, EndpointRequest)> = Vec::new();
             let first = req
                 .endpoints

@@ -47,7 +47,19 @@ impl Daemon {
         std::fs::create_dir_all(&dir)?;
         self.dns_refresh_upstreams();
         // 1. Plan: addresses and host ports, held in memory while the lock is held.
-        let (endpoints, mut writes) = allocate_endpoints(&mut st, &c)?;
+        let mut tries = 0;
+        let (endpoints, mut writes) = loop {
+            match allocate_endpoints(&mut st, &c) {
+                // An overlay network whose blocks here are full: claim one, plan again.
+                Err(Error::NoBlock { network, v6, want }) if tries < 4 => {
+                    tries += 1;
+                    drop(st);
+                    self.claim_block(&network, v6, want).await?;
+                    st = self.state.lock().await;
+                }
+                r => break r?,
+            }
+        };
         c.endpoints = endpoints;
         match crate::daemon::discovery::resolve_links(&st, &c) {
             Ok(l) => {
@@ -74,12 +86,17 @@ impl Daemon {
             .as_ref()
             .map(|_| crate::daemon::supervise::starting());
         let view = View::of(&st, &c);
+        let claims = self.overlay_records(&st, &c);
         // Recorded with its endpoints at once, so `network rm` sees them in use.
         st.containers.insert(id.clone(), c.clone());
         drop(st);
-        // 2. Commit, then the kernel, with no lock held.
+        // 2. Commit (the cluster's claims first), then the kernel, with no lock held.
         writes.put_container(&c);
-        let mut kernel = self.commit(writes).await.map(|_| ());
+        let mut kernel = self.claim_overlay(&claims).await;
+        let claimed = kernel.is_ok();
+        if kernel.is_ok() {
+            kernel = self.commit(writes).await.map(|_| ());
+        }
         let mapped = ports::mappings(&c, self.opts.userland_proxy);
         if kernel.is_ok() {
             crate::failpoint::hit("start:after-allocate");
@@ -140,6 +157,9 @@ impl Daemon {
                 drop(st);
                 self.undo_sandbox(&view.nets, &c, true).await;
                 let _ = self.commit(w).await;
+                if claimed {
+                    self.release_overlay(&claims).await;
+                }
                 Err(e)
             }
         }
@@ -272,6 +292,9 @@ impl Daemon {
         ep: &Endpoint,
         default_route: bool,
     ) -> Result<()> {
+        if net.driver == crate::model::Driver::Overlay {
+            self.overlay_bridge_up(net).await?;
+        }
         let ns = crate::daemon::drivers::SandboxNs { fd: nsfd, nl: nsnl };
         self.drivers
             .of(net.driver)

@@ -49,7 +49,7 @@ impl Bridge {
         Ok(i)
     }
 
-    async fn ensure_bridge(&self, net: &Network) -> Result<()> {
+    pub(super) async fn ensure_bridge(&self, net: &Network) -> Result<()> {
         let Some(bridge) = net.bridge.as_deref() else {
             return Ok(());
         };
@@ -85,7 +85,7 @@ impl Bridge {
         Ok(())
     }
 
-    async fn join_bridge(
+    pub(super) async fn join_bridge(
         &self,
         ns: SandboxNs<'_>,
         net: &Network,

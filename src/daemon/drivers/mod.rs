@@ -1,16 +1,19 @@
 //! Network drivers: what a network is in the kernel. The daemon's operations validate, plan
 //! and record; a driver carries out. `ensure` is one call for `network create` and for the
 //! start-up resync, so a bridge is set up by one piece of code whether it is new, left from
-//! a crash or made by an older berth. `bridge` is here; `host` and `null` have nothing in the
-//! kernel; `overlay` (VXLAN) comes with the cluster.
+//! a crash or made by an older berth. `host` and `null` have nothing in the kernel; an
+//! `overlay` network is a bridge per node, made with its first endpoint there, on the
+//! node's VXLAN mesh (`crate::cluster`).
 
 mod bridge;
+mod overlay;
 
 use std::os::fd::OwnedFd;
 
 use futures::future::BoxFuture;
 
 pub(crate) use bridge::Bridge;
+pub(crate) use overlay::Overlay;
 
 use super::{Error, Result};
 use crate::model::{Driver, Endpoint, Network};
@@ -78,13 +81,15 @@ impl NetworkDriver for Plain {
 /// The daemon's drivers, by the driver a network names.
 pub(crate) struct Drivers {
     bridge: Bridge,
+    pub(crate) overlay: Overlay,
     plain: Plain,
 }
 
 impl Drivers {
     pub(super) fn new(host: Netlink, reaper: Netlink) -> Drivers {
         Drivers {
-            bridge: Bridge::new(host, reaper),
+            bridge: Bridge::new(host.clone(), reaper.clone()),
+            overlay: Overlay::new(host, reaper),
             plain: Plain,
         }
     }
@@ -92,6 +97,7 @@ impl Drivers {
     pub(super) fn of(&self, d: Driver) -> &dyn NetworkDriver {
         match d {
             Driver::Bridge => &self.bridge,
+            Driver::Overlay => &self.overlay,
             Driver::Host | Driver::Null => &self.plain,
         }
     }
