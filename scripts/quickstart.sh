@@ -78,3 +78,7 @@ run network prune -f
 run network ls
 printf '\nThe same daemon answers the docker CLI: DOCKER_HOST=%s docker network ls\n' "$BERTH_HOST"
 command -v docker >/dev/null && DOCKER_CONFIG=$W/docker DOCKER_HOST=$BERTH_HOST docker network ls
+
+# Across hosts: an etcd and two nodes in namespaces of their own, an overlay network between them.
+printf '\n\033[1m# Two nodes and an overlay network (scripts/cluster-demo.sh)\033[0m\n'
+BERTH=$B scripts/cluster-demo.sh

@@ -86,12 +86,59 @@ fn containers_on_two_nodes_talk_by_name_and_address() {
     );
     n1.ok(&["rm", "-f", "a1"]);
     n2.ok(&["rm", "-f", "web"]);
+    // n11's events tell of n12's endpoints, with the node they are on.
+    let events = |h: &Host| {
+        h.ok(&[
+            "events",
+            "--since",
+            "1m",
+            "--until",
+            "0s",
+            "--filter",
+            "type=network",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.containerName}} {{index .Actor.Attributes \"node.name\"}} {{.Scope}}",
+        ])
+    };
+    wait_until("web's connect and disconnect in n11's events", || {
+        let e = events(&n1);
+        e.contains("connect web n12 swarm") && e.contains("disconnect web n12 swarm")
+    });
+    assert!(
+        events(&n1).contains("connect a1 n11 swarm"),
+        "{}",
+        events(&n1)
+    );
     wait_until("the endpoints gone from etcd", || {
         n1.berth(&["network", "rm", "ov1"]).status.success()
     });
     wait_until("ov1 gone on n12", || {
         !n2.ok(&["network", "ls", "--format", "{{.Name}}"])
             .contains("ov1")
+    });
+    // --internal: the network spans the nodes, nothing leaves it.
+    n2.ok(&["network", "create", "-d", "overlay", "--internal", "priv"]);
+    n2.server("inner", "priv", 7070, "inside");
+    wait_until("inner answers n11 on an internal overlay", || {
+        reaches(&n1, "priv", "inner", 7070).contains("inside")
+    });
+    let out = n1.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "priv",
+        "--",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "1",
+        ETCD,
+    ]);
+    assert!(!out.status.success(), "an internal overlay reached the LAN");
+    n2.ok(&["rm", "-f", "inner"]);
+    wait_until("priv removed", || {
+        n2.berth(&["network", "rm", "priv"]).status.success()
     });
     wait_until("the bridges gone", || {
         !n1.links()
@@ -226,7 +273,7 @@ fn daemon_restart_and_node_loss() {
     n1.kill9_daemon();
     assert!(reaches(&n2, "ov", &api, 9000).contains("api-on-n11"));
     n1.ns
-        .sh_ok("ip route add 10.0.0.128/26 via 10.99.0.77 dev berth-vx proto 183 onlink");
+        .sh_ok("ip route add 10.0.9.0/26 via 10.99.0.77 dev berth-vx proto 183 onlink");
     common::cluster::start_node(&mut n1, 11, &[]);
     assert!(n1.ok(&["ps", "--format", "{{.Names}}"]).contains("api"));
     wait_until("the leftover route gone", || {
@@ -260,8 +307,9 @@ fn daemon_restart_and_node_loss() {
 }
 
 /// etcd stopped (SIGSTOP) for 10 s: traffic between containers on two nodes keeps flowing
-/// the whole time, operations that need the cluster say so, and afterwards everything
-/// works again.
+/// the whole time, operations that need the cluster say so, a container started from the
+/// node's own block runs and its name reaches the other node once etcd is back, and
+/// afterwards everything works again.
 #[test]
 fn cross_node_traffic_survives_a_stopped_etcd() {
     need_root!();
@@ -290,6 +338,8 @@ fn cross_node_traffic_survives_a_stopped_etcd() {
     );
     let out = n1.ok(&["exec", "client", "sh", "-c", &script]);
     let err = n1.fails(&["network", "create", "-d", "overlay", "during"]);
+    // A container from n11's own address block starts meanwhile; its record follows.
+    n1.sleeper("late", &["--network", "ov"]);
     fabric.pause_etcd(false);
     assert_eq!(
         out.trim(),
@@ -301,6 +351,10 @@ fn cross_node_traffic_survives_a_stopped_etcd() {
         n1.berth(&["network", "create", "-d", "overlay", "after"])
             .status
             .success()
+    });
+    let late = n1.ip_of("late", "ov");
+    wait_until("late answers on n12", || {
+        dig(&n2, "web", "late") == [late.clone()]
     });
     wait_until("a new container reaches web by name", || {
         reaches(&n1, "ov", "web", 8080).contains("still-here")

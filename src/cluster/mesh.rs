@@ -113,9 +113,12 @@ impl Mesh {
                 ready: n.ready,
             })
             .collect();
+        // IPv6 blocks of --ipv6 overlays are not routed between nodes yet: their routes
+        // would need an IPv4 next hop (RTA_VIA) and proxy NDP, which the bridges lack.
         let blocks: Vec<Block> = view
             .blocks
             .iter()
+            .filter(|b| b.block.addr().is_ipv4())
             .map(|b| Block {
                 block: b.block,
                 owner: b.owner.clone(),

@@ -228,14 +228,19 @@ impl Cluster {
     }
 
     /// Removes `net` unless a Ready node has an endpoint on it; endpoints of Down nodes go
-    /// with it.
-    pub async fn remove_network(&self, net: &Network) -> Result<(), Error> {
+    /// with it, and so do this node's that `stale` says nobody here holds any more.
+    pub async fn remove_network(
+        &self,
+        net: &Network,
+        stale: impl Fn(&EndpointRecord) -> bool,
+    ) -> Result<(), Error> {
         let unavailable = |e: berth_store::StoreError| needs_cluster("network rm", &e);
         for _ in 0..5 {
             let v = self.view().await.map_err(unavailable)?;
             let busy: Vec<String> = v
                 .endpoint_records()
                 .filter(|e| e.network == net.id && v.ready(&e.node))
+                .filter(|e| e.node != self.id || !stale(e))
                 .map(|e| {
                     let node = v
                         .nodes
@@ -312,14 +317,15 @@ impl Cluster {
     /// The endpoints' addresses, claimed in one transaction; all or none. A key that
     /// already holds the same record (the round wrote it) counts as claimed; a key of this
     /// node's that `stale` says nobody here holds any more (its release is still on the
-    /// way) is taken over with a compare on its old value.
+    /// way) is taken over with a compare on its old value. etcd not answering is
+    /// `Error::Store`.
     pub async fn claim_endpoints(
         &self,
         eps: &[EndpointRecord],
         stale: impl Fn(&EndpointRecord) -> bool,
     ) -> Result<(), Error> {
-        let unavailable =
-            |e: berth_store::StoreError| needs_cluster("attaching to an overlay network", &e);
+        // The store's own error: the caller tells an unreachable etcd from a conflict.
+        let unavailable = Error::Store;
         let nets: BTreeSet<&str> = eps.iter().map(|e| e.network.as_str()).collect();
         // What each key held at the last look (nothing, at first).
         let mut seen: BTreeMap<String, Vec<u8>> = BTreeMap::new();

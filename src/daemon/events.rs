@@ -26,20 +26,29 @@ pub struct Journal {
     /// The catalog's index: the revision of the last change that altered it (kept by the
     /// catalog controller).
     index: Arc<watch::Sender<u64>>,
+    /// This node's name in a cluster: every event says where it happened.
+    node: Option<String>,
 }
 
-impl Default for Journal {
-    fn default() -> Self {
+impl Journal {
+    pub(crate) fn new(node: Option<String>) -> Journal {
         Journal {
             tx: broadcast::channel(4096).0,
             recent: Default::default(),
             index: Arc::new(watch::channel(1).0),
+            node,
         }
     }
 }
 
 impl Journal {
-    fn emit(&self, m: Message) {
+    fn emit(&self, mut m: Message) {
+        if let Some(n) = &self.node {
+            m.actor
+                .attributes
+                .entry("node.name".into())
+                .or_insert_with(|| n.clone());
+        }
         let m = Arc::new(m);
         {
             let mut r = self.recent.lock().expect("lock");
@@ -179,22 +188,61 @@ impl Journal {
 
     /// A network event; connect and disconnect name the container and its addresses.
     pub(crate) fn network(&self, n: &Network, action: &str, c: Option<&Container>) {
+        let ep = c.map(|c| {
+            let e = c.endpoints.iter().find(|e| e.network_id == n.id);
+            EndpointFacts {
+                container: &c.id,
+                name: &c.name,
+                ipv4: e.and_then(|e| e.ipv4),
+                ipv6: e.and_then(|e| e.ipv6),
+                aliases: e.map_or(&[][..], |e| e.aliases.as_slice()),
+                node: None,
+            }
+        });
+        self.network_event(n, action, ep);
+    }
+
+    /// `connect`/`disconnect` of a container on another node, as the cluster's endpoint
+    /// records tell them (`node.name` says which node).
+    pub(crate) fn remote_endpoint(
+        &self,
+        n: &Network,
+        action: &str,
+        e: &crate::cluster::EndpointRecord,
+        node: &str,
+    ) {
+        self.network_event(
+            n,
+            action,
+            Some(EndpointFacts {
+                container: &e.container,
+                name: &e.name,
+                ipv4: e.ipv4,
+                ipv6: e.ipv6,
+                aliases: &e.aliases,
+                node: Some(node),
+            }),
+        );
+    }
+
+    fn network_event(&self, n: &Network, action: &str, ep: Option<EndpointFacts<'_>>) {
         let mut attributes = BTreeMap::new();
         attributes.insert("name".into(), n.name.clone());
         attributes.insert("type".into(), n.driver.as_str().to_string());
-        if let Some(c) = c {
-            attributes.insert("container".into(), c.id.clone());
-            attributes.insert("containerName".into(), c.name.clone());
-            if let Some(e) = c.endpoints.iter().find(|e| e.network_id == n.id) {
-                if let Some(ip) = e.ipv4 {
-                    attributes.insert("ipv4Address".into(), ip.to_string());
-                }
-                if let Some(ip) = e.ipv6 {
-                    attributes.insert("ipv6Address".into(), ip.to_string());
-                }
-                if !e.aliases.is_empty() {
-                    attributes.insert("aliases".into(), e.aliases.join(","));
-                }
+        if let Some(e) = ep {
+            attributes.insert("container".into(), e.container.to_string());
+            attributes.insert("containerName".into(), e.name.to_string());
+            if let Some(ip) = e.ipv4 {
+                attributes.insert("ipv4Address".into(), ip.to_string());
+            }
+            if let Some(ip) = e.ipv6 {
+                attributes.insert("ipv6Address".into(), ip.to_string());
+            }
+            if !e.aliases.is_empty() {
+                attributes.insert("aliases".into(), e.aliases.join(","));
+            }
+            if let Some(node) = e.node {
+                attributes.insert("node.name".into(), node.to_string());
             }
         }
         let t = now_nanos();
@@ -208,11 +256,21 @@ impl Journal {
                 id: n.id.clone(),
                 attributes,
             },
-            scope: "local".into(),
+            scope: n.scope().into(),
             time: t / 1_000_000_000,
             time_nano: t,
         });
     }
+}
+
+/// What a network event says of the endpoint it is about.
+struct EndpointFacts<'a> {
+    container: &'a str,
+    name: &'a str,
+    ipv4: Option<std::net::IpAddr>,
+    ipv6: Option<std::net::IpAddr>,
+    aliases: &'a [String],
+    node: Option<&'a str>,
 }
 
 impl Daemon {
@@ -421,7 +479,7 @@ mod tests {
     /// code and the addresses it had; the catalog index moves only with the catalog.
     #[test]
     fn record_changes_tell_the_events() {
-        let journal = Arc::new(Journal::default());
+        let journal = Arc::new(Journal::new(None));
         let events = EventsController {
             journal: journal.clone(),
         };

@@ -154,7 +154,9 @@ impl Daemon {
                 host_addr: opts.dns_host_address,
             },
         )?;
-        let journal = Arc::new(events::Journal::default());
+        let journal = Arc::new(events::Journal::new(
+            cluster.as_ref().map(|c| c.name.clone()),
+        ));
         let remote_names = overlay::RemoteNames::default();
         let overlay_wake = Arc::new(tokio::sync::Notify::new());
         let feed = Arc::new(feed::Feed::new(vec![

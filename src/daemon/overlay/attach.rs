@@ -33,6 +33,30 @@ pub(crate) fn records(st: &Inner, c: &Container, node: &str) -> Vec<EndpointReco
         .collect()
 }
 
+/// Every (container, network, address) this node's containers hold.
+pub(crate) fn held_addresses(st: &Inner) -> BTreeSet<(String, String, IpAddr)> {
+    st.containers
+        .values()
+        .flat_map(|c| {
+            c.endpoints.iter().flat_map(move |e| {
+                e.ipv4
+                    .iter()
+                    .chain(e.ipv6.iter())
+                    .map(move |ip| (c.id.clone(), e.network_id.clone(), *ip))
+            })
+        })
+        .collect()
+}
+
+/// A record of this node's that no container here holds any more: its release is on the
+/// way (the next round deletes it).
+pub(crate) fn stale(held: &BTreeSet<(String, String, IpAddr)>, r: &EndpointRecord) -> bool {
+    r.ipv4
+        .iter()
+        .chain(r.ipv6.iter())
+        .all(|ip| !held.contains(&(r.container.clone(), r.network.clone(), *ip)))
+}
+
 /// Where a node starts looking for a free block: spread by its id, so nodes starting
 /// together rarely race for the same block.
 fn start_of(node: &str) -> u128 {
@@ -146,30 +170,44 @@ impl Daemon {
     pub(crate) async fn claim_overlay(&self, eps: &[EndpointRecord]) -> Result<()> {
         match &self.cluster {
             Some(cluster) if !eps.is_empty() => {
-                let held: BTreeSet<(String, String, IpAddr)> = {
-                    let st = self.state.lock().await;
-                    st.containers
-                        .values()
-                        .flat_map(|c| {
-                            c.endpoints.iter().flat_map(move |e| {
-                                e.ipv4
-                                    .iter()
-                                    .chain(e.ipv6.iter())
-                                    .map(move |ip| (c.id.clone(), e.network_id.clone(), *ip))
-                            })
-                        })
-                        .collect()
-                };
-                let stale = |r: &EndpointRecord| {
-                    r.ipv4
-                        .iter()
-                        .chain(r.ipv6.iter())
-                        .all(|ip| !held.contains(&(r.container.clone(), r.network.clone(), *ip)))
-                };
-                cluster.claim_endpoints(eps, stale).await
+                let held = held_addresses(&*self.state.lock().await);
+                match cluster.claim_endpoints(eps, |r| stale(&held, r)).await {
+                    Err(Error::Store(e)) => self.queue_claims(eps, &e).await,
+                    r => r,
+                }
             }
             _ => Ok(()),
         }
+    }
+
+    /// etcd does not answer: addresses from blocks this node already owns are its own to
+    /// hand out (no other node can hold them), so the endpoint goes ahead and its record
+    /// waits for the round that follows etcd's return (which writes it with a compare on
+    /// absence: fenced). An address that needs the cluster's word is refused.
+    async fn queue_claims(
+        &self,
+        eps: &[EndpointRecord],
+        e: &berth_store::StoreError,
+    ) -> Result<()> {
+        let st = self.state.lock().await;
+        let own = eps.iter().all(|r| {
+            let blocks = st.blocks.get(&r.network).map_or(&[][..], Vec::as_slice);
+            r.ipv4
+                .iter()
+                .chain(r.ipv6.iter())
+                .all(|ip| blocks.iter().any(|b| b.contains(ip)))
+        });
+        if !own {
+            return Err(crate::cluster::overlay::needs_cluster(
+                "attaching to an overlay network",
+                e,
+            ));
+        }
+        tracing::warn!(
+            endpoints = eps.len(),
+            "the cluster store does not answer ({e}): attaching from this node's own address blocks; the records follow when it answers"
+        );
+        Ok(())
     }
 
     /// Claims of a start or connect that failed later: gone at once (the next round would

@@ -111,10 +111,13 @@ impl Daemon {
         let mut mesh = cluster.mesh(self.host.clone());
         let d = self.clone();
         tokio::spawn(async move {
+            // The other nodes' endpoints of the last round, for their events.
+            let mut seen = None;
             loop {
                 match cluster.view().await {
                     Ok(view) => {
                         d.round(&cluster, &view).await;
+                        d.remote_events(&view, &cluster.id, &mut seen);
                         if let Some(m) = &mut mesh {
                             m.round(&view).await;
                         }
@@ -134,6 +137,49 @@ impl Daemon {
                 }
             }
         });
+    }
+
+    /// `connect`/`disconnect` events of other nodes' endpoints, from what changed since
+    /// the last round (the first round tells nothing of what already existed, as dockerd
+    /// at its start).
+    fn remote_events(
+        &self,
+        view: &View,
+        me: &str,
+        seen: &mut Option<BTreeMap<(String, String), crate::cluster::EndpointRecord>>,
+    ) {
+        let now: BTreeMap<(String, String), crate::cluster::EndpointRecord> = view
+            .endpoint_records()
+            .filter(|e| e.node != me && view.ready(&e.node))
+            .map(|e| ((e.network.clone(), e.container.clone()), e.clone()))
+            .collect();
+        let node_name = |id: &str| {
+            view.nodes
+                .iter()
+                .find(|n| n.record.id == id)
+                .map_or(id.to_string(), |n| n.record.name.clone())
+        };
+        let nets: BTreeMap<&str, &crate::model::Network> =
+            view.networks.iter().map(|n| (n.id.as_str(), n)).collect();
+        if let Some(seen) = seen.as_ref() {
+            for (k, e) in &now {
+                if !seen.contains_key(k) {
+                    if let Some(n) = nets.get(e.network.as_str()) {
+                        self.journal
+                            .remote_endpoint(n, "connect", e, &node_name(&e.node));
+                    }
+                }
+            }
+            for (k, e) in seen.iter() {
+                if !now.contains_key(k) {
+                    if let Some(n) = nets.get(e.network.as_str()) {
+                        self.journal
+                            .remote_endpoint(n, "disconnect", e, &node_name(&e.node));
+                    }
+                }
+            }
+        }
+        *seen = Some(now);
     }
 
     /// The cluster's networks here now, not at the next round: what reads networks on

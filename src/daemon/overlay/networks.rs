@@ -195,7 +195,10 @@ impl Daemon {
             // Left in the store by an earlier life in a cluster: only this node knows it.
             return self.mirror_remove(st, &net.id).await;
         };
-        cluster.remove_network(net).await?;
+        let held = super::attach::held_addresses(st);
+        cluster
+            .remove_network(net, |r| super::attach::stale(&held, r))
+            .await?;
         self.mirror_remove(st, &net.id).await
     }
 }

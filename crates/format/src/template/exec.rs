@@ -361,7 +361,19 @@ impl<'a> Exec<'a> {
             return self.eval_method(dot, name, args, last, &recv);
         }
         match recv {
-            J::Object(mut m) => Ok(m.remove(name).map_or(Value::Missing, Value::Json)),
+            // Docker's templates name Go fields; a few of its JSON keys are lower-case
+            // (`scope`, `status`, `time` of an event), and `.Scope` must still find them.
+            J::Object(mut m) => Ok(m
+                .remove(name)
+                .or_else(|| {
+                    let mut c = name.chars();
+                    let first = c.next()?;
+                    first
+                        .is_ascii_uppercase()
+                        .then(|| m.remove(&format!("{}{}", first.to_ascii_lowercase(), c.as_str())))
+                        .flatten()
+                })
+                .map_or(Value::Missing, Value::Json)),
             J::Null => self.err(format!("nil pointer evaluating interface {{}}.{name}")),
             other => self.err(format!(
                 "can't evaluate field {name} in type {}",

@@ -62,6 +62,17 @@ fn fields_and_nesting() {
 }
 
 #[test]
+fn go_field_names_find_lower_case_json_keys() {
+    let event = json!({"scope": "swarm", "Type": "network"});
+    assert_eq!(
+        render("{{.Scope}} {{.Type}}", &event).unwrap(),
+        "swarm network"
+    );
+    assert_eq!(render("{{.scope}}", &event).unwrap(), "swarm");
+    assert_eq!(render("{{.Nope}}", &event).unwrap(), "<no value>");
+}
+
+#[test]
 fn missing_and_null() {
     assert_eq!(r("{{.Nope}}"), "<no value>");
     assert_eq!(r("{{.Config.Labels.nope}}"), "<no value>");

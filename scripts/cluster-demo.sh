@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Two berth nodes and an etcd, each in network namespaces of its own on a LAN bridge (nothing
+# on this machine's network changes): an overlay network created on one node, a server on
+# the other, reached by name across the VXLAN mesh. Run as root after a release build
+# (scripts/quickstart.sh runs it at its end).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "run as root: the demo makes namespaces, links and nftables tables" >&2; exit 1; }
+B=$(readlink -f "${BERTH:-target/release/berth}")
+[ -x "$B" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+BENCH_WORK=$(mktemp -d /tmp/berth-cluster-demo.XXXX); export BENCH_WORK
+# shellcheck source=../bench/lib.sh
+. bench/lib.sh
+FABRIC=""
+cleanup() { [ -n "$FABRIC" ] && kill -9 "$FABRIC" 2>/dev/null; holders_kill_all; rm -rf "$BENCH_WORK"; }
+trap cleanup EXIT
+unshare --net sleep 100000 >/dev/null 2>&1 &
+FABRIC=$!
+disown
+sleep 0.2
+F() { nsenter -t "$FABRIC" -n -- "$@"; }
+F ip link set lo up
+F ip link add lan0 type bridge && F ip addr add 10.99.0.1/24 dev lan0 && F ip link set lan0 up
+F etcd --name m0 --data-dir "$BENCH_WORK/etcd" \
+  --listen-client-urls http://10.99.0.1:2379 --advertise-client-urls http://10.99.0.1:2379 \
+  --listen-peer-urls http://10.99.0.1:2380 --initial-advertise-peer-urls http://10.99.0.1:2380 \
+  --initial-cluster m0=http://10.99.0.1:2380 >"$BENCH_WORK/etcd.log" 2>&1 &
+for _ in $(seq 100); do F curl -s -m 1 http://10.99.0.1:2379/health 2>/dev/null | grep -q true && break; sleep 0.1; done
+: >"$BENCH_WORK/resolv.conf"
+declare -A HOLDER
+for n in 11 12; do
+  holder_start "n$n" host
+  HOLDER[$n]=$HOLDER_PID
+  F ip link add "n$n" type veth peer name lan netns "$HOLDER_PID"
+  F ip link set "n$n" master lan0 up
+  holder_exec "$HOLDER_PID" sh -c "ip addr add 10.99.0.$n/24 dev lan && ip link set lan up"
+  holder_exec "$HOLDER_PID" "$B" daemon --log-level warn --root "$BENCH_WORK/root$n" --run /run/berth \
+    -H "unix://$BENCH_WORK/n$n.sock" --resolv-conf "$BENCH_WORK/resolv.conf" \
+    --cluster-store etcd://10.99.0.1:2379 --advertise-addr "10.99.0.$n" --node-name "n$n" \
+    >"$BENCH_WORK/daemon$n.log" 2>&1 &
+  for _ in $(seq 100); do
+    holder_exec "$HOLDER_PID" "$B" -H "unix://$BENCH_WORK/n$n.sock" version >/dev/null 2>&1 && break
+    sleep 0.05
+  done
+done
+on() {
+  local n=$1; shift
+  printf '\n\033[1mn%s$ berth %s\033[0m\n' "$n" "$*"
+  holder_exec "${HOLDER[$n]}" "$B" -H "unix://$BENCH_WORK/n$n.sock" "$@"
+}
+on 11 node ls
+on 11 network create -d overlay --attachable app
+on 12 network ls --filter driver=overlay
+on 12 run -d --name web --network app -- socat TCP-LISTEN:80,fork,reuseaddr "SYSTEM:echo hello from n12"
+# The name reaches n11 with the next round after the run returned (tens of milliseconds).
+for _ in $(seq 20); do
+  holder_exec "${HOLDER[11]}" "$B" -H "unix://$BENCH_WORK/n11.sock" run --rm --network app -- getent hosts web >/dev/null && break
+  sleep 0.1
+done
+on 11 run --rm --network app -- socat -T2 - TCP:web:80,connect-timeout=2
+on 11 run --rm --network app -- sh -c 'getent hosts web; ip -o link show eth0 | grep -o "mtu [0-9]*"'
+on 11 network rm app || true
+on 12 rm -f web
+sleep 0.5
+on 11 network rm app
