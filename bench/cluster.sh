@@ -31,6 +31,7 @@ cleanup() { [ -n "$FABRIC" ] && kill -9 "$FABRIC" 2>/dev/null; holders_kill_all;
 trap cleanup EXIT
 unshare --net sleep 100000 >/dev/null 2>&1 &
 FABRIC=$!
+disown
 sleep 0.2
 F() { nsenter -t "$FABRIC" -n -- "$@"; }
 F ip link set lo up
@@ -60,7 +61,7 @@ B() { local n=$1; shift; H "$n" "$BERTH" -H "unix://$BENCH_WORK/n$n.sock" "$@"; 
 for n in 11 12 13 14; do
   for _ in $(seq 200); do B "$n" info >/dev/null 2>&1 && break; sleep 0.05; done
 done
-B 11 network create -d overlay ov >/dev/null || { cat "$BENCH_WORK/daemon11.log" >&2; exit 1; }
+B 11 network create -d overlay --subnet 10.0.0.0/16 ov >/dev/null || { cat "$BENCH_WORK/daemon11.log" >&2; exit 1; }
 B 14 network create br >/dev/null
 median() { sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 pct() { sort -n | awk -v p="$1" '{a[NR]=$1} END{i=int(NR*p/100+0.999); if(i<1)i=1; print a[i]}'; }

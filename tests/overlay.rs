@@ -63,6 +63,35 @@ fn containers_on_two_nodes_talk_by_name_and_address() {
         reaches(&n1, "ov1", "web", 8080).contains("hello-from-n12")
     });
     assert!(reaches(&n1, "ov1", &ip, 8080).contains("hello-from-n12"));
+    // n11's catalog has n12's container, with the node it is on.
+    let catalog: serde_json::Value =
+        serde_json::from_str(&n1.ok(&["catalog", "--format", "json"])).unwrap();
+    let web = catalog["Services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Name"] == "web")
+        .unwrap_or_else(|| panic!("web in {catalog}"));
+    assert_eq!(web["Endpoints"][0]["Node"], "n12", "{web}");
+    assert_eq!(web["Endpoints"][0]["Address"], ip.as_str());
+    assert_eq!(web["Endpoints"][0]["Network"], "ov1");
+    // A blocking query on n11 wakes when a container starts on n12.
+    let index = catalog["Index"].as_u64().unwrap().to_string();
+    n2.sleeper("later", &["--network", "ov1"]);
+    let woke: serde_json::Value = serde_json::from_str(&n1.ok(&[
+        "catalog", "--index", &index, "--wait", "20s", "--format", "json",
+    ]))
+    .unwrap();
+    assert!(woke["Index"].as_u64().unwrap() > index.parse::<u64>().unwrap());
+    wait_until("later in n11's catalog", || {
+        n1.ok(&[
+            "catalog",
+            "--format",
+            "{{range .Services}}{{.Name}} {{end}}",
+        ])
+        .contains("later")
+    });
+    n2.ok(&["rm", "-f", "later"]);
     // Each node hands out addresses from blocks of its own.
     n1.sleeper("a1", &["--network", "ov1"]);
     let a1 = n1.ip_of("a1", "ov1");
@@ -260,11 +289,20 @@ fn daemon_restart_and_node_loss() {
     let fabric = Fabric::new();
     let mut n1 = fabric.node_with_ttl(11, "8s");
     let mut n2 = fabric.node(12);
-    n1.ok(&["network", "create", "-d", "overlay", "ov"]);
+    n1.ok(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--subnet",
+        "10.60.0.0/24",
+        "ov",
+    ]);
     n1.server("api", "ov", 9000, "api-on-n11");
     n2.server("web", "ov", 8080, "web-on-n12");
     n2.sleeper("probe", &["--network", "ov"]);
     let api = n1.ip_of("api", "ov");
+    let web = n2.ip_of("web", "ov");
     wait_until("n12 reaches api", || {
         reaches(&n2, "ov", "api", 9000).contains("api-on-n11")
     });
@@ -273,7 +311,7 @@ fn daemon_restart_and_node_loss() {
     n1.kill9_daemon();
     assert!(reaches(&n2, "ov", &api, 9000).contains("api-on-n11"));
     n1.ns
-        .sh_ok("ip route add 10.0.9.0/26 via 10.99.0.77 dev berth-vx proto 183 onlink");
+        .sh_ok("ip route add 10.60.9.0/26 via 10.99.0.77 dev berth-vx proto 183 onlink");
     common::cluster::start_node(&mut n1, 11, &[]);
     assert!(n1.ok(&["ps", "--format", "{{.Names}}"]).contains("api"));
     wait_until("the leftover route gone", || {
@@ -303,6 +341,21 @@ fn daemon_restart_and_node_loss() {
             .sh_ok("ip route show dev berth-vx")
             .contains("10.99.0.12")
     });
+    // n12's address block is its own while it is only Down, and free once it is removed.
+    let err = n1.fails(&[
+        "run",
+        "-d",
+        "--network",
+        "ov",
+        "--ip",
+        &web,
+        "--",
+        "sleep",
+        "60",
+    ]);
+    assert!(err.contains("node n12"), "{err}");
+    n1.ok(&["node", "rm", "n12"]);
+    n1.sleeper("heir", &["--network", "ov", "--ip", &web]);
     let _ = &mut n2;
 }
 

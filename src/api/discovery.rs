@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::errors::{ApiError, ApiResult};
 use super::extract::Q;
 use super::routes::parse_filters;
-use crate::daemon::events::{catalog, matches};
+use crate::daemon::events::{catalog_with, matches};
 use crate::daemon::{Daemon, Error};
 
 /// The longest a blocking catalog query waits (Consul's cap too).
@@ -136,7 +136,7 @@ pub(super) async fn catalog_get(State(d): State<Arc<Daemon>>, Q(q): Q<CatalogQue
     }
     // The snapshot is swapped in before the index moves: it is at least as new.
     let index = *rx.borrow();
-    let services = catalog(&d.feed.snapshot());
+    let services = catalog_with(&d.feed.snapshot(), d.remote_catalog());
     let mut body =
         serde_json::to_vec(&berth_api::discovery::Catalog { index, services }).expect("json");
     body.push(b'\n');

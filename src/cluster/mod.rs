@@ -262,7 +262,7 @@ impl Cluster {
     }
 
     /// `node rm`: a Ready node only with `force` (its daemon keeps running, outside the
-    /// cluster until it registers again).
+    /// cluster until it registers again); its blocks and endpoint records go too.
     pub async fn remove(&self, key: &str, force: bool) -> Result<(), crate::daemon::Error> {
         let n = self.node(key).await?;
         if n.ready && !force {
@@ -272,6 +272,26 @@ impl Cluster {
             )));
         }
         let id = &n.record.id;
+        // A Down node's address blocks and endpoint records go with it: a node removed for
+        // good must not keep a part of every network's addresses. A Ready one (`--force`)
+        // keeps them: its containers still hold those addresses.
+        let view = if n.ready {
+            View::default()
+        } else {
+            self.view().await?
+        };
+        let mut owned: Vec<Op> = view
+            .blocks
+            .iter()
+            .filter(|b| &b.owner == id)
+            .map(|b| Op::Delete(overlay::block_key(&b.network, &b.block)))
+            .collect();
+        owned.extend(
+            view.endpoints
+                .iter()
+                .filter(|(_, e)| &e.node == id)
+                .map(|(k, _)| Op::Delete(k.clone())),
+        );
         let mut compares = vec![Compare::ModRevision(
             nodes::node_key(id),
             berth_store::Cmp::Equal,
@@ -284,11 +304,14 @@ impl Cluster {
             .store
             .txn(Txn::when(
                 compares,
-                vec![
+                [
                     Op::Delete(nodes::node_key(id)),
                     Op::Delete(nodes::alive_key(id)),
                     Op::Delete(nodes::name_key(&n.record.name)),
-                ],
+                ]
+                .into_iter()
+                .chain(owned)
+                .collect(),
             ))
             .await?;
         if !r.succeeded {

@@ -45,7 +45,7 @@ fn use_key(id: &str) -> String {
 }
 
 /// `/` cannot be in a key's last part: `10.0.1.0/26` is written `10.0.1.0_26`.
-fn block_key(net: &str, block: &IpNet) -> String {
+pub(crate) fn block_key(net: &str, block: &IpNet) -> String {
     format!("{BLOCKS}{net}/{}", block.to_string().replace('/', "_"))
 }
 
@@ -64,6 +64,12 @@ pub struct EndpointRecord {
     pub node: String,
     pub ipv4: Option<IpAddr>,
     pub ipv6: Option<IpAddr>,
+    /// The container's exposed and published ports and its labels, for the catalog of
+    /// every node.
+    #[serde(default)]
+    pub ports: Vec<berth_api::discovery::CatalogPort>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl EndpointRecord {

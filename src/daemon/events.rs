@@ -110,12 +110,10 @@ impl Controller for CatalogController {
         };
         let entries = |c: &Option<Arc<Container>>| c.as_deref().map(entries_of).unwrap_or_default();
         if entries(prev) != entries(new) {
+            // At least the store's revision, and always forward: changes of other nodes
+            // move the index too (by one), so it is not the local store's revision alone.
             let r = u64::try_from(*revision).unwrap_or(0);
-            self.index.send_if_modified(|i| {
-                let moved = r > *i;
-                *i = (*i).max(r);
-                moved
-            });
+            self.index.send_modify(|i| *i = (*i + 1).max(r));
         }
     }
 }
@@ -403,6 +401,63 @@ fn entries_of(c: &Container) -> Vec<(String, CatalogEndpoint)> {
     if !c.is_running() {
         return out;
     }
+    let ports = catalog_ports(c);
+    for e in &c.endpoints {
+        let ep = CatalogEndpoint {
+            container_id: c.id.clone(),
+            container_name: c.name.clone(),
+            network: e.network_name.clone(),
+            address: e.ipv4.map(|a| a.to_string()),
+            address_v6: e.ipv6.map(|a| a.to_string()),
+            ports: ports.clone(),
+            labels: c.config.labels.clone(),
+            node: None,
+        };
+        for n in names_of(&c.name, &e.aliases) {
+            out.push((n, ep.clone()));
+        }
+    }
+    out
+}
+
+/// The name, then the aliases not equal to it.
+fn names_of(name: &str, aliases: &[String]) -> Vec<String> {
+    let mut names = vec![name.to_string()];
+    for a in aliases {
+        if !names.contains(a) {
+            names.push(a.clone());
+        }
+    }
+    names
+}
+
+/// The catalog entries of other nodes' endpoints on overlays (`(record, node name, network
+/// name)`).
+pub(crate) fn remote_entries(
+    remote: &[(crate::cluster::EndpointRecord, String, String)],
+) -> Vec<(String, CatalogEndpoint)> {
+    let mut out = Vec::new();
+    for (r, node, network) in remote {
+        let ep = CatalogEndpoint {
+            container_id: r.container.clone(),
+            container_name: r.name.clone(),
+            network: network.clone(),
+            address: r.ipv4.map(|a| a.to_string()),
+            address_v6: r.ipv6.map(|a| a.to_string()),
+            ports: r.ports.clone(),
+            labels: r.labels.clone(),
+            node: Some(node.clone()),
+        };
+        for n in names_of(&r.name, &r.aliases) {
+            out.push((n, ep.clone()));
+        }
+    }
+    out
+}
+
+/// What the catalog says of a container's ports: each exposed port, with its published
+/// host ports.
+pub(crate) fn catalog_ports(c: &Container) -> Vec<CatalogPort> {
     let mut ports: Vec<CatalogPort> = Vec::new();
     for p in &c.config.exposed_ports {
         let published: Vec<&berth_ports::Published> =
@@ -424,37 +479,28 @@ fn entries_of(c: &Container) -> Vec<(String, CatalogEndpoint)> {
             });
         }
     }
-    for e in &c.endpoints {
-        let ep = CatalogEndpoint {
-            container_id: c.id.clone(),
-            container_name: c.name.clone(),
-            network: e.network_name.clone(),
-            address: e.ipv4.map(|a| a.to_string()),
-            address_v6: e.ipv6.map(|a| a.to_string()),
-            ports: ports.clone(),
-            labels: c.config.labels.clone(),
-        };
-        let mut names = vec![c.name.clone()];
-        for a in &e.aliases {
-            if !names.contains(a) {
-                names.push(a.clone());
-            }
-        }
-        for n in names {
-            out.push((n, ep.clone()));
-        }
-    }
-    out
+    ports
 }
 
 /// The catalog of a snapshot: every name the resolver answers (container names and
 /// network aliases, per network) with its endpoints; sorted by name, then network.
 pub fn catalog(snap: &Snapshot) -> Vec<Service> {
+    catalog_with(snap, vec![])
+}
+
+/// The catalog of a snapshot and of other nodes' entries.
+pub(crate) fn catalog_with(
+    snap: &Snapshot,
+    remote: Vec<(String, CatalogEndpoint)>,
+) -> Vec<Service> {
     let mut by_name: BTreeMap<String, Vec<CatalogEndpoint>> = BTreeMap::new();
     for c in snap.containers.values() {
         for (n, ep) in entries_of(c) {
             by_name.entry(n).or_default().push(ep);
         }
+    }
+    for (n, ep) in remote {
+        by_name.entry(n).or_default().push(ep);
     }
     by_name
         .into_iter()

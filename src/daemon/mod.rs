@@ -101,6 +101,8 @@ pub struct Daemon {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Other nodes' containers in this node's resolver.
     remote_names: overlay::RemoteNames,
+    /// Other nodes' overlay endpoints for the catalog: (record, node name, network name).
+    remote_catalog: std::sync::Mutex<Vec<(crate::cluster::EndpointRecord, String, String)>>,
     /// Wakes the overlay round (`overlay.rs`).
     overlay_wake: Arc<tokio::sync::Notify>,
     /// Orders making an overlay bridge for a join and removing it after the last leave.
@@ -191,6 +193,7 @@ impl Daemon {
             feed,
             cluster,
             remote_names,
+            remote_catalog: Default::default(),
             overlay_wake,
             overlay_lock: Mutex::new(()),
         });

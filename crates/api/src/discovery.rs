@@ -64,6 +64,10 @@ pub struct CatalogEndpoint {
     pub address_v6: Option<String>,
     pub ports: Vec<CatalogPort>,
     pub labels: BTreeMap<String, String>,
+    /// In a cluster, the node an endpoint of another node is on (its published ports are
+    /// on that node's address); absent for this node's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -34,8 +34,9 @@ fn snapshot(nft: &Nft) -> Vec<(String, Vec<String>)> {
 
 /// The fixed skeleton: 6 forward/postrouting rules, hairpin (v4, v6), published-port forward accept,
 /// the loopback guard, 4 DNAT rules in each of prerouting and output, and 7 for the overlay
-/// mesh (4 accepts and 2 drops in forward, no NAT in postrouting).
-const RULES: usize = 29;
+/// mesh (4 accepts and 2 drops in forward, no NAT in postrouting), and the established-flows
+/// accept.
+const RULES: usize = 30;
 
 #[test]
 fn full_ruleset_applies_and_lists() {

@@ -29,6 +29,8 @@ pub(crate) fn records(st: &Inner, c: &Container, node: &str) -> Vec<EndpointReco
             node: node.to_string(),
             ipv4: e.ipv4,
             ipv6: e.ipv6,
+            ports: crate::daemon::events::catalog_ports(c),
+            labels: c.config.labels.clone(),
         })
         .collect()
 }

@@ -118,6 +118,7 @@ impl Daemon {
                     Ok(view) => {
                         d.round(&cluster, &view).await;
                         d.remote_events(&view, &cluster.id, &mut seen);
+                        d.set_remote_catalog(&view, &cluster.id);
                         if let Some(m) = &mut mesh {
                             m.round(&view).await;
                         }
@@ -180,6 +181,31 @@ impl Daemon {
             }
         }
         *seen = Some(now);
+    }
+
+    /// Other nodes' endpoints for the catalog; a change moves the catalog's index, which
+    /// wakes its blocking queries.
+    fn set_remote_catalog(&self, view: &View, me: &str) {
+        let mut now: Vec<(crate::cluster::EndpointRecord, String, String)> = view
+            .endpoint_records()
+            .filter(|e| e.node != me && view.ready(&e.node))
+            .filter_map(|e| {
+                let node = view.nodes.iter().find(|n| n.record.id == e.node)?;
+                let net = view.networks.iter().find(|n| n.id == e.network)?;
+                Some((e.clone(), node.record.name.clone(), net.name.clone()))
+            })
+            .collect();
+        now.sort_by(|a, b| (&a.0.network, &a.0.container).cmp(&(&b.0.network, &b.0.container)));
+        let mut held = self.remote_catalog.lock().expect("lock");
+        if *held != now {
+            *held = now;
+            self.journal.index_sender().send_modify(|i| *i += 1);
+        }
+    }
+
+    /// The catalog's entries of other nodes (`events::remote_entries`).
+    pub(crate) fn remote_catalog(&self) -> Vec<(String, berth_api::discovery::CatalogEndpoint)> {
+        super::events::remote_entries(&self.remote_catalog.lock().expect("lock"))
     }
 
     /// The cluster's networks here now, not at the next round: what reads networks on
