@@ -67,3 +67,34 @@ holders_kill_all() {
   while read -r p; do [ -n "$p" ] && holder_kill "$p"; done < "$BENCH_WORK/holders.pid"
   : > "$BENCH_WORK/holders.pid"
 }
+
+# The cluster fabric: a network namespace with the LAN bridge lan0 (10.99.0.1/24) and a
+# one-member etcd on it. Sets FABRIC (its holder's PID; `fabric_kill` in the caller's trap).
+# F runs a command in it.
+F() { nsenter -t "$FABRIC" -n -- "$@"; }
+fabric_start() {
+  unshare --net sleep 100000 >/dev/null 2>&1 &
+  FABRIC=$!
+  disown
+  sleep 0.2
+  F ip link set lo up
+  F ip link add lan0 type bridge && F ip addr add 10.99.0.1/24 dev lan0 && F ip link set lan0 up
+  F etcd --name m0 --data-dir "$BENCH_WORK/etcd" \
+    --listen-client-urls http://10.99.0.1:2379 --advertise-client-urls http://10.99.0.1:2379 \
+    --listen-peer-urls http://10.99.0.1:2380 --initial-advertise-peer-urls http://10.99.0.1:2380 \
+    --initial-cluster m0=http://10.99.0.1:2380 >"$BENCH_WORK/etcd.log" 2>&1 &
+  local _
+  for _ in $(seq 100); do F curl -s -m 1 http://10.99.0.1:2379/health 2>/dev/null | grep -q true && return 0; sleep 0.1; done
+  echo "etcd did not start: $BENCH_WORK/etcd.log" >&2
+  return 1
+}
+fabric_kill() { [ -n "${FABRIC:-}" ] && kill -9 "$FABRIC" 2>/dev/null; FABRIC=""; }
+
+# lan_host N: a host holder at 10.99.0.N on the LAN -> HOLDER_PID.
+lan_host() {
+  local n=$1
+  holder_start "n$n" host || return 1
+  F ip link add "n$n" type veth peer name lan netns "$HOLDER_PID"
+  F ip link set "n$n" master lan0 up
+  holder_exec "$HOLDER_PID" sh -c "ip addr add 10.99.0.$n/24 dev lan && ip link set lan up"
+}

@@ -12,28 +12,14 @@ BENCH_WORK=$(mktemp -d /tmp/berth-cluster-demo.XXXX); export BENCH_WORK
 # shellcheck source=../bench/lib.sh
 . bench/lib.sh
 FABRIC=""
-cleanup() { [ -n "$FABRIC" ] && kill -9 "$FABRIC" 2>/dev/null; holders_kill_all; rm -rf "$BENCH_WORK"; }
+cleanup() { fabric_kill; holders_kill_all; rm -rf "$BENCH_WORK"; }
 trap cleanup EXIT
-unshare --net sleep 100000 >/dev/null 2>&1 &
-FABRIC=$!
-disown
-sleep 0.2
-F() { nsenter -t "$FABRIC" -n -- "$@"; }
-F ip link set lo up
-F ip link add lan0 type bridge && F ip addr add 10.99.0.1/24 dev lan0 && F ip link set lan0 up
-F etcd --name m0 --data-dir "$BENCH_WORK/etcd" \
-  --listen-client-urls http://10.99.0.1:2379 --advertise-client-urls http://10.99.0.1:2379 \
-  --listen-peer-urls http://10.99.0.1:2380 --initial-advertise-peer-urls http://10.99.0.1:2380 \
-  --initial-cluster m0=http://10.99.0.1:2380 >"$BENCH_WORK/etcd.log" 2>&1 &
-for _ in $(seq 100); do F curl -s -m 1 http://10.99.0.1:2379/health 2>/dev/null | grep -q true && break; sleep 0.1; done
+fabric_start || exit 1
 : >"$BENCH_WORK/resolv.conf"
 declare -A HOLDER
 for n in 11 12; do
-  holder_start "n$n" host
+  lan_host "$n"
   HOLDER[$n]=$HOLDER_PID
-  F ip link add "n$n" type veth peer name lan netns "$HOLDER_PID"
-  F ip link set "n$n" master lan0 up
-  holder_exec "$HOLDER_PID" sh -c "ip addr add 10.99.0.$n/24 dev lan && ip link set lan up"
   holder_exec "$HOLDER_PID" "$B" daemon --log-level warn --root "$BENCH_WORK/root$n" --run /run/berth \
     -H "unix://$BENCH_WORK/n$n.sock" --resolv-conf "$BENCH_WORK/resolv.conf" \
     --cluster-store etcd://10.99.0.1:2379 --advertise-addr "10.99.0.$n" --node-name "n$n" \

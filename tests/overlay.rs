@@ -47,6 +47,35 @@ fn containers_on_two_nodes_talk_by_name_and_address() {
         "{{.Name}} {{.Driver}} {{.Scope}}",
     ]);
     assert_eq!(listed, "ov1 overlay swarm\n");
+    // The docker CLI sees the same, and creates overlays through berth's API.
+    if std::process::Command::new("docker")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let o = n2.docker(&[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--attachable",
+            "viadocker",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let o = n1.docker(&[
+            "network",
+            "ls",
+            "--filter",
+            "driver=overlay",
+            "--format",
+            "{{.Name}} {{.Scope}}",
+        ]);
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            "ov1 swarm\nviadocker swarm\n"
+        );
+        assert!(n1.docker(&["network", "rm", "viadocker"]).status.success());
+    }
     let subnet = n2.ok(&[
         "network",
         "inspect",
@@ -208,8 +237,22 @@ fn aliases_isolation_and_concurrent_runs_on_three_nodes() {
         "overlay",
         "--subnet",
         "10.50.0.0/24",
+        "--ip-range",
+        "10.50.0.128/25",
+        "-o",
+        "com.docker.network.driver.mtu=1400",
         "back",
     ]);
+    let err = n3.fails(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "-o",
+        "com.docker.network.driver.mtu=1500",
+        "big",
+    ]);
+    assert!(err.contains("does not fit the underlay"), "{err}");
     // One subnet per network, across the cluster: overlapping subnets are refused.
     let err = n3.fails(&[
         "network",
@@ -247,11 +290,33 @@ fn aliases_isolation_and_concurrent_runs_on_three_nodes() {
     ]);
     assert!(ptr.starts_with("db2"), "{ptr}");
 
+    // connect and disconnect of a running container, seen on another node.
+    n1.sleeper("joiner", &[]);
+    n1.ok(&[
+        "network",
+        "connect",
+        "--alias",
+        "late-alias",
+        "front",
+        "joiner",
+    ]);
+    let joined = n1.ip_of("joiner", "front");
+    wait_until("the connected container answers on n13", || {
+        dig(&n3, "client", "late-alias") == [joined.clone()]
+    });
+    n1.ok(&["network", "disconnect", "front", "joiner"]);
+    wait_until("the disconnected container gone from n13's answers", || {
+        dig(&n3, "client", "late-alias").is_empty()
+    });
+
     // Isolation: a server on `back` at n12 is out of reach from `front` at n11, and from
     // a container on n12's own `front` bridge.
     n2.server("hidden", "back", 7000, "secret");
     let hidden = n2.ip_of("hidden", "back");
-    assert!(hidden.starts_with("10.50.0."), "{hidden}");
+    let last: u8 = hidden.strip_prefix("10.50.0.").unwrap().parse().unwrap();
+    assert!(last >= 128, "{hidden} outside --ip-range");
+    let link = in_ctr(&n1, "back", "ip -o link show eth0");
+    assert!(link.contains(" mtu 1400 "), "{link}");
     wait_until("hidden answers on back from n11", || {
         reaches(&n1, "back", &hidden, 7000).contains("secret")
     });

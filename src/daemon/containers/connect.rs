@@ -71,19 +71,9 @@ impl Daemon {
             return Ok(());
         }
         let ifname = next_ifname(&c.endpoints);
-        let mut tries = 0;
-        let ep = loop {
-            match allocate_one(&mut st, &c.id, &net, &req, ifname.clone()) {
-                // An overlay network whose blocks here are full: claim one, plan again.
-                Err(Error::NoBlock { network, v6, want }) if tries < 4 => {
-                    tries += 1;
-                    drop(st);
-                    self.claim_block(&network, v6, want).await?;
-                    st = self.state.lock().await;
-                }
-                r => break r?,
-            }
-        };
+        let (mut st, ep) = self
+            .plan_with_blocks(st, |st| allocate_one(st, &c.id, &net, &req, ifname.clone()))
+            .await?;
         let claims = {
             let mut only = c.clone();
             only.endpoints = vec![ep.clone()];

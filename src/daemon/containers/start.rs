@@ -31,7 +31,7 @@ impl Daemon {
     ) -> Result<Option<OwnedFd>> {
         let id = self.state.lock().await.container_id(key)?;
         let _op = self.op_lock(&id).await;
-        let mut st = self.state.lock().await;
+        let st = self.state.lock().await;
         let id = st.container_id(&id)?;
         if st.containers[&id].is_running() {
             return match stdio {
@@ -47,19 +47,9 @@ impl Daemon {
         std::fs::create_dir_all(&dir)?;
         self.dns_refresh_upstreams();
         // 1. Plan: addresses and host ports, held in memory while the lock is held.
-        let mut tries = 0;
-        let (endpoints, mut writes) = loop {
-            match allocate_endpoints(&mut st, &c) {
-                // An overlay network whose blocks here are full: claim one, plan again.
-                Err(Error::NoBlock { network, v6, want }) if tries < 4 => {
-                    tries += 1;
-                    drop(st);
-                    self.claim_block(&network, v6, want).await?;
-                    st = self.state.lock().await;
-                }
-                r => break r?,
-            }
-        };
+        let (mut st, (endpoints, mut writes)) = self
+            .plan_with_blocks(st, |st| allocate_endpoints(st, &c))
+            .await?;
         c.endpoints = endpoints;
         match crate::daemon::discovery::resolve_links(&st, &c) {
             Ok(l) => {

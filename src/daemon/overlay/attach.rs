@@ -70,6 +70,27 @@ fn start_of(node: &str) -> u128 {
 }
 
 impl Daemon {
+    /// Runs the planning step `plan` under the state lock; when it answers `NoBlock` (an
+    /// overlay network whose blocks here are full, or a static address in a block not yet
+    /// claimed), claims that block with the lock released and plans again.
+    pub(crate) async fn plan_with_blocks<'a, T>(
+        &'a self,
+        mut st: tokio::sync::MutexGuard<'a, Inner>,
+        mut plan: impl FnMut(&mut Inner) -> Result<T>,
+    ) -> Result<(tokio::sync::MutexGuard<'a, Inner>, T)> {
+        for _ in 0..4 {
+            match plan(&mut st) {
+                Err(Error::NoBlock { network, v6, want }) => {
+                    drop(st);
+                    self.claim_block(&network, v6, want).await?;
+                    st = self.state.lock().await;
+                }
+                r => return r.map(|t| (st, t)),
+            }
+        }
+        plan(&mut st).map(|t| (st, t))
+    }
+
     /// Claims a block for what `Error::NoBlock` asked (a block with room, or the block of
     /// a static address), then the caller plans again.
     pub(crate) async fn claim_block(
