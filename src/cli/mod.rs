@@ -8,6 +8,7 @@ mod network;
 mod node;
 mod output;
 mod run;
+mod service;
 
 use std::path::PathBuf;
 
@@ -42,6 +43,9 @@ pub enum Cmd {
     /// Manage the cluster's nodes (daemons started with --cluster-store)
     #[command(subcommand)]
     Node(node::NodeCmd),
+    /// Manage services across the cluster
+    #[command(subcommand)]
+    Service(service::ServiceCmd),
     /// Create and start a container running a host program in its own network sandbox
     Run(Box<run::RunArgs>),
     /// Run a command in a running container
@@ -236,6 +240,7 @@ pub fn main(cli: Cli) -> i32 {
     let res = match cli.cmd {
         Cmd::Network(c) => rt.block_on(network::run(&client, c)),
         Cmd::Node(c) => rt.block_on(node::run(&client, c)),
+        Cmd::Service(c) => rt.block_on(service::run(&client, c)),
         Cmd::Run(a) => return run::run(&rt, &client, *a),
         Cmd::Exec(a) => return run::exec(&rt, &client, a),
         Cmd::Ps(a) => rt.block_on(container::ps(&client, a)),

@@ -7,6 +7,7 @@
 pub(crate) mod mesh;
 mod nodes;
 pub(crate) mod overlay;
+pub(crate) mod services;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

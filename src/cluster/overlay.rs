@@ -98,6 +98,8 @@ pub struct View {
     pub blocks: Vec<BlockClaim>,
     /// By key; a dual-stack endpoint appears under each of its addresses.
     pub endpoints: BTreeMap<String, EndpointRecord>,
+    /// Services, their tasks and states, and the scheduler.
+    pub services: super::services::Services,
     netseq: Revision,
 }
 
@@ -145,6 +147,9 @@ impl View {
         let mut records = Vec::new();
         let mut alive = std::collections::HashSet::new();
         for kv in kvs {
+            if v.services.read(&kv) {
+                continue;
+            }
             let k = kv.key.as_str();
             if k.starts_with(nodes::NODES) {
                 records.push(kv);

@@ -15,6 +15,7 @@ mod networks;
 mod overlay;
 mod ports;
 mod reconcile;
+pub mod services;
 mod supervise;
 pub use ports::{ports_map, ProxyMode};
 

@@ -19,6 +19,7 @@ pub mod filters;
 pub mod network;
 pub mod node;
 pub mod query;
+pub mod service;
 pub mod system;
 #[cfg(test)]
 mod tests;

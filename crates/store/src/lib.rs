@@ -30,6 +30,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// finds the lease gone ends the task; `alive()` then says so. A renewal that cannot reach
 /// the store is tried again at the next tick; `unreachable()` says since when it fails.
 pub struct KeepAlive {
+    lease: LeaseId,
     task: tokio::task::JoinHandle<()>,
     alive: std::sync::Arc<std::sync::atomic::AtomicBool>,
     trouble: std::sync::Arc<std::sync::Mutex<Option<(std::time::SystemTime, String)>>>,
@@ -64,6 +65,7 @@ impl KeepAlive {
             }
         });
         KeepAlive {
+            lease,
             task,
             alive,
             trouble,
@@ -77,6 +79,11 @@ impl KeepAlive {
     }
 
     /// Whether the lease was still there at the last renewal.
+    /// The lease kept alive.
+    pub fn lease(&self) -> LeaseId {
+        self.lease
+    }
+
     pub fn alive(&self) -> bool {
         self.alive.load(std::sync::atomic::Ordering::Relaxed)
     }

@@ -4,6 +4,7 @@
 mod containers;
 mod networks;
 mod nodes;
+mod services;
 mod stdio;
 
 use std::collections::BTreeMap;
@@ -59,6 +60,14 @@ pub(super) fn router(d: Arc<Daemon>) -> Router {
             get(nodes::node_inspect).delete(nodes::node_delete),
         )
         .route("/nodes/{id}/update", post(nodes::node_update))
+        .route("/services", get(services::service_list))
+        .route("/services/create", post(services::service_create))
+        .route(
+            "/services/{id}",
+            get(services::service_inspect).delete(services::service_delete),
+        )
+        .route("/services/{id}/update", post(services::service_update))
+        .route("/tasks", get(services::task_list))
         .route("/containers/json", get(containers::container_list))
         .route("/containers/create", post(containers::container_create))
         .route("/containers/{id}/json", get(containers::container_inspect))

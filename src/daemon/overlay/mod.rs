@@ -119,6 +119,8 @@ impl Daemon {
                         d.round(&cluster, &view).await;
                         d.remote_events(&view, &cluster.id, &mut seen);
                         d.set_remote_catalog(&view, &cluster.id);
+                        d.schedule(&cluster, &view).await;
+                        d.agent(&cluster, &view).await;
                         if let Some(m) = &mut mesh {
                             m.round(&view).await;
                         }

@@ -1,0 +1,300 @@
+//! `/services…` and `/tasks` (Docker's swarm service API): create, list, inspect, update
+//! (the replica count, as `docker service scale` sends it), remove, and the tasks. The
+//! services live in etcd; outside a cluster the answer is dockerd's outside a swarm (503).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use berth_api::service::{
+    ContainerSpec, ContainerStatus, NetworkAttachment, Placement, Replicated, RestartPolicy,
+    Service, ServiceCreateResponse, ServiceMode, ServiceSpec, ServiceStatus, Task, TaskStatus,
+    TaskTemplate, Version,
+};
+use serde::Deserialize;
+
+use super::parse_filters;
+use crate::api::errors::{ok, ApiResult};
+use crate::api::extract::{parse_json, ReqBody, Q};
+use crate::api::types::go_time;
+use crate::cluster::services::{Mode, ServiceView};
+use crate::cluster::View;
+use crate::daemon::services::ServiceCreate;
+use crate::daemon::{Daemon, Error};
+
+fn version(v: i64) -> Version {
+    Version {
+        index: u64::try_from(v).unwrap_or(0),
+    }
+}
+
+fn template(s: &ServiceView, view: &View) -> TaskTemplate {
+    let spec = &s.record.spec;
+    TaskTemplate {
+        container_spec: ContainerSpec {
+            image: spec.image.clone(),
+            command: spec.cmd.clone(),
+            args: vec![],
+            env: spec.env.clone(),
+        },
+        placement: Placement {
+            constraints: spec.constraints.clone(),
+        },
+        restart_policy: Some(RestartPolicy {
+            condition: spec.restart.clone(),
+        }),
+        networks: spec
+            .networks
+            .iter()
+            .map(|id| NetworkAttachment {
+                target: view
+                    .networks
+                    .iter()
+                    .find(|n| &n.id == id)
+                    .map_or(id.clone(), |n| n.id.clone()),
+                aliases: vec![],
+            })
+            .collect(),
+    }
+}
+
+fn service_json(s: &ServiceView, view: &View) -> Service {
+    let r = &s.record;
+    let tasks: Vec<_> = view.services.tasks_of(&r.id).collect();
+    let running = tasks
+        .iter()
+        .filter(|t| {
+            view.ready(&t.node)
+                && view
+                    .services
+                    .states
+                    .get(&t.id)
+                    .is_some_and(|st| st.state == "running")
+        })
+        .count();
+    let desired = match r.spec.mode {
+        Mode::Replicated(n) => u64::from(n),
+        Mode::Global => tasks.len() as u64,
+    };
+    Service {
+        id: r.id.clone(),
+        version: version(s.version),
+        created_at: go_time(&r.created),
+        updated_at: go_time(&r.updated),
+        spec: ServiceSpec {
+            name: r.spec.name.clone(),
+            labels: r.spec.labels.clone(),
+            task_template: template(s, view),
+            mode: match r.spec.mode {
+                Mode::Replicated(n) => ServiceMode {
+                    replicated: Some(Replicated {
+                        replicas: Some(u64::from(n)),
+                    }),
+                    global: None,
+                },
+                Mode::Global => ServiceMode {
+                    replicated: None,
+                    global: Some(Default::default()),
+                },
+            },
+        },
+        service_status: Some(ServiceStatus {
+            running_tasks: running as u64,
+            desired_tasks: desired,
+            completed_tasks: 0,
+        }),
+    }
+}
+
+fn create_request(spec: ServiceSpec) -> Result<ServiceCreate, Error> {
+    let cs = spec.task_template.container_spec;
+    let mut cmd = cs.command;
+    cmd.extend(cs.args);
+    let replicas = spec
+        .mode
+        .replicated
+        .and_then(|r| r.replicas)
+        .map(|n| {
+            u32::try_from(n).map_err(|_| Error::InvalidParameter(format!("replicas {n}: too many")))
+        })
+        .transpose()?;
+    Ok(ServiceCreate {
+        name: spec.name,
+        replicas,
+        global: spec.mode.global.is_some(),
+        networks: spec
+            .task_template
+            .networks
+            .into_iter()
+            .map(|n| n.target)
+            .collect(),
+        cmd,
+        env: cs.env,
+        constraints: spec.task_template.placement.constraints,
+        labels: spec.labels,
+        image: cs.image,
+        restart: spec
+            .task_template
+            .restart_policy
+            .map(|r| r.condition)
+            .filter(|c| !c.is_empty()),
+    })
+}
+
+pub(super) async fn service_create(
+    State(d): State<Arc<Daemon>>,
+    ReqBody(body): ReqBody,
+) -> ApiResult {
+    let spec: ServiceSpec = parse_json(&body)?;
+    let req = create_request(spec)?;
+    let mut warnings = vec![];
+    if !req.image.is_empty() {
+        warnings.push(format!(
+            "image {} is not pulled: berth runs the command on each node's filesystem",
+            req.image
+        ));
+    }
+    let rec = d.service_create(req).await?;
+    let mut resp = ok(ServiceCreateResponse {
+        id: rec.id,
+        warnings,
+    })?;
+    *resp.status_mut() = axum::http::StatusCode::CREATED;
+    Ok(resp)
+}
+
+pub(super) async fn service_list(State(d): State<Arc<Daemon>>) -> ApiResult {
+    let (services, view) = d.service_list().await?;
+    ok(services
+        .iter()
+        .map(|s| service_json(s, &view))
+        .collect::<Vec<_>>())
+}
+
+pub(super) async fn service_inspect(
+    State(d): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let (s, view) = d.service_get(&id).await?;
+    ok(service_json(&s, &view))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct UpdateQuery {
+    version: Option<i64>,
+}
+
+/// What berth can change of a running service: its replica count (`docker service scale`
+/// is an update of the whole spec with a new count).
+pub(super) async fn service_update(
+    State(d): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    Q(q): Q<UpdateQuery>,
+    ReqBody(body): ReqBody,
+) -> ApiResult {
+    let spec: ServiceSpec = parse_json(&body)?;
+    let (s, _) = d.service_get(&id).await?;
+    if q.version.is_some_and(|v| v != s.version) {
+        return Err(Error::Conflict(format!(
+            "update out of sequence: service {} is at version {}",
+            s.record.spec.name, s.version
+        ))
+        .into());
+    }
+    match spec.mode.replicated.and_then(|r| r.replicas) {
+        Some(n) => {
+            let n = u32::try_from(n)
+                .map_err(|_| Error::InvalidParameter(format!("replicas {n}: too many")))?;
+            d.service_scale(&id, n).await?;
+        }
+        None => {
+            return Err(Error::InvalidParameter(
+                "berth updates a service's replica count only, for now".into(),
+            )
+            .into())
+        }
+    }
+    ok(serde_json::json!({ "Warnings": [] }))
+}
+
+pub(super) async fn service_delete(
+    State(d): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    d.service_remove(&id).await?;
+    ok(serde_json::json!({}))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct TasksQuery {
+    filters: Option<String>,
+}
+
+pub(super) async fn task_list(State(d): State<Arc<Daemon>>, Q(q): Q<TasksQuery>) -> ApiResult {
+    let f = parse_filters(q.filters.as_deref())?;
+    for k in f.keys() {
+        if !["service", "node", "desired-state", "id", "name"].contains(&k.as_str()) {
+            return Err(Error::InvalidParameter(format!("invalid filter '{k}'")).into());
+        }
+    }
+    let (services, view) = d.service_list().await?;
+    let wanted: Option<Vec<String>> = f.get("service").map(|names| {
+        names
+            .iter()
+            .filter_map(|n| view.services.service(n).map(|s| s.record.id.clone()))
+            .collect()
+    });
+    let mut out = Vec::new();
+    for tv in Daemon::task_views(&view, None) {
+        if wanted
+            .as_ref()
+            .is_some_and(|w| !w.contains(&tv.task.service))
+        {
+            continue;
+        }
+        // Tasks that exist should run; a task that ran elsewhere before is gone from etcd.
+        if f.get("desired-state")
+            .is_some_and(|v| !v.iter().any(|x| x == "running"))
+        {
+            continue;
+        }
+        if f.get("node")
+            .is_some_and(|v| !v.iter().any(|x| x == &tv.node || x == &tv.task.node))
+        {
+            continue;
+        }
+        let Some(s) = services.iter().find(|s| s.record.id == tv.task.service) else {
+            continue;
+        };
+        let state = tv.state.clone();
+        let node_down = !view.ready(&tv.task.node);
+        out.push(Task {
+            id: tv.task.id.clone(),
+            version: version(s.version),
+            created_at: go_time(&tv.task.created),
+            updated_at: go_time(&state.as_ref().map_or(tv.task.created, |s| s.since)),
+            service_id: tv.task.service.clone(),
+            slot: u64::from(tv.task.slot),
+            node_id: tv.task.node.clone(),
+            status: TaskStatus {
+                timestamp: go_time(&state.as_ref().map_or(tv.task.created, |s| s.since)),
+                state: if node_down {
+                    "orphaned".into()
+                } else {
+                    state
+                        .as_ref()
+                        .map_or("assigned".into(), |s| s.state.clone())
+                },
+                message: state.as_ref().map_or(String::new(), |s| s.state.clone()),
+                err: state.as_ref().map_or(String::new(), |s| s.error.clone()),
+                container_status: ContainerStatus {
+                    container_id: state.map(|s| s.container).unwrap_or_default(),
+                },
+            },
+            desired_state: "running".into(),
+            spec: template(s, &view),
+        });
+    }
+    ok(out)
+}

@@ -1,0 +1,320 @@
+//! `berth service …`: services across the cluster, with docker's flags and columns.
+
+use std::collections::BTreeMap;
+
+use berth_api::service::{
+    ContainerSpec, NetworkAttachment, Placement, Replicated, RestartPolicy, Service,
+    ServiceCreateResponse, ServiceMode, ServiceSpec, Task, TaskTemplate,
+};
+use berth_api::Filters;
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use super::{enc, for_each};
+use crate::api::client::{Client, ClientError};
+
+#[derive(Subcommand)]
+pub enum ServiceCmd {
+    /// Create a service: its tasks run on the cluster's nodes
+    ///
+    /// Example: berth service create --name web --replicas 3 --network app -- socat TCP-LISTEN:80,fork SYSTEM:hostname
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        replicas: Option<u32>,
+        /// replicated or global
+        #[arg(long, default_value = "replicated")]
+        mode: String,
+        #[arg(long = "network")]
+        networks: Vec<String>,
+        #[arg(short, long = "env")]
+        env: Vec<String>,
+        /// node.hostname==X, node.labels.K!=V, …
+        #[arg(long = "constraint")]
+        constraints: Vec<String>,
+        #[arg(short, long = "label")]
+        labels: Vec<String>,
+        /// any, on-failure or none
+        #[arg(long = "restart-condition")]
+        restart_condition: Option<String>,
+        /// Shown, not pulled (berth runs host programs)
+        #[arg(long)]
+        image: Option<String>,
+        /// Return at once instead of waiting for the tasks to run
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// List services
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// List the tasks of one or more services
+    Ps {
+        #[arg(short, long = "filter")]
+        filters: Vec<String>,
+        #[arg(long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Display detailed information on one or more services
+    Inspect {
+        #[arg(short, long)]
+        format: Option<String>,
+        #[arg(long)]
+        pretty: bool,
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Scale one or more replicated services: NAME=REPLICAS
+    Scale {
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(required = true)]
+        pairs: Vec<String>,
+    },
+    /// Remove one or more services
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+}
+
+fn bad(message: String) -> ClientError {
+    ClientError::Api {
+        status: 400,
+        message,
+    }
+}
+
+/// Waits (bounded) until the service runs as many tasks as it wants, printing the count
+/// when it changes, as the docker CLI's progress does.
+async fn converge(c: &Client, id: &str) -> Result<(), ClientError> {
+    let mut last = None;
+    for _ in 0..600 {
+        let s: Service = c.get_as(&format!("/services/{}", enc(id))).await?;
+        let st = s.service_status.unwrap_or_default();
+        if last != Some(st.running_tasks) {
+            println!("{}/{} running", st.running_tasks, st.desired_tasks);
+            last = Some(st.running_tasks);
+        }
+        if st.running_tasks == st.desired_tasks {
+            println!("verify: Service {} converged", s.spec.name);
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Err(bad(format!(
+        "service {id} did not converge within 60 s: see `berth service ps {id}`"
+    )))
+}
+
+pub(super) async fn run(c: &Client, cmd: ServiceCmd) -> Result<i32, ClientError> {
+    match cmd {
+        ServiceCmd::Create {
+            name,
+            replicas,
+            mode,
+            networks,
+            env,
+            constraints,
+            labels,
+            restart_condition,
+            image,
+            detach,
+            cmd,
+        } => {
+            let mode = match mode.as_str() {
+                "replicated" => ServiceMode {
+                    replicated: Some(Replicated {
+                        replicas: Some(u64::from(replicas.unwrap_or(1))),
+                    }),
+                    global: None,
+                },
+                "global" => ServiceMode {
+                    replicated: None,
+                    global: Some(Default::default()),
+                },
+                m => return Err(bad(format!("invalid mode {m:?}: use replicated or global"))),
+            };
+            let labels: BTreeMap<String, String> = labels
+                .iter()
+                .map(|l| {
+                    let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                    (k.to_string(), v.to_string())
+                })
+                .collect();
+            let spec = ServiceSpec {
+                name,
+                labels,
+                task_template: TaskTemplate {
+                    container_spec: ContainerSpec {
+                        image: image.unwrap_or_default(),
+                        command: cmd,
+                        args: vec![],
+                        env,
+                    },
+                    placement: Placement { constraints },
+                    restart_policy: restart_condition.map(|condition| RestartPolicy { condition }),
+                    networks: networks
+                        .into_iter()
+                        .map(|target| NetworkAttachment {
+                            target,
+                            aliases: vec![],
+                        })
+                        .collect(),
+                },
+                mode,
+            };
+            let r: ServiceCreateResponse = c.post_json("/services/create", &spec).await?;
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!("{}", r.id);
+            if !detach {
+                converge(c, &r.id).await?;
+            }
+            Ok(0)
+        }
+        ServiceCmd::Ls { quiet, format } => {
+            let services: Vec<Service> = c.get_as("/services").await?;
+            if quiet {
+                for s in &services {
+                    println!("{}", s.id);
+                }
+                return Ok(0);
+            }
+            let rows: Vec<Value> = services
+                .iter()
+                .map(|s| {
+                    let st = s.service_status.unwrap_or_default();
+                    let mode = if s.spec.mode.global.is_some() {
+                        "global"
+                    } else {
+                        "replicated"
+                    };
+                    json!({
+                        "ID": &s.id[..s.id.len().min(12)],
+                        "Name": s.spec.name,
+                        "Mode": mode,
+                        "Replicas": format!("{}/{}", st.running_tasks, st.desired_tasks),
+                        "Image": s.spec.task_template.container_spec.image,
+                        "Ports": "",
+                    })
+                })
+                .collect();
+            let template = format.unwrap_or_else(|| {
+                "table {{.ID}}\t{{.Name}}\t{{.Mode}}\t{{.Replicas}}\t{{.Image}}\t{{.Ports}}".into()
+            });
+            let headers = [
+                ("ID", "ID"),
+                ("Name", "NAME"),
+                ("Mode", "MODE"),
+                ("Replicas", "REPLICAS"),
+                ("Image", "IMAGE"),
+                ("Ports", "PORTS"),
+            ];
+            Ok(super::output::print_list(&template, &rows, &headers))
+        }
+        ServiceCmd::Ps {
+            filters,
+            format,
+            services,
+        } => {
+            let mut f = Filters::from_flags(&filters).map_err(|e| bad(e.to_string()))?;
+            for s in &services {
+                f = f.with("service", s);
+            }
+            let tasks: Vec<Task> = c
+                .get_as(&format!("/tasks?filters={}", enc(&f.to_json())))
+                .await?;
+            let all: Vec<Service> = c.get_as("/services").await?;
+            let nodes: Vec<berth_api::node::Node> = c.get_as("/nodes").await?;
+            let rows: Vec<Value> = tasks
+                .iter()
+                .map(|t| {
+                    let svc = all
+                        .iter()
+                        .find(|s| s.id == t.service_id)
+                        .map_or(t.service_id.clone(), |s| s.spec.name.clone());
+                    let node = nodes
+                        .iter()
+                        .find(|n| n.id == t.node_id)
+                        .map_or(t.node_id.clone(), |n| n.description.hostname.clone());
+                    let name = if t.slot == 0 {
+                        format!("{svc}.{}", &t.node_id[..t.node_id.len().min(10)])
+                    } else {
+                        format!("{svc}.{}", t.slot)
+                    };
+                    json!({
+                        "ID": &t.id[..t.id.len().min(12)],
+                        "Name": name,
+                        "Image": t.spec.container_spec.image,
+                        "Node": node,
+                        "DesiredState": "Running",
+                        "CurrentState": super::node::capital(&t.status.state),
+                        "Error": t.status.err,
+                        "Ports": "",
+                    })
+                })
+                .collect();
+            let template = format.unwrap_or_else(|| {
+                "table {{.ID}}\t{{.Name}}\t{{.Image}}\t{{.Node}}\t{{.DesiredState}}\t{{.CurrentState}}\t{{.Error}}\t{{.Ports}}".into()
+            });
+            let headers = [
+                ("ID", "ID"),
+                ("Name", "NAME"),
+                ("Image", "IMAGE"),
+                ("Node", "NODE"),
+                ("DesiredState", "DESIRED STATE"),
+                ("CurrentState", "CURRENT STATE"),
+                ("Error", "ERROR"),
+                ("Ports", "PORTS"),
+            ];
+            Ok(super::output::print_list(&template, &rows, &headers))
+        }
+        ServiceCmd::Inspect {
+            format, services, ..
+        } => super::inspect_each(c, "/services", &services, &format).await,
+        ServiceCmd::Scale { detach, pairs } => {
+            for p in &pairs {
+                let (name, n) = p
+                    .split_once('=')
+                    .and_then(|(s, n)| Some((s, n.parse::<u64>().ok()?)))
+                    .ok_or_else(|| {
+                        bad(format!("invalid scale specifier {p:?}: use NAME=REPLICAS"))
+                    })?;
+                let s: Service = c.get_as(&format!("/services/{}", enc(name))).await?;
+                let mut spec = s.spec.clone();
+                spec.mode.replicated = Some(Replicated { replicas: Some(n) });
+                let path = format!(
+                    "/services/{}/update?version={}",
+                    enc(&s.id),
+                    s.version.index
+                );
+                let _: Value = c.post_json(&path, &spec).await?;
+                println!("{name} scaled to {n}");
+                if !detach {
+                    converge(c, &s.id).await?;
+                }
+            }
+            Ok(0)
+        }
+        ServiceCmd::Rm { services } => {
+            for_each(&services, |s| async move {
+                c.delete(&format!("/services/{}", enc(&s))).await?;
+                println!("{s}");
+                Ok(())
+            })
+            .await
+        }
+    }
+}

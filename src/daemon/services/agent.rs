@@ -1,0 +1,156 @@
+//! The agent: this node's containers made to match the tasks the scheduler placed on it
+//! (swarmkit's worker `reconcileTaskState`), and their states reported to etcd. A task's
+//! container carries the task's id in a label, so a restarted daemon finds its tasks among
+//! its containers; a container whose task is gone (moved, scaled away, service removed) is
+//! removed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use super::{SERVICE_LABEL, TASK_LABEL};
+use crate::cluster::services::{ServiceRecord, TaskRecord, TaskState};
+use crate::cluster::{Cluster, View};
+use crate::daemon::containers::{ContainerCreate, Stdio};
+use crate::daemon::Daemon;
+use crate::model::{EndpointRequest, RestartPolicy};
+
+/// docker's task container name: `SERVICE.SLOT.TASK` (the node's id for a global service).
+fn container_name(svc: &ServiceRecord, t: &TaskRecord) -> String {
+    let slot = if t.slot == 0 {
+        t.node.chars().take(10).collect()
+    } else {
+        t.slot.to_string()
+    };
+    format!("{}.{slot}.{}", svc.spec.name, t.id)
+}
+
+impl Daemon {
+    /// One agent pass over `view` (from the round's read).
+    pub(crate) async fn agent(self: &Arc<Self>, cluster: &Cluster, view: &View) {
+        let mine: Vec<(&TaskRecord, &ServiceRecord)> = view
+            .services
+            .tasks
+            .values()
+            .filter(|t| t.node == cluster.id)
+            .filter_map(|t| {
+                let s = view
+                    .services
+                    .services
+                    .iter()
+                    .find(|s| s.record.id == t.service)?;
+                Some((t, &s.record))
+            })
+            .collect();
+        // Containers of tasks, by task id: (container id, running, exit code).
+        let local: BTreeMap<String, (String, bool, i64)> = {
+            let st = self.state.lock().await;
+            st.containers
+                .values()
+                .filter_map(|c| {
+                    let task = c.config.labels.get(TASK_LABEL)?;
+                    Some((
+                        task.clone(),
+                        (c.id.clone(), c.is_running(), c.state.exit_code),
+                    ))
+                })
+                .collect()
+        };
+        for (task, (cid, _, _)) in &local {
+            if !mine.iter().any(|(t, _)| &t.id == task) {
+                tracing::info!(task, "task no longer on this node: removing its container");
+                if let Err(e) = self.container_remove(cid, true).await {
+                    tracing::warn!(task, "removing a task's container: {e}");
+                }
+            }
+        }
+        let mut states = Vec::new();
+        for (t, svc) in &mine {
+            let state = match local.get(&t.id) {
+                Some((cid, true, _)) => state(t, "running", cid, ""),
+                Some((cid, false, 0)) => state(t, "complete", cid, ""),
+                Some((cid, false, code)) => {
+                    state(t, "failed", cid, &format!("task: non-zero exit ({code})"))
+                }
+                None => match self.start_task(svc, t).await {
+                    Ok(cid) => state(t, "running", &cid, ""),
+                    Err(e) => {
+                        tracing::warn!(task = %t.id, service = %svc.spec.name, "starting a task: {e}");
+                        state(t, "rejected", "", &e.to_string())
+                    }
+                },
+            };
+            states.push(state);
+        }
+        if let Err(e) = cluster.report(&view.services.states, &states).await {
+            tracing::warn!("reporting task states: {e}");
+        }
+    }
+
+    async fn start_task(
+        self: &Arc<Self>,
+        svc: &ServiceRecord,
+        t: &TaskRecord,
+    ) -> crate::daemon::Result<String> {
+        let spec = &svc.spec;
+        let mut labels = spec.labels.clone();
+        labels.insert(TASK_LABEL.into(), t.id.clone());
+        labels.insert(SERVICE_LABEL.into(), spec.name.clone());
+        labels.insert("com.docker.swarm.service.id".into(), svc.id.clone());
+        labels.insert("com.docker.swarm.node.id".into(), t.node.clone());
+        let names: Vec<String> = {
+            let st = self.state.lock().await;
+            spec.networks
+                .iter()
+                .filter_map(|id| st.networks.get(id).map(|n| n.name.clone()))
+                .collect()
+        };
+        // Every task answers to the service's name and to tasks.NAME on each network.
+        let aliases = vec![spec.name.clone(), format!("tasks.{}", spec.name)];
+        let req = ContainerCreate {
+            name: Some(container_name(svc, t)),
+            cmd: spec.cmd.clone(),
+            env: spec.env.clone(),
+            labels,
+            restart: RestartPolicy {
+                name: match spec.restart.as_str() {
+                    "none" => "no".into(),
+                    "on-failure" => "on-failure".into(),
+                    _ => "always".into(),
+                },
+                max_retries: 0,
+            },
+            network_mode: names.first().cloned().unwrap_or_else(|| "bridge".into()),
+            endpoints: names
+                .iter()
+                .map(|n| {
+                    (
+                        n.clone(),
+                        EndpointRequest {
+                            aliases: aliases.clone(),
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let id = self.container_create(req).await?;
+        if let Err(e) = self.container_start(&id, Stdio::Detached).await {
+            let _ = self.container_remove(&id, true).await;
+            return Err(e);
+        }
+        Ok(id)
+    }
+}
+
+fn state(t: &TaskRecord, s: &str, container: &str, error: &str) -> TaskState {
+    TaskState {
+        task: t.id.clone(),
+        state: s.into(),
+        container: container.into(),
+        error: error.into(),
+        since: Utc::now(),
+    }
+}

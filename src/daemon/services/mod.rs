@@ -1,0 +1,292 @@
+//! Services across the cluster: the operations (`service create`, `ls`, `ps`, `scale`,
+//! `rm`), the scheduler (run by the one node elected through etcd, `berth_sched` deciding),
+//! and the agent every node runs: it makes its containers match the tasks placed on it and
+//! reports their states. Both run in the overlay round, from the same read of etcd.
+
+mod agent;
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+
+use crate::cluster::services::{
+    Mode, ServiceRecord, ServiceSpec, ServiceView, TaskRecord, TaskState,
+};
+use crate::cluster::{Cluster, View};
+use crate::daemon::{Daemon, Error, Result};
+use crate::model::{new_id, valid_name, Driver};
+
+/// What `service create` asks.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceCreate {
+    pub name: String,
+    pub replicas: Option<u32>,
+    pub global: bool,
+    pub networks: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub constraints: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub image: String,
+    pub restart: Option<String>,
+}
+
+/// A task as `service ps` shows it.
+#[derive(Debug, Clone)]
+pub struct TaskView {
+    pub task: TaskRecord,
+    pub service: String,
+    pub node: String,
+    pub state: Option<TaskState>,
+}
+
+/// The label that ties a container to its task (docker's).
+pub(crate) const TASK_LABEL: &str = "com.docker.swarm.task.id";
+pub(crate) const SERVICE_LABEL: &str = "com.docker.swarm.service.name";
+
+fn sched_nodes(view: &View) -> Vec<berth_sched::Node> {
+    view.nodes
+        .iter()
+        .map(|n| berth_sched::Node {
+            id: n.record.id.clone(),
+            hostname: n.record.name.clone(),
+            labels: n.record.labels.clone(),
+            ready: n.ready,
+            availability: match n.record.availability {
+                crate::cluster::Availability::Active => berth_sched::Availability::Active,
+                crate::cluster::Availability::Pause => berth_sched::Availability::Pause,
+                crate::cluster::Availability::Drain => berth_sched::Availability::Drain,
+            },
+        })
+        .collect()
+}
+
+impl Daemon {
+    fn cluster_for(&self, what: &str) -> Result<std::sync::Arc<Cluster>> {
+        self.cluster.clone().ok_or_else(|| {
+            Error::Unavailable(format!(
+                "{what} needs cluster mode: start the daemon with --cluster-store etcd://HOST:PORT and --advertise-addr (this node is not a swarm manager)"
+            ))
+        })
+    }
+
+    async fn read_cluster(&self, what: &str) -> Result<(std::sync::Arc<Cluster>, View)> {
+        let c = self.cluster_for(what)?;
+        let v = c
+            .view()
+            .await
+            .map_err(|e| crate::cluster::overlay::needs_cluster(what, &e))?;
+        Ok((c, v))
+    }
+
+    pub async fn service_create(&self, req: ServiceCreate) -> Result<ServiceRecord> {
+        let c = self.cluster_for("service create")?;
+        if !valid_name(&req.name) {
+            return Err(Error::InvalidParameter(format!(
+                "invalid service name {:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit",
+                req.name
+            )));
+        }
+        if req.cmd.is_empty() {
+            return Err(Error::InvalidParameter(
+                "no command: give the program the tasks run after the options, e.g. `berth service create --name web -- sleep 600`".into(),
+            ));
+        }
+        if req.global && req.replicas.is_some() {
+            return Err(Error::InvalidParameter(
+                "--replicas can only be used with replicated mode".into(),
+            ));
+        }
+        for k in &req.constraints {
+            berth_sched::Constraint::parse(k).map_err(Error::InvalidParameter)?;
+        }
+        let restart = req.restart.clone().unwrap_or_else(|| "any".into());
+        if !["any", "on-failure", "none"].contains(&restart.as_str()) {
+            return Err(Error::InvalidParameter(format!(
+                "invalid restart condition {restart:?}: use any, on-failure or none"
+            )));
+        }
+        for names in [&req.networks] {
+            self.overlay_refresh_for(&names.iter().map(String::as_str).collect::<Vec<_>>())
+                .await;
+        }
+        let mut networks = Vec::new();
+        {
+            let st = self.state.lock().await;
+            for n in &req.networks {
+                let id = st.network_id(n)?;
+                let net = &st.networks[&id];
+                if net.driver != Driver::Overlay {
+                    return Err(Error::InvalidParameter(format!(
+                        "network {} is not an overlay network: services attach to networks of cluster scope (create one with -d overlay)",
+                        net.name
+                    )));
+                }
+                networks.push(id);
+            }
+        }
+        let now = Utc::now();
+        let rec = ServiceRecord {
+            id: new_id()[..25].to_string(),
+            spec: ServiceSpec {
+                name: req.name,
+                mode: if req.global {
+                    Mode::Global
+                } else {
+                    Mode::Replicated(req.replicas.unwrap_or(1))
+                },
+                networks,
+                cmd: req.cmd,
+                env: req.env,
+                constraints: req.constraints,
+                labels: req.labels,
+                image: req.image,
+                restart,
+            },
+            created: now,
+            updated: now,
+        };
+        c.create_service(&rec).await?;
+        Ok(rec)
+    }
+
+    pub async fn service_list(&self) -> Result<(Vec<ServiceView>, View)> {
+        let (_, v) = self.read_cluster("service ls").await?;
+        let mut s = v.services.services.clone();
+        s.sort_by(|a, b| a.record.spec.name.cmp(&b.record.spec.name));
+        Ok((s, v))
+    }
+
+    pub async fn service_get(&self, key: &str) -> Result<(ServiceView, View)> {
+        let (_, v) = self.read_cluster("service inspect").await?;
+        let s = v
+            .services
+            .service(key)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("service {key} not found")))?;
+        Ok((s, v))
+    }
+
+    /// `service scale NAME=K` (a replicated service's replica count).
+    pub async fn service_scale(&self, key: &str, replicas: u32) -> Result<()> {
+        let c = self.cluster_for("service scale")?;
+        let (s, _) = self.service_get(key).await?;
+        let mut rec = s.record.clone();
+        if rec.spec.mode == Mode::Global {
+            return Err(Error::InvalidParameter(format!(
+                "scale can only be used with replicated mode: {} is global",
+                rec.spec.name
+            )));
+        }
+        rec.spec.mode = Mode::Replicated(replicas);
+        rec.updated = Utc::now();
+        c.update_service(&rec, s.version).await
+    }
+
+    pub async fn service_remove(&self, key: &str) -> Result<()> {
+        let c = self.cluster_for("service rm")?;
+        let (s, _) = self.service_get(key).await?;
+        c.remove_service(&s.record).await
+    }
+
+    /// Tasks (of one service, or all), with their nodes' names and states.
+    pub fn task_views(view: &View, service: Option<&str>) -> Vec<TaskView> {
+        let mut out: Vec<TaskView> = view
+            .services
+            .tasks
+            .values()
+            .filter(|t| service.is_none_or(|s| s == t.service))
+            .map(|t| TaskView {
+                task: t.clone(),
+                service: view
+                    .services
+                    .services
+                    .iter()
+                    .find(|s| s.record.id == t.service)
+                    .map_or(t.service.clone(), |s| s.record.spec.name.clone()),
+                node: view
+                    .nodes
+                    .iter()
+                    .find(|n| n.record.id == t.node)
+                    .map_or(t.node.clone(), |n| n.record.name.clone()),
+                state: view.services.states.get(&t.id).cloned(),
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (&a.service, a.task.slot, &a.node).cmp(&(&b.service, b.task.slot, &b.node))
+        });
+        out
+    }
+
+    /// The elected scheduler's part of a round: each service's tasks placed as
+    /// `berth_sched` says, written with a compare on the service's version.
+    pub(crate) async fn schedule(&self, cluster: &Cluster, view: &View) {
+        if !cluster.elect(view.services.scheduler.as_deref()).await {
+            return;
+        }
+        let nodes = sched_nodes(view);
+        let mut load: BTreeMap<String, usize> = BTreeMap::new();
+        for t in view.services.tasks.values() {
+            *load.entry(t.node.clone()).or_default() += 1;
+        }
+        for s in &view.services.services {
+            let spec = &s.record.spec;
+            let mode = match spec.mode {
+                Mode::Replicated(n) => berth_sched::Mode::Replicated(n),
+                Mode::Global => berth_sched::Mode::Global,
+            };
+            let constraints: Vec<berth_sched::Constraint> = spec
+                .constraints
+                .iter()
+                .filter_map(|c| berth_sched::Constraint::parse(c).ok())
+                .collect();
+            let tasks: Vec<&TaskRecord> = view.services.tasks_of(&s.record.id).collect();
+            let current: Vec<berth_sched::Placement> = tasks
+                .iter()
+                .map(|t| berth_sched::Placement {
+                    slot: t.slot,
+                    node: t.node.clone(),
+                })
+                .collect();
+            let plan = berth_sched::plan(mode, &constraints, &nodes, &current, &load);
+            if plan.is_empty() {
+                continue;
+            }
+            let now = Utc::now();
+            let put: Vec<TaskRecord> = plan
+                .place
+                .iter()
+                .map(|p| TaskRecord {
+                    id: new_id()[..25].to_string(),
+                    service: s.record.id.clone(),
+                    slot: p.slot,
+                    node: p.node.clone(),
+                    created: now,
+                })
+                .collect();
+            // A replaced slot's old task goes; so does every task the plan removes.
+            let gone: Vec<TaskRecord> = tasks
+                .iter()
+                .filter(|t| {
+                    plan.remove
+                        .iter()
+                        .chain(plan.place.iter())
+                        .any(|p| p.slot == t.slot && (t.slot != 0 || p.node == t.node))
+                })
+                .map(|t| (*t).clone())
+                .collect();
+            match cluster.write_tasks(s, &put, &gone).await {
+                Ok(true) => tracing::info!(
+                    service = %spec.name,
+                    placed = put.len(),
+                    removed = gone.len(),
+                    "tasks scheduled"
+                ),
+                Ok(false) => {
+                    tracing::debug!(service = %spec.name, "the service changed while scheduling it; next round")
+                }
+                Err(e) => tracing::warn!(service = %spec.name, "writing tasks: {e}"),
+            }
+        }
+    }
+}

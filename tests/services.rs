@@ -1,0 +1,256 @@
+//! Services across nodes: the elected scheduler spreads a service's tasks over the nodes,
+//! each node's agent runs its own, the service's name answers every task, a lost node's
+//! tasks are placed again elsewhere, and scaling and removal reach every node.
+
+mod common;
+
+use common::cluster::Fabric;
+use common::{wait_until, Host};
+
+fn dig(h: &Host, ctr: &str, name: &str) -> Vec<String> {
+    let mut v: Vec<String> = h
+        .ok(&["exec", ctr, "dig", "+short", "+time=1", "+tries=2", name])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+fn tasks(h: &Host, svc: &str) -> Vec<String> {
+    let mut v: Vec<String> = h
+        .ok(&[
+            "service",
+            "ps",
+            svc,
+            "--format",
+            "{{.Name}} {{.Node}} {{.CurrentState}}",
+        ])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+fn task_containers(h: &Host) -> usize {
+    h.ok(&[
+        "ps",
+        "--filter",
+        "label=com.docker.swarm.service.name",
+        "--format",
+        "{{.Names}}",
+    ])
+    .lines()
+    .count()
+}
+
+#[test]
+fn replicas_spread_answer_by_name_survive_a_node_and_scale() {
+    need_root!();
+    let fabric = Fabric::new();
+    let n1 = fabric.node(11);
+    let n2 = fabric.node(12);
+    let mut n3 = fabric.node(13);
+    n1.ok(&["network", "create", "-d", "overlay", "app"]);
+    let out = n1.ok(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "3",
+        "--network",
+        "app",
+        "--",
+        "socat",
+        "TCP-LISTEN:80,fork,reuseaddr",
+        "SYSTEM:hostname",
+    ]);
+    assert!(out.contains("3/3 running"), "{out}");
+    let ls = n2.ok(&[
+        "service",
+        "ls",
+        "--format",
+        "{{.Name}} {{.Mode}} {{.Replicas}}",
+    ]);
+    assert_eq!(ls, "web replicated 3/3\n");
+    // One task per node: the scheduler spreads by load.
+    let t = tasks(&n2, "web");
+    assert_eq!(t.len(), 3, "{t:?}");
+    let mut nodes: Vec<&str> = t.iter().map(|l| l.split(' ').nth(1).unwrap()).collect();
+    nodes.sort_unstable();
+    assert_eq!(nodes, ["n11", "n12", "n13"], "{t:?}");
+    assert!(t.iter().all(|l| l.ends_with(" Running")), "{t:?}");
+    for h in [&n1, &n2, &n3] {
+        assert_eq!(task_containers(h), 1);
+    }
+    if std::process::Command::new("docker")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let o = n3.docker(&[
+            "service",
+            "ls",
+            "--format",
+            "{{.Name}} {{.Mode}} {{.Replicas}}",
+        ]);
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            "web replicated 3/3\n",
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let o = n3.docker(&[
+            "service",
+            "ps",
+            "web",
+            "--format",
+            "{{.Name}} {{.CurrentState}}",
+        ]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(
+            text.lines().count(),
+            3,
+            "{text} {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    // The name answers every task, on every node; each task answers in turn.
+    n1.sleeper("client", &["--network", "app"]);
+    wait_until("web and tasks.web answer the three tasks", || {
+        dig(&n1, "client", "web").len() == 3 && dig(&n1, "client", "tasks.web").len() == 3
+    });
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        let o = n1.berth(&[
+            "exec",
+            "client",
+            "socat",
+            "-T2",
+            "-",
+            "TCP:web:80,connect-timeout=2",
+        ]);
+        seen.insert(String::from_utf8_lossy(&o.stdout).trim().to_string());
+    }
+    seen.remove("");
+    assert_eq!(seen.len(), 3, "replicas that answered: {seen:?}");
+
+    // n13 lost: its task is placed again on a Ready node, the service is back at 3.
+    n3.kill9_daemon();
+    n3.ns.sh_ok("ip link set lan down");
+    wait_until("web back at 3 running tasks without n13", || {
+        let t = tasks(&n1, "web");
+        t.len() == 3
+            && t.iter().all(|l| l.ends_with(" Running"))
+            && !t.iter().any(|l| l.contains(" n13 "))
+    });
+    wait_until("the name answers the three live tasks", || {
+        dig(&n1, "client", "web").len() == 3
+    });
+
+    // Drain: n12's task moves to n11, the only other Ready node.
+    n1.ok(&["node", "update", "--availability", "drain", "n12"]);
+    wait_until("no task on the drained node", || {
+        let t = tasks(&n1, "web");
+        t.len() == 3
+            && t.iter()
+                .all(|l| l.contains(" n11 ") && l.ends_with(" Running"))
+    });
+    wait_until("n12's task container gone", || task_containers(&n2) == 0);
+    n1.ok(&["node", "update", "--availability", "active", "n12"]);
+    // Constraints: a second service only where the label is.
+    n1.ok(&["node", "update", "--label-add", "disk=ssd", "n12"]);
+    n1.ok(&[
+        "service",
+        "create",
+        "--name",
+        "db",
+        "--replicas",
+        "2",
+        "--network",
+        "app",
+        "--constraint",
+        "node.labels.disk==ssd",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let t = tasks(&n1, "db");
+    assert!(
+        t.len() == 2 && t.iter().all(|l| l.contains(" n12 ")),
+        "{t:?}"
+    );
+    n1.ok(&["service", "rm", "db"]);
+    wait_until("db's containers gone", || task_containers(&n2) == 0);
+
+    // Scale down: the tasks go, and so do their containers.
+    n2.ok(&["service", "scale", "web=1"]);
+    wait_until("one task left", || tasks(&n1, "web").len() == 1);
+    wait_until("one task container left", || {
+        task_containers(&n1) + task_containers(&n2) == 1
+    });
+    n1.ok(&["service", "rm", "web"]);
+    wait_until("no task container left", || {
+        task_containers(&n1) + task_containers(&n2) == 0
+    });
+    assert_eq!(n2.ok(&["service", "ls", "-q"]), "");
+}
+
+#[test]
+fn services_need_a_cluster_and_good_input() {
+    need_root!();
+    let mut solo = Host::new();
+    solo.start_daemon();
+    let err = solo.fails(&["service", "ls"]);
+    assert!(err.contains("cluster mode"), "{err}");
+
+    let fabric = Fabric::new();
+    let n1 = fabric.node(11);
+    n1.ok(&["network", "create", "--subnet", "10.77.0.0/24", "local"]);
+    for (args, want) in [
+        (
+            vec!["--name", "a", "--network", "local", "--", "sleep", "60"],
+            "not an overlay network",
+        ),
+        (
+            vec![
+                "--name",
+                "b",
+                "--constraint",
+                "node.cpu==4",
+                "--",
+                "sleep",
+                "60",
+            ],
+            "not a key berth knows",
+        ),
+        (
+            vec![
+                "--name",
+                "c",
+                "--restart-condition",
+                "sometimes",
+                "--",
+                "sleep",
+                "60",
+            ],
+            "invalid restart condition",
+        ),
+    ] {
+        let mut a = vec!["service", "create", "-d"];
+        a.extend(args);
+        let err = n1.fails(&a);
+        assert!(err.contains(want), "{a:?}: {err}");
+    }
+    assert_eq!(n1.ok(&["service", "ls", "-q"]), "");
+    n1.ok(&[
+        "service", "create", "-d", "--name", "once", "--", "sleep", "60",
+    ]);
+    let err = n1.fails(&[
+        "service", "create", "-d", "--name", "once", "--", "sleep", "60",
+    ]);
+    assert!(err.contains("already exists"), "{err}");
+}
