@@ -118,11 +118,25 @@ fn replicas_spread_answer_by_name_survive_a_node_and_scale() {
         );
     }
 
-    // The name answers every task, on every node; each task answers in turn.
+    // The name answers the service's virtual IP on every node, tasks.NAME every task;
+    // connections to the VIP are balanced over the tasks by the client's node.
+    let vip = n2.ok(&[
+        "service",
+        "inspect",
+        "-f",
+        "{{range .Endpoint.VirtualIPs}}{{.Addr}}{{end}}",
+        "web",
+    ]);
+    let vip = vip.trim().split('/').next().unwrap().to_string();
+    assert!(vip.starts_with("10.0.0."), "{vip}");
     n1.sleeper("client", &["--network", "app"]);
-    wait_until("web and tasks.web answer the three tasks", || {
-        dig(&n1, "client", "web").len() == 3 && dig(&n1, "client", "tasks.web").len() == 3
+    n3.sleeper("client3", &["--network", "app"]);
+    wait_until("web answers its VIP and tasks.web the three tasks", || {
+        dig(&n1, "client", "web") == [vip.clone()]
+            && dig(&n3, "client3", "web") == [vip.clone()]
+            && dig(&n1, "client", "tasks.web").len() == 3
     });
+    assert!(!dig(&n1, "client", "tasks.web").contains(&vip));
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..30 {
         let o = n1.berth(&[
@@ -138,6 +152,55 @@ fn replicas_spread_answer_by_name_survive_a_node_and_scale() {
     seen.remove("");
     assert_eq!(seen.len(), 3, "replicas that answered: {seen:?}");
 
+    // Through the VIP to a task on another node, the task sees the client's own address.
+    n1.ok(&[
+        "service",
+        "create",
+        "--name",
+        "peer",
+        "--network",
+        "app",
+        "--constraint",
+        "node.hostname==n12",
+        "--",
+        "socat",
+        "TCP-LISTEN:81,fork,reuseaddr",
+        "SYSTEM:echo $SOCAT_PEERADDR",
+    ]);
+    let client_ip = n1.ip_of("client", "app");
+    wait_until("peer answers through its VIP", || {
+        let o = n1.berth(&[
+            "exec",
+            "client",
+            "socat",
+            "-T2",
+            "-",
+            "TCP:peer:81,connect-timeout=2",
+        ]);
+        String::from_utf8_lossy(&o.stdout).trim() == client_ip
+    });
+    n1.ok(&["service", "rm", "peer"]);
+    // dnsrr: the name answers every task, no VIP.
+    n1.ok(&[
+        "service",
+        "create",
+        "--name",
+        "rr",
+        "--replicas",
+        "2",
+        "--endpoint-mode",
+        "dnsrr",
+        "--network",
+        "app",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    wait_until("rr answers its two tasks", || {
+        dig(&n1, "client", "rr").len() == 2
+    });
+    n1.ok(&["service", "rm", "rr"]);
+
     // n13 lost: its task is placed again on a Ready node, the service is back at 3.
     n3.kill9_daemon();
     n3.ns.sh_ok("ip link set lan down");
@@ -147,8 +210,23 @@ fn replicas_spread_answer_by_name_survive_a_node_and_scale() {
             && t.iter().all(|l| l.ends_with(" Running"))
             && !t.iter().any(|l| l.contains(" n13 "))
     });
-    wait_until("the name answers the three live tasks", || {
-        dig(&n1, "client", "web").len() == 3
+    wait_until("tasks.web answers the three live tasks", || {
+        dig(&n1, "client", "tasks.web").len() == 3
+    });
+    // Through the VIP, every request is answered by a live task.
+    wait_until("30 requests through the VIP all answered", || {
+        (0..30).all(|_| {
+            !n1.berth(&[
+                "exec",
+                "client",
+                "socat",
+                "-T2",
+                "-",
+                "TCP:web:80,connect-timeout=2",
+            ])
+            .stdout
+            .is_empty()
+        })
     });
 
     // Drain: n12's task moves to n11, the only other Ready node.
@@ -192,6 +270,8 @@ fn replicas_spread_answer_by_name_survive_a_node_and_scale() {
     wait_until("one task container left", || {
         task_containers(&n1) + task_containers(&n2) == 1
     });
+    let err = n1.fails(&["network", "rm", "app"]);
+    assert!(err.contains("in use by service web"), "{err}");
     n1.ok(&["service", "rm", "web"]);
     wait_until("no task container left", || {
         task_containers(&n1) + task_containers(&n2) == 0

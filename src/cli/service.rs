@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use berth_api::service::{
-    ContainerSpec, NetworkAttachment, Placement, Replicated, RestartPolicy, Service,
+    ContainerSpec, EndpointSpec, NetworkAttachment, Placement, Replicated, RestartPolicy, Service,
     ServiceCreateResponse, ServiceMode, ServiceSpec, Task, TaskTemplate,
 };
 use berth_api::Filters;
@@ -41,6 +41,9 @@ pub enum ServiceCmd {
         /// Shown, not pulled (berth runs host programs)
         #[arg(long)]
         image: Option<String>,
+        /// vip (one virtual IP per network) or dnsrr (the name answers every task)
+        #[arg(long = "endpoint-mode")]
+        endpoint_mode: Option<String>,
         /// Return at once instead of waiting for the tasks to run
         #[arg(short, long)]
         detach: bool,
@@ -129,6 +132,7 @@ pub(super) async fn run(c: &Client, cmd: ServiceCmd) -> Result<i32, ClientError>
             labels,
             restart_condition,
             image,
+            endpoint_mode,
             detach,
             cmd,
         } => {
@@ -173,6 +177,7 @@ pub(super) async fn run(c: &Client, cmd: ServiceCmd) -> Result<i32, ClientError>
                         .collect(),
                 },
                 mode,
+                endpoint_spec: endpoint_mode.map(|mode| EndpointSpec { mode }),
             };
             let r: ServiceCreateResponse = c.post_json("/services/create", &spec).await?;
             for w in &r.warnings {

@@ -248,6 +248,17 @@ impl Cluster {
         let unavailable = |e: berth_store::StoreError| needs_cluster("network rm", &e);
         for _ in 0..5 {
             let v = self.view().await.map_err(unavailable)?;
+            if let Some(s) = v
+                .services
+                .services
+                .iter()
+                .find(|s| s.record.spec.networks.contains(&net.id))
+            {
+                return Err(Error::Forbidden(format!(
+                    "rpc error: network {} is in use by service {}: remove the service first",
+                    net.name, s.record.spec.name
+                )));
+            }
             let busy: Vec<String> = v
                 .endpoint_records()
                 .filter(|e| e.network == net.id && v.ready(&e.node))
@@ -309,13 +320,23 @@ impl Cluster {
 
     /// Claims `block` of `net` for this node: `Ok(false)` if another node has it.
     pub async fn claim_block(&self, net: &str, block: IpNet) -> Result<bool, Error> {
+        self.claim_block_as(net, block, &self.id).await
+    }
+
+    /// Claims `block` of `net` for `owner` (a node, or `vip` for services' virtual IPs).
+    pub async fn claim_block_as(
+        &self,
+        net: &str,
+        block: IpNet,
+        owner: &str,
+    ) -> Result<bool, Error> {
         let k = block_key(net, &block);
         let txn = Txn::when(
             vec![
                 Compare::Absent(k.clone()),
                 Compare::Present(network_key(net)),
             ],
-            vec![Op::put(k, self.id.clone())],
+            vec![Op::put(k, owner.to_string())],
         );
         let r = self
             .store

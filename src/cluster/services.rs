@@ -64,12 +64,23 @@ pub struct ServiceSpec {
     pub image: String,
     /// docker's restart condition: any, on-failure, none.
     pub restart: String,
+    /// `vip` (the name answers one virtual IP per network, balanced by nftables on the
+    /// client's node) or `dnsrr` (the name answers every task).
+    #[serde(default = "vip_mode")]
+    pub endpoint_mode: String,
+}
+
+fn vip_mode() -> String {
+    "vip".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceRecord {
     pub id: String,
     pub spec: ServiceSpec,
+    /// The virtual IP on each network (network id → address), in `vip` mode.
+    #[serde(default)]
+    pub vips: BTreeMap<String, std::net::IpAddr>,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
 }
@@ -172,27 +183,43 @@ impl Services {
 }
 
 impl Cluster {
-    pub async fn create_service(&self, rec: &ServiceRecord) -> Result<(), Error> {
-        let txn = Txn::when(
-            vec![Compare::Absent(format!("{SVCNAMES}{}", rec.spec.name))],
-            vec![
-                Op::put(
-                    service_key(&rec.id),
-                    serde_json::to_vec(rec).expect("serializes"),
-                ),
-                Op::put(format!("{SVCNAMES}{}", rec.spec.name), rec.id.clone()),
-            ],
-        );
+    /// Records the service with its VIPs' address keys (each compared absent), in one
+    /// transaction.
+    pub async fn create_service(
+        &self,
+        rec: &ServiceRecord,
+        vips: &[super::EndpointRecord],
+    ) -> Result<(), Error> {
+        let mut compares = vec![Compare::Absent(format!("{SVCNAMES}{}", rec.spec.name))];
+        let mut ops = vec![
+            Op::put(
+                service_key(&rec.id),
+                serde_json::to_vec(rec).expect("serializes"),
+            ),
+            Op::put(format!("{SVCNAMES}{}", rec.spec.name), rec.id.clone()),
+        ];
+        for v in vips {
+            for k in v.keys() {
+                compares.push(Compare::Absent(k.clone()));
+                ops.push(Op::put(k, serde_json::to_vec(v).expect("serializes")));
+            }
+        }
+        let txn = Txn::when(compares, ops);
         let r = self
             .store
             .txn(txn)
             .await
             .map_err(|e| needs_cluster("service create", &e))?;
         if !r.succeeded {
-            return Err(Error::Conflict(format!(
-                "service {} already exists",
-                rec.spec.name
-            )));
+            let taken = self
+                .store
+                .get(&format!("{SVCNAMES}{}", rec.spec.name))
+                .await
+                .map_err(|e| needs_cluster("service create", &e))?;
+            return Err(Error::Conflict(match taken {
+                Some(_) => format!("service {} already exists", rec.spec.name),
+                None => "a virtual IP was taken meanwhile; try again".into(),
+            }));
         }
         Ok(())
     }
@@ -226,7 +253,14 @@ impl Cluster {
                 Op::Delete(service_key(&rec.id)),
                 Op::Delete(format!("{SVCNAMES}{}", rec.spec.name)),
                 Op::DeletePrefix(format!("{TASKS}{}/", rec.id)),
-            ],
+            ]
+            .into_iter()
+            .chain(
+                rec.vips
+                    .iter()
+                    .map(|(net, ip)| Op::Delete(super::overlay::endpoint_key(net, *ip))),
+            )
+            .collect(),
         );
         self.store
             .txn(txn)

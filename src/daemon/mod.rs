@@ -108,6 +108,8 @@ pub struct Daemon {
     overlay_wake: Arc<tokio::sync::Notify>,
     /// Orders making an overlay bridge for a join and removing it after the last leave.
     overlay_lock: Mutex<()>,
+    /// The services' VIPs as last programmed (`services/vip.rs`); `None` until the first.
+    lb_applied: Mutex<Option<BTreeMap<std::net::Ipv4Addr, Vec<std::net::Ipv4Addr>>>>,
 }
 
 /// The v2 store under `root`; a v1 database found there is moved into it first.
@@ -197,6 +199,7 @@ impl Daemon {
             remote_catalog: Default::default(),
             overlay_wake,
             overlay_lock: Mutex::new(()),
+            lb_applied: Mutex::new(None),
         });
         d.load().await?;
         d.reconcile().await?;

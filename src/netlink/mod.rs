@@ -233,6 +233,49 @@ impl Netlink {
         }
     }
 
+    /// The IPv4 /32 addresses on a link (the loopback's service VIPs).
+    pub async fn host_addresses_v4(&self, index: u32) -> Result<Vec<std::net::Ipv4Addr>, NetError> {
+        use futures::TryStreamExt;
+        use netlink_packet_route::address::AddressAttribute;
+        let mut out = Vec::new();
+        let mut s = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        while let Some(m) = s.try_next().await.map_err(NetError::nl("list addresses"))? {
+            if m.header.prefix_len != 32 {
+                continue;
+            }
+            for a in &m.attributes {
+                if let AddressAttribute::Local(IpAddr::V4(v)) = a {
+                    out.push(*v);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes `ip/len` from a link (nothing if it is not there).
+    pub async fn del_address(&self, index: u32, ip: IpAddr, len: u8) -> Result<(), NetError> {
+        let mut m = netlink_packet_route::address::AddressMessage::default();
+        m.header.index = index;
+        m.header.prefix_len = len;
+        m.header.family = match ip {
+            IpAddr::V4(_) => netlink_packet_route::AddressFamily::Inet,
+            IpAddr::V6(_) => netlink_packet_route::AddressFamily::Inet6,
+        };
+        m.attributes
+            .push(netlink_packet_route::address::AddressAttribute::Local(ip));
+        m.attributes
+            .push(netlink_packet_route::address::AddressAttribute::Address(ip));
+        match self.handle.address().del(m).execute().await {
+            Err(e) if matches!(errno_of(&e), libc::EADDRNOTAVAIL | libc::ENOENT) => Ok(()),
+            r => r.map_err(NetError::nl(format!("delete address {ip}/{len}"))),
+        }
+    }
+
     /// Brings an existing bridge to the settings `create_bridge` gives new ones: a fixed
     /// MAC (it then stops following its ports' addresses) and no multicast snooping.
     pub async fn adopt_bridge(&self, name: &str, mac: [u8; 6]) -> Result<(), NetError> {

@@ -15,6 +15,33 @@ pub struct ServiceSpec {
     pub labels: BTreeMap<String, String>,
     pub task_template: TaskTemplate,
     pub mode: ServiceMode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_spec: Option<EndpointSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct EndpointSpec {
+    /// `vip` or `dnsrr`.
+    pub mode: String,
+}
+
+/// What a service has on its networks (`Endpoint.VirtualIPs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Endpoint {
+    pub spec: EndpointSpec,
+    #[serde(rename = "VirtualIPs")]
+    pub virtual_ips: Vec<VirtualIp>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct VirtualIp {
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    /// `ADDRESS/PREFIX`.
+    pub addr: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +110,7 @@ pub struct Service {
     pub created_at: String,
     pub updated_at: String,
     pub spec: ServiceSpec,
+    pub endpoint: Endpoint,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_status: Option<ServiceStatus>,
 }

@@ -40,6 +40,13 @@ impl Nft {
         Ok(())
     }
 
+    /// Applies nft text (`nft -f -`): one transaction, as a JSON batch is.
+    pub fn apply_text(&self, text: &str) -> Result<(), FirewallError> {
+        self.run(&["-f", "-"], Some(text.as_bytes().to_vec()))
+            .map(|_| ())
+            .map_err(|f| f.into_error(|stderr| FirewallError::Rejected { stderr }))
+    }
+
     /// Creates the admin's policy table if it does not exist; an existing one (with the
     /// admin's elements) is left exactly as it is.
     pub fn ensure_policy_table(&self) -> Result<(), FirewallError> {

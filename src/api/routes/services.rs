@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use berth_api::service::{
-    ContainerSpec, ContainerStatus, NetworkAttachment, Placement, Replicated, RestartPolicy,
-    Service, ServiceCreateResponse, ServiceMode, ServiceSpec, ServiceStatus, Task, TaskStatus,
-    TaskTemplate, Version,
+    ContainerSpec, ContainerStatus, Endpoint, EndpointSpec, NetworkAttachment, Placement,
+    Replicated, RestartPolicy, Service, ServiceCreateResponse, ServiceMode, ServiceSpec,
+    ServiceStatus, Task, TaskStatus, TaskTemplate, Version, VirtualIp,
 };
 use serde::Deserialize;
 
@@ -96,6 +96,29 @@ fn service_json(s: &ServiceView, view: &View) -> Service {
                     global: Some(Default::default()),
                 },
             },
+            endpoint_spec: Some(EndpointSpec {
+                mode: r.spec.endpoint_mode.clone(),
+            }),
+        },
+        endpoint: Endpoint {
+            spec: EndpointSpec {
+                mode: r.spec.endpoint_mode.clone(),
+            },
+            virtual_ips: r
+                .vips
+                .iter()
+                .map(|(net, ip)| VirtualIp {
+                    network_id: net.clone(),
+                    addr: format!(
+                        "{ip}/{}",
+                        view.networks
+                            .iter()
+                            .find(|n| &n.id == net)
+                            .and_then(|n| n.pools.first())
+                            .map_or(32, |p| p.prefix_len())
+                    ),
+                })
+                .collect(),
         },
         service_status: Some(ServiceStatus {
             running_tasks: running as u64,
@@ -137,6 +160,7 @@ fn create_request(spec: ServiceSpec) -> Result<ServiceCreate, Error> {
             .restart_policy
             .map(|r| r.condition)
             .filter(|c| !c.is_empty()),
+        endpoint_mode: spec.endpoint_spec.map(|e| e.mode).filter(|m| !m.is_empty()),
     })
 }
 

@@ -60,7 +60,8 @@ impl Controller for OverlayKick {
 pub(crate) fn remote_names(view: &View, me: &str) -> BTreeMap<String, dns::Sandbox> {
     let mut out: BTreeMap<String, dns::Sandbox> = BTreeMap::new();
     for e in view.endpoint_records() {
-        if e.node == me || !view.ready(&e.node) {
+        // A service's VIP belongs to no node: every node answers it.
+        if !e.node.is_empty() && (e.node == me || !view.ready(&e.node)) {
             continue;
         }
         let s = out
@@ -121,6 +122,7 @@ impl Daemon {
                         d.set_remote_catalog(&view, &cluster.id);
                         d.schedule(&cluster, &view).await;
                         d.agent(&cluster, &view).await;
+                        d.lb_round(&view).await;
                         if let Some(m) = &mut mesh {
                             m.round(&view).await;
                         }
@@ -153,7 +155,7 @@ impl Daemon {
     ) {
         let now: BTreeMap<(String, String), crate::cluster::EndpointRecord> = view
             .endpoint_records()
-            .filter(|e| e.node != me && view.ready(&e.node))
+            .filter(|e| !e.node.is_empty() && e.node != me && view.ready(&e.node))
             .map(|e| ((e.network.clone(), e.container.clone()), e.clone()))
             .collect();
         let node_name = |id: &str| {

@@ -106,8 +106,12 @@ impl Daemon {
                 .filter_map(|id| st.networks.get(id).map(|n| n.name.clone()))
                 .collect()
         };
-        // Every task answers to the service's name and to tasks.NAME on each network.
-        let aliases = vec![spec.name.clone(), format!("tasks.{}", spec.name)];
+        // Every task answers to tasks.NAME on each network, and to the service's name too
+        // in dnsrr mode (in vip mode the name is the VIP's).
+        let mut aliases = vec![format!("tasks.{}", spec.name)];
+        if spec.endpoint_mode == "dnsrr" {
+            aliases.insert(0, spec.name.clone());
+        }
         let req = ContainerCreate {
             name: Some(container_name(svc, t)),
             cmd: spec.cmd.clone(),

@@ -4,6 +4,7 @@
 //! reports their states. Both run in the overlay round, from the same read of etcd.
 
 mod agent;
+mod vip;
 
 use std::collections::BTreeMap;
 
@@ -29,6 +30,8 @@ pub struct ServiceCreate {
     pub labels: BTreeMap<String, String>,
     pub image: String,
     pub restart: Option<String>,
+    /// `vip` (default) or `dnsrr`.
+    pub endpoint_mode: Option<String>,
 }
 
 /// A task as `service ps` shows it.
@@ -125,10 +128,24 @@ impl Daemon {
                 networks.push(id);
             }
         }
+        let endpoint_mode = req.endpoint_mode.clone().unwrap_or_else(|| "vip".into());
+        if !["vip", "dnsrr"].contains(&endpoint_mode.as_str()) {
+            return Err(Error::InvalidParameter(format!(
+                "invalid endpoint mode {endpoint_mode:?}: use vip or dnsrr"
+            )));
+        }
+        let id = new_id()[..25].to_string();
+        let (vips, vip_records) = if endpoint_mode == "vip" {
+            self.pick_vips(&c, &id, &req.name, &networks).await?
+        } else {
+            Default::default()
+        };
         let now = Utc::now();
         let rec = ServiceRecord {
-            id: new_id()[..25].to_string(),
+            id,
+            vips,
             spec: ServiceSpec {
+                endpoint_mode,
                 name: req.name,
                 mode: if req.global {
                     Mode::Global
@@ -146,7 +163,7 @@ impl Daemon {
             created: now,
             updated: now,
         };
-        c.create_service(&rec).await?;
+        c.create_service(&rec, &vip_records).await?;
         Ok(rec)
     }
 
