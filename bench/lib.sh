@@ -90,6 +90,14 @@ fabric_start() {
 }
 fabric_kill() { [ -n "${FABRIC:-}" ] && kill -9 "$FABRIC" 2>/dev/null; FABRIC=""; }
 
+# The fabric with everything removed on exit, and an empty resolv.conf for the daemons (no
+# upstream resolvers: a name that is not, or not yet, a container's is answered at once).
+fabric_session() {
+  FABRIC=""
+  trap 'fabric_kill; holders_kill_all; rm -rf "$BENCH_WORK"' EXIT
+  fabric_start && : >"$BENCH_WORK/resolv.conf"
+}
+
 # lan_host N: a host holder at 10.99.0.N on the LAN -> HOLDER_PID.
 lan_host() {
   local n=$1

@@ -20,10 +20,7 @@ done
 BENCH_WORK=$(mktemp -d /tmp/berth-bench-mesh.XXXX); export BENCH_WORK
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
-FABRIC=""
-cleanup() { fabric_kill; holders_kill_all; rm -rf "$BENCH_WORK"; }
-trap cleanup EXIT
-fabric_start || exit 1
+fabric_session || exit 1
 declare -A HOLDER
 for n in 11 12; do
   lan_host "$n" || exit 1

@@ -21,11 +21,7 @@ done
 BENCH_WORK=$(mktemp -d /tmp/berth-bench-services.XXXX); export BENCH_WORK
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
-FABRIC=""
-cleanup() { fabric_kill; holders_kill_all; rm -rf "$BENCH_WORK"; }
-trap cleanup EXIT
-fabric_start || exit 1
-: >"$BENCH_WORK/resolv.conf"
+fabric_session || exit 1
 declare -A HOLDER
 for n in 11 12 13; do
   lan_host "$n" || exit 1

@@ -11,11 +11,7 @@ B=$(readlink -f "${BERTH:-target/release/berth}")
 BENCH_WORK=$(mktemp -d /tmp/berth-cluster-demo.XXXX); export BENCH_WORK
 # shellcheck source=../bench/lib.sh
 . bench/lib.sh
-FABRIC=""
-cleanup() { fabric_kill; holders_kill_all; rm -rf "$BENCH_WORK"; }
-trap cleanup EXIT
-fabric_start || exit 1
-: >"$BENCH_WORK/resolv.conf"
+fabric_session || exit 1
 declare -A HOLDER
 for n in 11 12; do
   lan_host "$n"

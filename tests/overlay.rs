@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::cluster::{Fabric, ETCD};
+use common::cluster::{dig, Fabric, ETCD};
 use common::{wait_until, Host};
 
 /// `reply` came back from `target:port` through `net`, asked from a fresh container on `h`.
@@ -207,16 +207,6 @@ fn containers_on_two_nodes_talk_by_name_and_address() {
                 .iter()
                 .any(|l| l.starts_with("berth-") && l != "berth-vx")
     });
-}
-
-fn dig(h: &Host, ctr: &str, name: &str) -> Vec<String> {
-    let mut v: Vec<String> = h
-        .ok(&["exec", ctr, "dig", "+short", "+time=1", "+tries=2", name])
-        .lines()
-        .map(str::to_string)
-        .collect();
-    v.sort();
-    v
 }
 
 /// Three nodes: an alias held on two nodes answers both holders everywhere; two overlay

@@ -4,18 +4,8 @@
 
 mod common;
 
-use common::cluster::Fabric;
+use common::cluster::{dig, Fabric};
 use common::{wait_until, Host};
-
-fn dig(h: &Host, ctr: &str, name: &str) -> Vec<String> {
-    let mut v: Vec<String> = h
-        .ok(&["exec", ctr, "dig", "+short", "+time=1", "+tries=2", name])
-        .lines()
-        .map(str::to_string)
-        .collect();
-    v.sort();
-    v
-}
 
 fn tasks(h: &Host, svc: &str) -> Vec<String> {
     let mut v: Vec<String> = h
@@ -333,4 +323,72 @@ fn services_need_a_cluster_and_good_input() {
         "service", "create", "-d", "--name", "once", "--", "sleep", "60",
     ]);
     assert!(err.contains("already exists"), "{err}");
+}
+
+/// A task that fails its health check leaves the VIP and is replaced by a new task; the
+/// service is back at its replica count and the sick task never answers again.
+#[test]
+fn an_unhealthy_task_leaves_the_vip_and_is_replaced() {
+    need_root!();
+    let fabric = Fabric::new();
+    let n1 = fabric.node(11);
+    let n2 = fabric.node(12);
+    let flags = std::env::temp_dir().join(format!("berth-sick-{}", std::process::id()));
+    std::fs::create_dir_all(&flags).unwrap();
+    n1.ok(&["network", "create", "-d", "overlay", "app"]);
+    let check = format!("test ! -e {}/$(hostname)", flags.display());
+    let out = n1.ok(&[
+        "service",
+        "create",
+        "--name",
+        "hc",
+        "--replicas",
+        "2",
+        "--network",
+        "app",
+        "--health-cmd",
+        &check,
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "1",
+        "--",
+        "socat",
+        "TCP-LISTEN:80,fork,reuseaddr",
+        "SYSTEM:hostname",
+    ]);
+    assert!(out.contains("2/2 running"), "{out}");
+    n1.sleeper("client", &["--network", "app"]);
+    let answers = |n: usize| {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..n {
+            let o = n1.berth(&[
+                "exec",
+                "client",
+                "socat",
+                "-T2",
+                "-",
+                "TCP:hc:80,connect-timeout=2",
+            ]);
+            seen.insert(String::from_utf8_lossy(&o.stdout).trim().to_string());
+        }
+        seen
+    };
+    let mut first = std::collections::BTreeSet::new();
+    wait_until("both tasks answer through the VIP", || {
+        first = answers(20);
+        first.len() == 2 && !first.contains("")
+    });
+    let sick = first.iter().next().unwrap().clone();
+    std::fs::write(flags.join(&sick), "").unwrap();
+    wait_until(
+        "the sick task replaced, two healthy tasks answering",
+        || {
+            let now = answers(20);
+            now.len() == 2 && !now.contains(&sick) && !now.contains("")
+        },
+    );
+    let ps = n2.ok(&["service", "ls", "--format", "{{.Replicas}}"]);
+    assert_eq!(ps.trim(), "2/2");
+    let _ = std::fs::remove_dir_all(&flags);
 }

@@ -70,21 +70,8 @@ pub struct RunArgs {
     /// max-file=N (files kept, rotating). Default: the daemon's
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]
     log_opt: Vec<String>,
-    /// Command to run to check health (run by /bin/sh -c inside the sandbox)
-    #[arg(long)]
-    health_cmd: Option<String>,
-    /// Time between health checks (ms|s|m|h)
-    #[arg(long, default_value = "30s")]
-    health_interval: String,
-    /// Maximum time a check may take
-    #[arg(long, default_value = "30s")]
-    health_timeout: String,
-    /// Consecutive failures needed to report unhealthy
-    #[arg(long, default_value_t = 3)]
-    health_retries: u32,
-    /// Time to settle before failures count
-    #[arg(long, default_value = "0s")]
-    health_start_period: String,
+    #[command(flatten)]
+    health: HealthArgs,
     #[arg(short = 'e', long = "env")]
     env: Vec<String>,
     #[arg(short = 'w', long = "workdir")]
@@ -189,7 +176,7 @@ fn create_body(a: &RunArgs) -> Result<ContainerCreateRequest, ClientError> {
         open_stdin: a.interactive,
         env: Some(env_list(&a.env)),
         cmd: Some(a.command.clone()),
-        healthcheck: healthcheck(a)?,
+        healthcheck: healthcheck(&a.health)?,
         working_dir: a.workdir.clone().unwrap_or_default(),
         labels: Some(labels),
         host_config: Some(HostConfig {
@@ -241,8 +228,28 @@ fn restart_policy(s: &str) -> Result<RestartPolicy, ClientError> {
     })
 }
 
+/// docker's `--health-*` flags (`run`, `service create`).
+#[derive(clap::Args, Debug, Clone)]
+pub(super) struct HealthArgs {
+    /// Command to run to check health (run by /bin/sh -c inside the sandbox)
+    #[arg(long)]
+    health_cmd: Option<String>,
+    /// Time between health checks (ms|s|m|h)
+    #[arg(long, default_value = "30s")]
+    health_interval: String,
+    /// Maximum time a check may take
+    #[arg(long, default_value = "30s")]
+    health_timeout: String,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long, default_value_t = 3)]
+    health_retries: u32,
+    /// Time to settle before failures count
+    #[arg(long, default_value = "0s")]
+    health_start_period: String,
+}
+
 /// `--health-*` as docker's `Config.Healthcheck` (nanoseconds).
-fn healthcheck(a: &RunArgs) -> Result<Option<Healthcheck>, ClientError> {
+pub(super) fn healthcheck(a: &HealthArgs) -> Result<Option<Healthcheck>, ClientError> {
     let Some(cmd) = &a.health_cmd else {
         return Ok(None);
     };

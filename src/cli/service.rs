@@ -18,38 +18,7 @@ pub enum ServiceCmd {
     /// Create a service: its tasks run on the cluster's nodes
     ///
     /// Example: berth service create --name web --replicas 3 --network app -- socat TCP-LISTEN:80,fork SYSTEM:hostname
-    Create {
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        replicas: Option<u32>,
-        /// replicated or global
-        #[arg(long, default_value = "replicated")]
-        mode: String,
-        #[arg(long = "network")]
-        networks: Vec<String>,
-        #[arg(short, long = "env")]
-        env: Vec<String>,
-        /// node.hostname==X, node.labels.K!=V, …
-        #[arg(long = "constraint")]
-        constraints: Vec<String>,
-        #[arg(short, long = "label")]
-        labels: Vec<String>,
-        /// any, on-failure or none
-        #[arg(long = "restart-condition")]
-        restart_condition: Option<String>,
-        /// Shown, not pulled (berth runs host programs)
-        #[arg(long)]
-        image: Option<String>,
-        /// vip (one virtual IP per network) or dnsrr (the name answers every task)
-        #[arg(long = "endpoint-mode")]
-        endpoint_mode: Option<String>,
-        /// Return at once instead of waiting for the tasks to run
-        #[arg(short, long)]
-        detach: bool,
-        #[arg(last = true, required = true)]
-        cmd: Vec<String>,
-    },
+    Create(Box<CreateArgs>),
     /// List services
     #[command(alias = "list")]
     Ls {
@@ -91,6 +60,42 @@ pub enum ServiceCmd {
     },
 }
 
+#[derive(clap::Args)]
+pub struct CreateArgs {
+    #[arg(long)]
+    name: String,
+    #[arg(long)]
+    replicas: Option<u32>,
+    /// replicated or global
+    #[arg(long, default_value = "replicated")]
+    mode: String,
+    #[arg(long = "network")]
+    networks: Vec<String>,
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// node.hostname==X, node.labels.K!=V, …
+    #[arg(long = "constraint")]
+    constraints: Vec<String>,
+    #[arg(short, long = "label")]
+    labels: Vec<String>,
+    /// any, on-failure or none
+    #[arg(long = "restart-condition")]
+    restart_condition: Option<String>,
+    /// Shown, not pulled (berth runs host programs)
+    #[arg(long)]
+    image: Option<String>,
+    /// vip (one virtual IP per network) or dnsrr (the name answers every task)
+    #[arg(long = "endpoint-mode")]
+    endpoint_mode: Option<String>,
+    #[command(flatten)]
+    health: super::run::HealthArgs,
+    /// Return at once instead of waiting for the tasks to run
+    #[arg(short, long)]
+    detach: bool,
+    #[arg(last = true, required = true)]
+    cmd: Vec<String>,
+}
+
 fn bad(message: String) -> ClientError {
     ClientError::Api {
         status: 400,
@@ -122,20 +127,22 @@ async fn converge(c: &Client, id: &str) -> Result<(), ClientError> {
 
 pub(super) async fn run(c: &Client, cmd: ServiceCmd) -> Result<i32, ClientError> {
     match cmd {
-        ServiceCmd::Create {
-            name,
-            replicas,
-            mode,
-            networks,
-            env,
-            constraints,
-            labels,
-            restart_condition,
-            image,
-            endpoint_mode,
-            detach,
-            cmd,
-        } => {
+        ServiceCmd::Create(args) => {
+            let CreateArgs {
+                name,
+                replicas,
+                mode,
+                networks,
+                env,
+                constraints,
+                labels,
+                restart_condition,
+                image,
+                endpoint_mode,
+                health,
+                detach,
+                cmd,
+            } = *args;
             let mode = match mode.as_str() {
                 "replicated" => ServiceMode {
                     replicated: Some(Replicated {
@@ -165,6 +172,7 @@ pub(super) async fn run(c: &Client, cmd: ServiceCmd) -> Result<i32, ClientError>
                         command: cmd,
                         args: vec![],
                         env,
+                        healthcheck: super::run::healthcheck(&health)?,
                     },
                     placement: Placement { constraints },
                     restart_policy: restart_condition.map(|condition| RestartPolicy { condition }),

@@ -68,6 +68,9 @@ pub struct ServiceSpec {
     /// client's node) or `dnsrr` (the name answers every task).
     #[serde(default = "vip_mode")]
     pub endpoint_mode: String,
+    /// The tasks' health check: a task that fails it leaves the VIP and is replaced.
+    #[serde(default)]
+    pub healthcheck: Option<crate::model::Healthcheck>,
 }
 
 fn vip_mode() -> String {

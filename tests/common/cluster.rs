@@ -234,3 +234,14 @@ impl Drop for Fabric {
         }
     }
 }
+
+/// The sorted answers of `dig +short NAME` asked in container `ctr` on `h`.
+pub(crate) fn dig(h: &Host, ctr: &str, name: &str) -> Vec<String> {
+    let mut v: Vec<String> = h
+        .ok(&["exec", ctr, "dig", "+short", "+time=1", "+tries=2", name])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}

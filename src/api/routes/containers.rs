@@ -117,7 +117,9 @@ pub(super) async fn container_inspect(
 }
 
 /// `Config.Healthcheck` as the daemon keeps it: milliseconds, docker's defaults for 0.
-fn healthcheck(h: Option<Healthcheck>) -> Result<Option<crate::model::Healthcheck>, Error> {
+pub(super) fn healthcheck(
+    h: Option<Healthcheck>,
+) -> Result<Option<crate::model::Healthcheck>, Error> {
     let Some(h) = h else { return Ok(None) };
     let test = h.test;
     match test.first().map(String::as_str) {

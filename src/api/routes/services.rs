@@ -35,6 +35,16 @@ fn template(s: &ServiceView, view: &View) -> TaskTemplate {
             command: spec.cmd.clone(),
             args: vec![],
             env: spec.env.clone(),
+            healthcheck: spec
+                .healthcheck
+                .as_ref()
+                .map(|h| berth_api::container::Healthcheck {
+                    test: h.test.clone(),
+                    interval: h.interval_ms * 1_000_000,
+                    timeout: h.timeout_ms * 1_000_000,
+                    start_period: h.start_period_ms * 1_000_000,
+                    retries: h.retries,
+                }),
         },
         placement: Placement {
             constraints: spec.constraints.clone(),
@@ -161,6 +171,7 @@ fn create_request(spec: ServiceSpec) -> Result<ServiceCreate, Error> {
             .map(|r| r.condition)
             .filter(|c| !c.is_empty()),
         endpoint_mode: spec.endpoint_spec.map(|e| e.mode).filter(|m| !m.is_empty()),
+        healthcheck: super::containers::healthcheck(cs.healthcheck)?,
     })
 }
 

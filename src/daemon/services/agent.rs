@@ -67,11 +67,32 @@ impl Daemon {
         }
         let mut states = Vec::new();
         for (t, svc) in &mine {
+            let reported = view.services.states.get(&t.id).map(|s| s.state.as_str());
             let state = match local.get(&t.id) {
+                // A task that failed its health check is stopped; the scheduler replaces it.
+                Some((cid, true, _))
+                    if health_of(&*self.state.lock().await, cid) == Some("unhealthy") =>
+                {
+                    tracing::info!(task = %t.id, service = %svc.spec.name, "task unhealthy: stopping it");
+                    if let Err(e) = self.container_kill_for_task(cid).await {
+                        tracing::warn!(task = %t.id, "stopping an unhealthy task: {e}");
+                    }
+                    state(t, "failed", cid, "task: container is unhealthy")
+                }
+                Some((cid, true, _))
+                    if health_of(&*self.state.lock().await, cid)
+                        .is_some_and(|h| h != "healthy") =>
+                {
+                    state(t, "starting", cid, "")
+                }
                 Some((cid, true, _)) => state(t, "running", cid, ""),
                 Some((cid, false, 0)) => state(t, "complete", cid, ""),
                 Some((cid, false, code)) => {
                     state(t, "failed", cid, &format!("task: non-zero exit ({code})"))
+                }
+                // Ended here before: it waits for the scheduler to replace it.
+                None if matches!(reported, Some("failed" | "complete" | "rejected")) => {
+                    view.services.states[&t.id].clone()
                 }
                 None => match self.start_task(svc, t).await {
                     Ok(cid) => state(t, "running", &cid, ""),
@@ -117,14 +138,10 @@ impl Daemon {
             cmd: spec.cmd.clone(),
             env: spec.env.clone(),
             labels,
-            restart: RestartPolicy {
-                name: match spec.restart.as_str() {
-                    "none" => "no".into(),
-                    "on-failure" => "on-failure".into(),
-                    _ => "always".into(),
-                },
-                max_retries: 0,
-            },
+            // Never restarted in place: an ended task is replaced by a new one (docker's
+            // orchestrator), as `--restart-condition` says.
+            restart: RestartPolicy::default(),
+            healthcheck: spec.healthcheck.clone(),
             network_mode: names.first().cloned().unwrap_or_else(|| "bridge".into()),
             endpoints: names
                 .iter()
@@ -146,6 +163,21 @@ impl Daemon {
             return Err(e);
         }
         Ok(id)
+    }
+}
+
+fn health_of<'a>(st: &'a crate::daemon::Inner, cid: &str) -> Option<&'a str> {
+    st.containers
+        .get(cid)
+        .and_then(|c| c.state.health.as_ref())
+        .map(|h| h.status.as_str())
+}
+
+impl Daemon {
+    /// Ends an unhealthy task's container at once (its record then says it exited).
+    async fn container_kill_for_task(&self, cid: &str) -> crate::daemon::Result<()> {
+        self.container_stop(cid, std::time::Duration::from_secs(0))
+            .await
     }
 }
 

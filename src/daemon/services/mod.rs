@@ -32,6 +32,7 @@ pub struct ServiceCreate {
     pub restart: Option<String>,
     /// `vip` (default) or `dnsrr`.
     pub endpoint_mode: Option<String>,
+    pub healthcheck: Option<crate::model::Healthcheck>,
 }
 
 /// A task as `service ps` shows it.
@@ -146,6 +147,7 @@ impl Daemon {
             vips,
             spec: ServiceSpec {
                 endpoint_mode,
+                healthcheck: req.healthcheck.clone(),
                 name: req.name,
                 mode: if req.global {
                     Mode::Global
@@ -258,8 +260,20 @@ impl Daemon {
                 .filter_map(|c| berth_sched::Constraint::parse(c).ok())
                 .collect();
             let tasks: Vec<&TaskRecord> = view.services.tasks_of(&s.record.id).collect();
+            // A task that ended is replaced as its restart condition says (docker's
+            // orchestrator): it is left out of the placement, so its slot gets a new task.
+            let ended = |t: &TaskRecord| {
+                view.services.states.get(&t.id).is_some_and(|st| {
+                    match (spec.restart.as_str(), st.state.as_str()) {
+                        ("none", _) => false,
+                        ("on-failure", s) => s == "failed" || s == "rejected",
+                        (_, s) => s == "failed" || s == "rejected" || s == "complete",
+                    }
+                })
+            };
             let current: Vec<berth_sched::Placement> = tasks
                 .iter()
+                .filter(|t| !ended(t))
                 .map(|t| berth_sched::Placement {
                     slot: t.slot,
                     node: t.node.clone(),
