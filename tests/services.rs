@@ -392,3 +392,77 @@ fn an_unhealthy_task_leaves_the_vip_and_is_replaced() {
     assert_eq!(ps.trim(), "2/2");
     let _ = std::fs::remove_dir_all(&flags);
 }
+
+/// A port published in host mode answers on the nodes that run a task, from outside the
+/// cluster; one task per node holds it, so a replica beyond the nodes waits. Ingress
+/// publishing is refused with what to do instead.
+#[test]
+fn host_mode_ports_answer_where_a_task_runs() {
+    need_root!();
+    let fabric = Fabric::new();
+    let n1 = fabric.node(11);
+    let _n2 = fabric.node(12);
+    let _n3 = fabric.node(13);
+    n1.ok(&["network", "create", "-d", "overlay", "app"]);
+    let err = n1.fails(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "mesh",
+        "--network",
+        "app",
+        "-p",
+        "8080:80",
+        "--",
+        "sleep",
+        "60",
+    ]);
+    assert!(err.contains("mode=host"), "{err}");
+    n1.ok(&[
+        "service",
+        "create",
+        "--name",
+        "edge",
+        "--replicas",
+        "2",
+        "--network",
+        "app",
+        "-p",
+        "published=8090,target=80,mode=host",
+        "--",
+        "socat",
+        "TCP-LISTEN:80,fork,reuseaddr",
+        "SYSTEM:hostname",
+    ]);
+    let ls = n1.ok(&[
+        "service",
+        "ls",
+        "--format",
+        "{{.Name}} {{.Replicas}} {{.Ports}}",
+    ]);
+    assert_eq!(ls, "edge 2/2 *:8090->80/tcp\n");
+    let on: Vec<String> = tasks(&n1, "edge")
+        .iter()
+        .map(|l| l.split(' ').nth(1).unwrap().to_string())
+        .collect();
+    for n in [11, 12, 13] {
+        let o = fabric.ns.sh(&format!(
+            "socat -T2 - TCP:10.99.0.{n}:8090,connect-timeout=2 </dev/null"
+        ));
+        let answered = !String::from_utf8_lossy(&o.stdout).trim().is_empty();
+        assert_eq!(
+            answered,
+            on.contains(&format!("n{n}")),
+            "n{n}: tasks on {on:?}"
+        );
+    }
+    // A fourth replica on three nodes: no node can hold the port twice, so it waits.
+    n1.ok(&["service", "scale", "-d", "edge=4"]);
+    wait_until("three of four running", || {
+        n1.ok(&["service", "ls", "--format", "{{.Replicas}}"])
+            .trim()
+            == "3/4"
+    });
+    assert_eq!(tasks(&n1, "edge").len(), 3);
+}

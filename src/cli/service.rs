@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use berth_api::service::{
-    ContainerSpec, EndpointSpec, NetworkAttachment, Placement, Replicated, RestartPolicy, Service,
-    ServiceCreateResponse, ServiceMode, ServiceSpec, Task, TaskTemplate,
+    ContainerSpec, EndpointSpec, NetworkAttachment, Placement, PortConfig, Replicated,
+    RestartPolicy, Service, ServiceCreateResponse, ServiceMode, ServiceSpec, Task, TaskTemplate,
 };
 use berth_api::Filters;
 use clap::Subcommand;
@@ -89,6 +89,9 @@ pub struct CreateArgs {
     endpoint_mode: Option<String>,
     #[command(flatten)]
     health: super::run::HealthArgs,
+    /// [PUBLISHED:]TARGET[/PROTO] or published=P,target=T[,protocol=udp][,mode=host]
+    #[arg(short = 'p', long = "publish", value_parser = clap::value_parser!(berth_ports::ServicePort))]
+    publish: Vec<berth_ports::ServicePort>,
     /// Return at once instead of waiting for the tasks to run
     #[arg(short, long)]
     detach: bool,
@@ -140,6 +143,7 @@ pub(super) async fn run(c: &Client, cmd: ServiceCmd) -> Result<i32, ClientError>
                 image,
                 endpoint_mode,
                 health,
+                publish,
                 detach,
                 cmd,
             } = *args;
@@ -185,7 +189,20 @@ pub(super) async fn run(c: &Client, cmd: ServiceCmd) -> Result<i32, ClientError>
                         .collect(),
                 },
                 mode,
-                endpoint_spec: endpoint_mode.map(|mode| EndpointSpec { mode }),
+                endpoint_spec: (endpoint_mode.is_some() || !publish.is_empty()).then(|| {
+                    EndpointSpec {
+                        mode: endpoint_mode.unwrap_or_default(),
+                        ports: publish
+                            .iter()
+                            .map(|p| PortConfig {
+                                protocol: p.proto.as_str().into(),
+                                target_port: p.target,
+                                published_port: p.published,
+                                publish_mode: p.mode.as_str().into(),
+                            })
+                            .collect(),
+                    }
+                }),
             };
             let r: ServiceCreateResponse = c.post_json("/services/create", &spec).await?;
             for w in &r.warnings {
@@ -220,7 +237,7 @@ pub(super) async fn run(c: &Client, cmd: ServiceCmd) -> Result<i32, ClientError>
                         "Mode": mode,
                         "Replicas": format!("{}/{}", st.running_tasks, st.desired_tasks),
                         "Image": s.spec.task_template.container_spec.image,
-                        "Ports": "",
+                        "Ports": s.endpoint.ports.iter().map(|p| format!("*:{}->{}/{}", p.published_port, p.target_port, p.protocol)).collect::<Vec<_>>().join(", "),
                     })
                 })
                 .collect();

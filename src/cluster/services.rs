@@ -71,6 +71,20 @@ pub struct ServiceSpec {
     /// The tasks' health check: a task that fails it leaves the VIP and is replaced.
     #[serde(default)]
     pub healthcheck: Option<crate::model::Healthcheck>,
+    /// Published ports.
+    #[serde(default)]
+    pub ports: Vec<PublishedPort>,
+}
+
+/// A published port of a service, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedPort {
+    pub published: u16,
+    pub target: u16,
+    /// tcp, udp or sctp.
+    pub protocol: String,
+    /// ingress or host.
+    pub mode: String,
 }
 
 fn vip_mode() -> String {

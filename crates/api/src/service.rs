@@ -24,6 +24,18 @@ pub struct ServiceSpec {
 pub struct EndpointSpec {
     /// `vip` or `dnsrr`.
     pub mode: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PortConfig {
+    pub protocol: String,
+    pub target_port: u16,
+    pub published_port: u16,
+    /// `ingress` or `host`.
+    pub publish_mode: String,
 }
 
 /// What a service has on its networks (`Endpoint.VirtualIPs`).
@@ -31,6 +43,8 @@ pub struct EndpointSpec {
 #[serde(rename_all = "PascalCase", default)]
 pub struct Endpoint {
     pub spec: EndpointSpec,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortConfig>,
     #[serde(rename = "VirtualIPs")]
     pub virtual_ips: Vec<VirtualIp>,
 }

@@ -6,9 +6,11 @@
 mod alloc;
 mod error;
 mod render;
+mod service;
 mod spec;
 
 pub use alloc::{conflicts, plan, BindingRequest, Claims, Published};
 pub use error::PortError;
 pub use render::{displayable_ports, natural_less, port_lines, ApiPort, PortEntry};
+pub use service::{PublishMode, ServicePort};
 pub use spec::{parse_expose, PortProto, PortRange, Proto, PublishSpec};

@@ -136,13 +136,16 @@ fn eligible(n: &Node, constraints: &[Constraint]) -> bool {
 }
 
 /// Where each task of the service should be, from `current` (its tasks now) and `load`
-/// (tasks per node, of every service, this one's included).
+/// (tasks per node, of every service, this one's included). `max_per_node` caps how many of
+/// this service's tasks one node takes (docker's `--replicas-max-per-node`; a port published
+/// in host mode allows one): a slot with no node under the cap waits.
 pub fn plan(
     mode: Mode,
     constraints: &[Constraint],
     nodes: &[Node],
     current: &[Placement],
     load: &BTreeMap<String, usize>,
+    max_per_node: Option<usize>,
 ) -> Plan {
     let mut load = load.clone();
     let by_id: BTreeMap<&str, &Node> = nodes.iter().map(|n| (n.id.as_str(), n)).collect();
@@ -155,6 +158,14 @@ pub fn plan(
     let mut out = Plan::default();
     match mode {
         Mode::Replicated(replicas) => {
+            // This service's tasks per node, of those that stay.
+            let mut mine: BTreeMap<String, usize> = BTreeMap::new();
+            for p in current
+                .iter()
+                .filter(|p| p.slot >= 1 && p.slot <= replicas && stays(p))
+            {
+                *mine.entry(p.node.clone()).or_default() += 1;
+            }
             for p in current {
                 if p.slot == 0 || p.slot > replicas {
                     out.remove.push(p.clone());
@@ -172,10 +183,14 @@ pub fn plan(
                 let target = nodes
                     .iter()
                     .filter(|n| eligible(n, constraints) && n.availability == Availability::Active)
+                    .filter(|n| {
+                        max_per_node.is_none_or(|m| mine.get(&n.id).copied().unwrap_or(0) < m)
+                    })
                     .min_by_key(|n| (load.get(&n.id).copied().unwrap_or(0), n.hostname.clone()));
                 match target {
                     Some(n) => {
                         *load.entry(n.id.clone()).or_default() += 1;
+                        *mine.entry(n.id.clone()).or_default() += 1;
                         out.place.push(Placement {
                             slot,
                             node: n.id.clone(),
@@ -249,17 +264,24 @@ mod tests {
             node("n2", true, Availability::Active),
             node("n3", true, Availability::Active),
         ];
-        let p = plan(Mode::Replicated(3), &[], &nodes, &[], &BTreeMap::new());
+        let p = plan(
+            Mode::Replicated(3),
+            &[],
+            &nodes,
+            &[],
+            &BTreeMap::new(),
+            None,
+        );
         assert_eq!(p.place, [at(1, "n1"), at(2, "n2"), at(3, "n3")]);
         let now = p.place.clone();
         let load: BTreeMap<String, usize> = now.iter().map(|p| (p.node.clone(), 1)).collect();
-        assert!(plan(Mode::Replicated(3), &[], &nodes, &now, &load).is_empty());
+        assert!(plan(Mode::Replicated(3), &[], &nodes, &now, &load, None).is_empty());
         let down = [
             nodes[0].clone(),
             nodes[1].clone(),
             node("n3", false, Availability::Active),
         ];
-        let p = plan(Mode::Replicated(3), &[], &down, &now, &load);
+        let p = plan(Mode::Replicated(3), &[], &down, &now, &load, None);
         assert_eq!(p.place, [at(3, "n1")]);
         assert!(p.remove.is_empty());
     }
@@ -274,7 +296,7 @@ mod tests {
         // A paused node keeps its task, a drained one loses it; nothing new on either.
         let now = [at(1, "n1"), at(2, "n2")];
         let load = BTreeMap::from([("n1".into(), 1), ("n2".into(), 1)]);
-        let p = plan(Mode::Replicated(2), &[], &nodes, &now, &load);
+        let p = plan(Mode::Replicated(2), &[], &nodes, &now, &load, None);
         assert_eq!(p.place, [at(1, "n3")]);
         // Scaled down: the highest slots go.
         let p = plan(
@@ -283,11 +305,12 @@ mod tests {
             &nodes,
             &[at(1, "n3"), at(2, "n3")],
             &load,
+            None,
         );
         assert_eq!(p.remove, [at(2, "n3")]);
         // Constraints.
         let c = [Constraint::parse("node.labels.zone!=z3").unwrap()];
-        let p = plan(Mode::Replicated(1), &c, &nodes, &[], &BTreeMap::new());
+        let p = plan(Mode::Replicated(1), &c, &nodes, &[], &BTreeMap::new(), None);
         assert!(
             p.place.is_empty(),
             "n3 excluded, n1 drained, n2 paused: {p:?}"
@@ -298,9 +321,42 @@ mod tests {
             node("n2", false, Availability::Active),
             node("n3", true, Availability::Active),
         ];
-        let p = plan(Mode::Global, &[], &all, &[at(0, "n2")], &BTreeMap::new());
+        let p = plan(
+            Mode::Global,
+            &[],
+            &all,
+            &[at(0, "n2")],
+            &BTreeMap::new(),
+            None,
+        );
         assert_eq!(p.place, [at(0, "n1"), at(0, "n3")]);
         assert_eq!(p.remove, [at(0, "n2")]);
+    }
+
+    #[test]
+    fn at_most_one_per_node_when_asked() {
+        let nodes = [
+            node("n1", true, Availability::Active),
+            node("n2", true, Availability::Active),
+        ];
+        let p = plan(
+            Mode::Replicated(3),
+            &[],
+            &nodes,
+            &[],
+            &BTreeMap::new(),
+            Some(1),
+        );
+        assert_eq!(p.place, [at(1, "n1"), at(2, "n2")], "the third slot waits");
+        let p = plan(
+            Mode::Replicated(3),
+            &[],
+            &nodes,
+            &[],
+            &BTreeMap::new(),
+            None,
+        );
+        assert_eq!(p.place.len(), 3);
     }
 
     #[test]

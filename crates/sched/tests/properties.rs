@@ -39,7 +39,7 @@ proptest! {
         for p in &cur {
             *load.entry(p.node.clone()).or_insert(0usize) += 1;
         }
-        let p = plan(Mode::Replicated(replicas), &[], &nodes, &cur, &load);
+        let p = plan(Mode::Replicated(replicas), &[], &nodes, &cur, &load, None);
         // Apply it.
         let mut after: Vec<Placement> = cur.iter()
             .filter(|c| !p.remove.iter().any(|r| r.slot == c.slot) && !p.place.iter().any(|x| x.slot == c.slot))
@@ -71,6 +71,6 @@ proptest! {
         for a in &after {
             *load2.entry(a.node.clone()).or_insert(0usize) += 1;
         }
-        prop_assert!(plan(Mode::Replicated(replicas), &[], &nodes, &after, &load2).is_empty(), "a second plan");
+        prop_assert!(plan(Mode::Replicated(replicas), &[], &nodes, &after, &load2, None).is_empty(), "a second plan");
     }
 }

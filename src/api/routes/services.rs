@@ -7,8 +7,8 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use berth_api::service::{
     ContainerSpec, ContainerStatus, Endpoint, EndpointSpec, NetworkAttachment, Placement,
-    Replicated, RestartPolicy, Service, ServiceCreateResponse, ServiceMode, ServiceSpec,
-    ServiceStatus, Task, TaskStatus, TaskTemplate, Version, VirtualIp,
+    PortConfig, Replicated, RestartPolicy, Service, ServiceCreateResponse, ServiceMode,
+    ServiceSpec, ServiceStatus, Task, TaskStatus, TaskTemplate, Version, VirtualIp,
 };
 use serde::Deserialize;
 
@@ -67,6 +67,18 @@ fn template(s: &ServiceView, view: &View) -> TaskTemplate {
     }
 }
 
+fn port_configs(ports: &[crate::cluster::services::PublishedPort]) -> Vec<PortConfig> {
+    ports
+        .iter()
+        .map(|p| PortConfig {
+            protocol: p.protocol.clone(),
+            target_port: p.target,
+            published_port: p.published,
+            publish_mode: p.mode.clone(),
+        })
+        .collect()
+}
+
 fn service_json(s: &ServiceView, view: &View) -> Service {
     let r = &s.record;
     let tasks: Vec<_> = view.services.tasks_of(&r.id).collect();
@@ -108,12 +120,15 @@ fn service_json(s: &ServiceView, view: &View) -> Service {
             },
             endpoint_spec: Some(EndpointSpec {
                 mode: r.spec.endpoint_mode.clone(),
+                ports: port_configs(&r.spec.ports),
             }),
         },
         endpoint: Endpoint {
             spec: EndpointSpec {
                 mode: r.spec.endpoint_mode.clone(),
+                ports: port_configs(&r.spec.ports),
             },
+            ports: port_configs(&r.spec.ports),
             virtual_ips: r
                 .vips
                 .iter()
@@ -170,6 +185,39 @@ fn create_request(spec: ServiceSpec) -> Result<ServiceCreate, Error> {
             .restart_policy
             .map(|r| r.condition)
             .filter(|c| !c.is_empty()),
+        ports: spec
+            .endpoint_spec
+            .as_ref()
+            .map(|e| e.ports.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|p| {
+                Ok(berth_ports::ServicePort {
+                    published: if p.published_port == 0 {
+                        p.target_port
+                    } else {
+                        p.published_port
+                    },
+                    target: p.target_port,
+                    proto: if p.protocol.is_empty() {
+                        berth_ports::Proto::Tcp
+                    } else {
+                        p.protocol.parse().map_err(|e: berth_ports::PortError| {
+                            Error::InvalidParameter(e.to_string())
+                        })?
+                    },
+                    mode: match p.publish_mode.as_str() {
+                        "" | "ingress" => berth_ports::PublishMode::Ingress,
+                        "host" => berth_ports::PublishMode::Host,
+                        m => {
+                            return Err(Error::InvalidParameter(format!(
+                                "invalid publish mode {m:?}: use ingress or host"
+                            )))
+                        }
+                    },
+                })
+            })
+            .collect::<Result<_, Error>>()?,
         endpoint_mode: spec.endpoint_spec.map(|e| e.mode).filter(|m| !m.is_empty()),
         healthcheck: super::containers::healthcheck(cs.healthcheck)?,
     })

@@ -142,6 +142,11 @@ impl Daemon {
             // orchestrator), as `--restart-condition` says.
             restart: RestartPolicy::default(),
             healthcheck: spec.healthcheck.clone(),
+            exposed_ports: host_ports(spec).into_iter().map(|(c, _)| c).collect(),
+            port_bindings: host_ports(spec)
+                .into_iter()
+                .map(|(c, published)| (c, vec![(String::new(), published.to_string())]))
+                .collect(),
             network_mode: names.first().cloned().unwrap_or_else(|| "bridge".into()),
             endpoints: names
                 .iter()
@@ -164,6 +169,23 @@ impl Daemon {
         }
         Ok(id)
     }
+}
+
+/// The service's host-mode ports: (container port, host port).
+fn host_ports(spec: &crate::cluster::services::ServiceSpec) -> Vec<(berth_ports::PortProto, u16)> {
+    spec.ports
+        .iter()
+        .filter(|p| p.mode == "host")
+        .filter_map(|p| {
+            Some((
+                berth_ports::PortProto {
+                    port: p.target,
+                    proto: p.protocol.parse().ok()?,
+                },
+                p.published,
+            ))
+        })
+        .collect()
 }
 
 fn health_of<'a>(st: &'a crate::daemon::Inner, cid: &str) -> Option<&'a str> {

@@ -33,6 +33,7 @@ pub struct ServiceCreate {
     /// `vip` (default) or `dnsrr`.
     pub endpoint_mode: Option<String>,
     pub healthcheck: Option<crate::model::Healthcheck>,
+    pub ports: Vec<berth_ports::ServicePort>,
 }
 
 /// A task as `service ps` shows it.
@@ -63,6 +64,51 @@ fn sched_nodes(view: &View) -> Vec<berth_sched::Node> {
             },
         })
         .collect()
+}
+
+/// The published ports, checked: host mode only (the routing mesh is not there yet), and
+/// no published port another service holds.
+fn check_ports(
+    req: &ServiceCreate,
+    view: &View,
+) -> Result<Vec<crate::cluster::services::PublishedPort>> {
+    let mut out: Vec<crate::cluster::services::PublishedPort> = Vec::new();
+    for p in &req.ports {
+        if p.mode == berth_ports::PublishMode::Ingress {
+            return Err(Error::InvalidParameter(format!(
+                "port {}:{}: publishing in ingress mode (the routing mesh on every node) is not in berth yet; publish in host mode, answered by the nodes that run a task: --publish published={},target={},mode=host",
+                p.published, p.target, p.published, p.target
+            )));
+        }
+        let rec = crate::cluster::services::PublishedPort {
+            published: p.published,
+            target: p.target,
+            protocol: p.proto.as_str().into(),
+            mode: p.mode.as_str().into(),
+        };
+        let clash = |q: &crate::cluster::services::PublishedPort| {
+            q.published == rec.published && q.protocol == rec.protocol
+        };
+        if out.iter().any(clash) {
+            return Err(Error::InvalidParameter(format!(
+                "port {}/{} is published twice",
+                rec.published, rec.protocol
+            )));
+        }
+        if let Some(s) = view
+            .services
+            .services
+            .iter()
+            .find(|s| s.record.spec.ports.iter().any(clash))
+        {
+            return Err(Error::Conflict(format!(
+                "port {}/{} is already published by service {}",
+                rec.published, rec.protocol, s.record.spec.name
+            )));
+        }
+        out.push(rec);
+    }
+    Ok(out)
 }
 
 impl Daemon {
@@ -129,6 +175,8 @@ impl Daemon {
                 networks.push(id);
             }
         }
+        let (_, view) = self.read_cluster("service create").await?;
+        let ports = check_ports(&req, &view)?;
         let endpoint_mode = req.endpoint_mode.clone().unwrap_or_else(|| "vip".into());
         if !["vip", "dnsrr"].contains(&endpoint_mode.as_str()) {
             return Err(Error::InvalidParameter(format!(
@@ -148,6 +196,7 @@ impl Daemon {
             spec: ServiceSpec {
                 endpoint_mode,
                 healthcheck: req.healthcheck.clone(),
+                ports,
                 name: req.name,
                 mode: if req.global {
                     Mode::Global
@@ -279,7 +328,9 @@ impl Daemon {
                     node: t.node.clone(),
                 })
                 .collect();
-            let plan = berth_sched::plan(mode, &constraints, &nodes, &current, &load);
+            // A port published in host mode is the node's: one task per node can hold it.
+            let max = spec.ports.iter().any(|p| p.mode == "host").then_some(1);
+            let plan = berth_sched::plan(mode, &constraints, &nodes, &current, &load, max);
             if plan.is_empty() {
                 continue;
             }
