@@ -466,3 +466,74 @@ fn host_mode_ports_answer_where_a_task_runs() {
     });
     assert_eq!(tasks(&n1, "edge").len(), 3);
 }
+
+/// `service update` replaces the tasks one at a time with the new template: every task
+/// answers with the new environment afterwards, and the service stays at its count.
+#[test]
+fn an_update_rolls_the_tasks_over() {
+    need_root!();
+    let fabric = Fabric::new();
+    let n1 = fabric.node(11);
+    let _n2 = fabric.node(12);
+    n1.ok(&["network", "create", "-d", "overlay", "app"]);
+    n1.ok(&[
+        "service",
+        "create",
+        "--name",
+        "echo",
+        "--replicas",
+        "2",
+        "--network",
+        "app",
+        "-e",
+        "MSG=one",
+        "--",
+        "socat",
+        "TCP-LISTEN:80,fork,reuseaddr",
+        "SYSTEM:echo $MSG",
+    ]);
+    n1.sleeper("client", &["--network", "app"]);
+    let answers = |n: usize| {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..n {
+            let o = n1.berth(&[
+                "exec",
+                "client",
+                "socat",
+                "-T2",
+                "-",
+                "TCP:echo:80,connect-timeout=2",
+            ]);
+            seen.insert(String::from_utf8_lossy(&o.stdout).trim().to_string());
+        }
+        seen
+    };
+    wait_until("the old template answers", || {
+        answers(10) == ["one".to_string()].into()
+    });
+    let ids = || n1.ok(&["service", "ps", "echo", "--format", "{{.ID}}"]);
+    let before = ids();
+    n1.ok(&["service", "update", "--env-add", "MSG=two", "echo"]);
+    wait_until("every task on the new template", || {
+        answers(20) == ["two".to_string()].into()
+            && tasks(&n1, "echo")
+                .iter()
+                .filter(|l| l.ends_with(" Running"))
+                .count()
+                == 2
+    });
+    let after = ids();
+    assert_eq!(after.lines().count(), 2, "{after}");
+    assert!(
+        after.lines().all(|id| !before.contains(id)),
+        "every task replaced: {before} / {after}"
+    );
+    let env = n1.ok(&[
+        "service",
+        "inspect",
+        "-f",
+        "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
+        "echo",
+    ]);
+    assert_eq!(env.trim(), r#"["MSG=two"]"#);
+}

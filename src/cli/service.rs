@@ -52,6 +52,26 @@ pub enum ServiceCmd {
         #[arg(required = true)]
         pairs: Vec<String>,
     },
+    /// Update a service: its tasks are replaced one at a time
+    Update {
+        #[arg(long = "env-add", value_name = "K=V")]
+        env_add: Vec<String>,
+        #[arg(long = "env-rm", value_name = "K")]
+        env_rm: Vec<String>,
+        #[arg(long = "constraint-add")]
+        constraint_add: Vec<String>,
+        #[arg(long = "constraint-rm")]
+        constraint_rm: Vec<String>,
+        /// Shown, not pulled
+        #[arg(long)]
+        image: Option<String>,
+        #[arg(long)]
+        replicas: Option<u64>,
+        /// Return at once instead of waiting for the tasks to run
+        #[arg(short, long)]
+        detach: bool,
+        service: String,
+    },
     /// Remove one or more services
     #[command(alias = "remove")]
     Rm {
@@ -335,6 +355,46 @@ pub(super) async fn run(c: &Client, cmd: ServiceCmd) -> Result<i32, ClientError>
                 if !detach {
                     converge(c, &s.id).await?;
                 }
+            }
+            Ok(0)
+        }
+        ServiceCmd::Update {
+            env_add,
+            env_rm,
+            constraint_add,
+            constraint_rm,
+            image,
+            replicas,
+            detach,
+            service,
+        } => {
+            let s: Service = c.get_as(&format!("/services/{}", enc(&service))).await?;
+            let mut spec = s.spec.clone();
+            let cs = &mut spec.task_template.container_spec;
+            let key = |e: &str| e.split('=').next().unwrap_or_default().to_string();
+            for e in &env_add {
+                cs.env.retain(|x| key(x) != key(e));
+                cs.env.push(e.clone());
+            }
+            cs.env.retain(|x| !env_rm.contains(&key(x)));
+            if let Some(i) = image {
+                cs.image = i;
+            }
+            let k = &mut spec.task_template.placement.constraints;
+            k.retain(|x| !constraint_rm.contains(x));
+            k.extend(constraint_add);
+            if let Some(n) = replicas {
+                spec.mode.replicated = Some(Replicated { replicas: Some(n) });
+            }
+            let path = format!(
+                "/services/{}/update?version={}",
+                enc(&s.id),
+                s.version.index
+            );
+            let _: Value = c.post_json(&path, &spec).await?;
+            println!("{service}");
+            if !detach {
+                converge(c, &s.id).await?;
             }
             Ok(0)
         }

@@ -91,6 +91,27 @@ fn vip_mode() -> String {
     "vip".into()
 }
 
+impl ServiceSpec {
+    /// What a task runs, hashed: the command, its environment, image, health check, restart
+    /// condition, ports and labels (not the replica count, not the placement, which the
+    /// scheduler handles on its own).
+    pub fn template_hash(&self) -> u64 {
+        let t = serde_json::to_vec(&(
+            &self.cmd,
+            &self.env,
+            &self.image,
+            &self.healthcheck,
+            &self.restart,
+            &self.ports,
+            &self.labels,
+        ))
+        .expect("serializes");
+        t.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceRecord {
     pub id: String,
@@ -117,6 +138,10 @@ pub struct TaskRecord {
     pub slot: u32,
     pub node: String,
     pub created: DateTime<Utc>,
+    /// The task template it runs (`ServiceSpec::template_hash` when it was placed): a task
+    /// of an older template is replaced by a rolling update.
+    #[serde(default)]
+    pub template: u64,
 }
 
 impl TaskRecord {

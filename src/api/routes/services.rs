@@ -18,7 +18,7 @@ use crate::api::extract::{parse_json, ReqBody, Q};
 use crate::api::types::go_time;
 use crate::cluster::services::{Mode, ServiceView};
 use crate::cluster::View;
-use crate::daemon::services::ServiceCreate;
+use crate::daemon::services::{ServiceChange, ServiceCreate};
 use crate::daemon::{Daemon, Error};
 
 fn version(v: i64) -> Version {
@@ -276,27 +276,26 @@ pub(super) async fn service_update(
     ReqBody(body): ReqBody,
 ) -> ApiResult {
     let spec: ServiceSpec = parse_json(&body)?;
-    let (s, _) = d.service_get(&id).await?;
-    if q.version.is_some_and(|v| v != s.version) {
-        return Err(Error::Conflict(format!(
-            "update out of sequence: service {} is at version {}",
-            s.record.spec.name, s.version
-        ))
-        .into());
-    }
-    match spec.mode.replicated.and_then(|r| r.replicas) {
-        Some(n) => {
-            let n = u32::try_from(n)
-                .map_err(|_| Error::InvalidParameter(format!("replicas {n}: too many")))?;
-            d.service_scale(&id, n).await?;
-        }
-        None => {
-            return Err(Error::InvalidParameter(
-                "berth updates a service's replica count only, for now".into(),
-            )
-            .into())
-        }
-    }
+    let replicas = spec
+        .mode
+        .replicated
+        .and_then(|r| r.replicas)
+        .map(|n| {
+            u32::try_from(n).map_err(|_| Error::InvalidParameter(format!("replicas {n}: too many")))
+        })
+        .transpose()?;
+    let cs = spec.task_template.container_spec;
+    let mut cmd = cs.command;
+    cmd.extend(cs.args);
+    // docker sends the whole spec: what it carries replaces what was there.
+    let change = ServiceChange {
+        replicas,
+        cmd: Some(cmd),
+        env: Some(cs.env),
+        image: Some(cs.image),
+        constraints: Some(spec.task_template.placement.constraints),
+    };
+    d.service_update(&id, q.version, change).await?;
     ok(serde_json::json!({ "Warnings": [] }))
 }
 

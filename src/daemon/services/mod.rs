@@ -36,6 +36,16 @@ pub struct ServiceCreate {
     pub ports: Vec<berth_ports::ServicePort>,
 }
 
+/// What `service update` changes (`None`: kept).
+#[derive(Debug, Clone, Default)]
+pub struct ServiceChange {
+    pub replicas: Option<u32>,
+    pub cmd: Option<Vec<String>>,
+    pub env: Option<Vec<String>>,
+    pub image: Option<String>,
+    pub constraints: Option<Vec<String>>,
+}
+
 /// A task as `service ps` shows it.
 #[derive(Debug, Clone)]
 pub struct TaskView {
@@ -235,18 +245,47 @@ impl Daemon {
         Ok((s, v))
     }
 
-    /// `service scale NAME=K` (a replicated service's replica count).
-    pub async fn service_scale(&self, key: &str, replicas: u32) -> Result<()> {
-        let c = self.cluster_for("service scale")?;
+    /// `service update`: what a task runs (command, environment, image) and where
+    /// (constraints, replicas); tasks of the old template are then replaced one at a time.
+    pub async fn service_update(
+        &self,
+        key: &str,
+        version: Option<i64>,
+        change: ServiceChange,
+    ) -> Result<()> {
+        let c = self.cluster_for("service update")?;
         let (s, _) = self.service_get(key).await?;
-        let mut rec = s.record.clone();
-        if rec.spec.mode == Mode::Global {
-            return Err(Error::InvalidParameter(format!(
-                "scale can only be used with replicated mode: {} is global",
-                rec.spec.name
+        if version.is_some_and(|v| v != s.version) {
+            return Err(Error::Conflict(format!(
+                "update out of sequence: service {} is at version {}",
+                s.record.spec.name, s.version
             )));
         }
-        rec.spec.mode = Mode::Replicated(replicas);
+        let mut rec = s.record.clone();
+        if let Some(n) = change.replicas {
+            if rec.spec.mode == Mode::Global {
+                return Err(Error::InvalidParameter(format!(
+                    "replicas can only be used with replicated mode: {} is global",
+                    rec.spec.name
+                )));
+            }
+            rec.spec.mode = Mode::Replicated(n);
+        }
+        if let Some(cmd) = change.cmd.filter(|c| !c.is_empty()) {
+            rec.spec.cmd = cmd;
+        }
+        if let Some(env) = change.env {
+            rec.spec.env = env;
+        }
+        if let Some(image) = change.image {
+            rec.spec.image = image;
+        }
+        if let Some(k) = change.constraints {
+            for x in &k {
+                berth_sched::Constraint::parse(x).map_err(Error::InvalidParameter)?;
+            }
+            rec.spec.constraints = k;
+        }
         rec.updated = Utc::now();
         c.update_service(&rec, s.version).await
     }
@@ -330,9 +369,24 @@ impl Daemon {
                 .collect();
             // A port published in host mode is the node's: one task per node can hold it.
             let max = spec.ports.iter().any(|p| p.mode == "host").then_some(1);
-            let plan = berth_sched::plan(mode, &constraints, &nodes, &current, &load, max);
+            let mut plan = berth_sched::plan(mode, &constraints, &nodes, &current, &load, max);
+            let template = spec.template_hash();
             if plan.is_empty() {
-                continue;
+                // A rolling update, one task at a time (stop-first): once every task runs,
+                // the first of an older template is replaced in its slot, on its node.
+                let all_running = tasks.iter().all(|t| {
+                    view.services
+                        .states
+                        .get(&t.id)
+                        .is_some_and(|st| st.state == "running")
+                });
+                match tasks.iter().find(|t| t.template != template) {
+                    Some(old) if all_running => plan.place.push(berth_sched::Placement {
+                        slot: old.slot,
+                        node: old.node.clone(),
+                    }),
+                    _ => continue,
+                }
             }
             let now = Utc::now();
             let put: Vec<TaskRecord> = plan
@@ -344,6 +398,7 @@ impl Daemon {
                     slot: p.slot,
                     node: p.node.clone(),
                     created: now,
+                    template,
                 })
                 .collect();
             // A replaced slot's old task goes; so does every task the plan removes.
