@@ -537,3 +537,45 @@ fn an_update_rolls_the_tasks_over() {
     ]);
     assert_eq!(env.trim(), r#"["MSG=two"]"#);
 }
+
+/// A global service runs one task on every Ready, active node, also on a node that joins
+/// later, and leaves a drained one.
+#[test]
+fn a_global_service_follows_the_nodes() {
+    need_root!();
+    let fabric = Fabric::new();
+    let n1 = fabric.node(11);
+    let _n2 = fabric.node(12);
+    n1.ok(&["network", "create", "-d", "overlay", "app"]);
+    n1.ok(&[
+        "service",
+        "create",
+        "--name",
+        "agent",
+        "--mode",
+        "global",
+        "--network",
+        "app",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let nodes = |h: &Host| -> Vec<String> {
+        let mut v: Vec<String> = tasks(h, "agent")
+            .iter()
+            .filter(|l| l.ends_with(" Running"))
+            .map(|l| l.split(' ').nth(1).unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(nodes(&n1), ["n11", "n12"]);
+    let _n3 = fabric.node(13);
+    wait_until("a task on the node that joined", || {
+        nodes(&n1) == ["n11", "n12", "n13"]
+    });
+    n1.ok(&["node", "update", "--availability", "drain", "n12"]);
+    wait_until("none on the drained node", || nodes(&n1) == ["n11", "n13"]);
+    let ls = n1.ok(&["service", "ls", "--format", "{{.Mode}} {{.Replicas}}"]);
+    assert_eq!(ls, "global 2/2\n");
+}

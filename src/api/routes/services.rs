@@ -93,10 +93,7 @@ fn service_json(s: &ServiceView, view: &View) -> Service {
                     .is_some_and(|st| st.state == "running")
         })
         .count();
-    let desired = match r.spec.mode {
-        Mode::Replicated(n) => u64::from(n),
-        Mode::Global => tasks.len() as u64,
-    };
+    let desired = crate::daemon::services::desired_tasks(view, &r.spec);
     Service {
         id: r.id.clone(),
         version: version(s.version),

@@ -121,6 +121,26 @@ fn check_ports(
     Ok(out)
 }
 
+/// How many tasks a service wants: its replicas, or for a global service the nodes that
+/// may run one (Ready, active, allowed by its constraints).
+pub(crate) fn desired_tasks(view: &View, spec: &ServiceSpec) -> u64 {
+    match spec.mode {
+        Mode::Replicated(n) => u64::from(n),
+        Mode::Global => {
+            let constraints: Vec<berth_sched::Constraint> = spec
+                .constraints
+                .iter()
+                .filter_map(|c| berth_sched::Constraint::parse(c).ok())
+                .collect();
+            sched_nodes(view)
+                .iter()
+                .filter(|n| n.ready && n.availability == berth_sched::Availability::Active)
+                .filter(|n| constraints.iter().all(|c| c.allows(n)))
+                .count() as u64
+        }
+    }
+}
+
 impl Daemon {
     fn cluster_for(&self, what: &str) -> Result<std::sync::Arc<Cluster>> {
         self.cluster.clone().ok_or_else(|| {
