@@ -23,6 +23,18 @@ fn tasks(h: &Host, svc: &str) -> Vec<String> {
     v
 }
 
+/// What `n` connections to `target` from container `ctr` on `h` were answered with (an
+/// unanswered one is "").
+fn answers(h: &Host, ctr: &str, target: &str, n: usize) -> std::collections::BTreeSet<String> {
+    let to = format!("TCP:{target},connect-timeout=2");
+    (0..n)
+        .map(|_| {
+            let o = h.berth(&["exec", ctr, "socat", "-T2", "-", &to]);
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        })
+        .collect()
+}
+
 fn task_containers(h: &Host) -> usize {
     h.ok(&[
         "ps",
@@ -127,18 +139,7 @@ fn replicas_spread_answer_by_name_survive_a_node_and_scale() {
             && dig(&n1, "client", "tasks.web").len() == 3
     });
     assert!(!dig(&n1, "client", "tasks.web").contains(&vip));
-    let mut seen = std::collections::BTreeSet::new();
-    for _ in 0..30 {
-        let o = n1.berth(&[
-            "exec",
-            "client",
-            "socat",
-            "-T2",
-            "-",
-            "TCP:web:80,connect-timeout=2",
-        ]);
-        seen.insert(String::from_utf8_lossy(&o.stdout).trim().to_string());
-    }
+    let mut seen = answers(&n1, "client", "web:80", 30);
     seen.remove("");
     assert_eq!(seen.len(), 3, "replicas that answered: {seen:?}");
 
@@ -359,21 +360,7 @@ fn an_unhealthy_task_leaves_the_vip_and_is_replaced() {
     ]);
     assert!(out.contains("2/2 running"), "{out}");
     n1.sleeper("client", &["--network", "app"]);
-    let answers = |n: usize| {
-        let mut seen = std::collections::BTreeSet::new();
-        for _ in 0..n {
-            let o = n1.berth(&[
-                "exec",
-                "client",
-                "socat",
-                "-T2",
-                "-",
-                "TCP:hc:80,connect-timeout=2",
-            ]);
-            seen.insert(String::from_utf8_lossy(&o.stdout).trim().to_string());
-        }
-        seen
-    };
+    let answers = |n: usize| answers(&n1, "client", "hc:80", n);
     let mut first = std::collections::BTreeSet::new();
     wait_until("both tasks answer through the VIP", || {
         first = answers(20);
@@ -493,21 +480,7 @@ fn an_update_rolls_the_tasks_over() {
         "SYSTEM:echo $MSG",
     ]);
     n1.sleeper("client", &["--network", "app"]);
-    let answers = |n: usize| {
-        let mut seen = std::collections::BTreeSet::new();
-        for _ in 0..n {
-            let o = n1.berth(&[
-                "exec",
-                "client",
-                "socat",
-                "-T2",
-                "-",
-                "TCP:echo:80,connect-timeout=2",
-            ]);
-            seen.insert(String::from_utf8_lossy(&o.stdout).trim().to_string());
-        }
-        seen
-    };
+    let answers = |n: usize| answers(&n1, "client", "echo:80", n);
     wait_until("the old template answers", || {
         answers(10) == ["one".to_string()].into()
     });

@@ -126,6 +126,25 @@ fn bad(message: String) -> ClientError {
     }
 }
 
+/// docker's update: the spec as read, changed by `f`, sent back with the version it was read
+/// at (a concurrent change makes it fail rather than be lost). The service's id.
+async fn update_spec(
+    c: &Client,
+    name: &str,
+    f: impl FnOnce(&mut ServiceSpec),
+) -> Result<String, ClientError> {
+    let s: Service = c.get_as(&format!("/services/{}", enc(name))).await?;
+    let mut spec = s.spec.clone();
+    f(&mut spec);
+    let path = format!(
+        "/services/{}/update?version={}",
+        enc(&s.id),
+        s.version.index
+    );
+    let _: Value = c.post_json(&path, &spec).await?;
+    Ok(s.id)
+}
+
 /// Waits (bounded) until the service runs as many tasks as it wants, printing the count
 /// when it changes, as the docker CLI's progress does.
 async fn converge(c: &Client, id: &str) -> Result<(), ClientError> {
@@ -342,18 +361,13 @@ pub(super) async fn run(c: &Client, cmd: ServiceCmd) -> Result<i32, ClientError>
                     .ok_or_else(|| {
                         bad(format!("invalid scale specifier {p:?}: use NAME=REPLICAS"))
                     })?;
-                let s: Service = c.get_as(&format!("/services/{}", enc(name))).await?;
-                let mut spec = s.spec.clone();
-                spec.mode.replicated = Some(Replicated { replicas: Some(n) });
-                let path = format!(
-                    "/services/{}/update?version={}",
-                    enc(&s.id),
-                    s.version.index
-                );
-                let _: Value = c.post_json(&path, &spec).await?;
+                let id = update_spec(c, name, |spec| {
+                    spec.mode.replicated = Some(Replicated { replicas: Some(n) });
+                })
+                .await?;
                 println!("{name} scaled to {n}");
                 if !detach {
-                    converge(c, &s.id).await?;
+                    converge(c, &id).await?;
                 }
             }
             Ok(0)
@@ -368,33 +382,28 @@ pub(super) async fn run(c: &Client, cmd: ServiceCmd) -> Result<i32, ClientError>
             detach,
             service,
         } => {
-            let s: Service = c.get_as(&format!("/services/{}", enc(&service))).await?;
-            let mut spec = s.spec.clone();
-            let cs = &mut spec.task_template.container_spec;
-            let key = |e: &str| e.split('=').next().unwrap_or_default().to_string();
-            for e in &env_add {
-                cs.env.retain(|x| key(x) != key(e));
-                cs.env.push(e.clone());
-            }
-            cs.env.retain(|x| !env_rm.contains(&key(x)));
-            if let Some(i) = image {
-                cs.image = i;
-            }
-            let k = &mut spec.task_template.placement.constraints;
-            k.retain(|x| !constraint_rm.contains(x));
-            k.extend(constraint_add);
-            if let Some(n) = replicas {
-                spec.mode.replicated = Some(Replicated { replicas: Some(n) });
-            }
-            let path = format!(
-                "/services/{}/update?version={}",
-                enc(&s.id),
-                s.version.index
-            );
-            let _: Value = c.post_json(&path, &spec).await?;
+            let id = update_spec(c, &service, |spec| {
+                let cs = &mut spec.task_template.container_spec;
+                let key = |e: &str| e.split('=').next().unwrap_or_default().to_string();
+                for e in &env_add {
+                    cs.env.retain(|x| key(x) != key(e));
+                    cs.env.push(e.clone());
+                }
+                cs.env.retain(|x| !env_rm.contains(&key(x)));
+                if let Some(i) = image {
+                    cs.image = i;
+                }
+                let k = &mut spec.task_template.placement.constraints;
+                k.retain(|x| !constraint_rm.contains(x));
+                k.extend(constraint_add);
+                if let Some(n) = replicas {
+                    spec.mode.replicated = Some(Replicated { replicas: Some(n) });
+                }
+            })
+            .await?;
             println!("{service}");
             if !detach {
-                converge(c, &s.id).await?;
+                converge(c, &id).await?;
             }
             Ok(0)
         }

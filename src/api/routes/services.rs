@@ -150,18 +150,26 @@ fn service_json(s: &ServiceView, view: &View) -> Service {
     }
 }
 
-fn create_request(spec: ServiceSpec) -> Result<ServiceCreate, Error> {
-    let cs = spec.task_template.container_spec;
-    let mut cmd = cs.command;
-    cmd.extend(cs.args);
-    let replicas = spec
-        .mode
-        .replicated
+/// A replicated service's count, as the daemon keeps it.
+fn replicas(mode: &ServiceMode) -> Result<Option<u32>, Error> {
+    mode.replicated
         .and_then(|r| r.replicas)
         .map(|n| {
             u32::try_from(n).map_err(|_| Error::InvalidParameter(format!("replicas {n}: too many")))
         })
-        .transpose()?;
+        .transpose()
+}
+
+/// docker's `Command` then `Args`: the one command line berth runs.
+fn command(mut command: Vec<String>, args: Vec<String>) -> Vec<String> {
+    command.extend(args);
+    command
+}
+
+fn create_request(spec: ServiceSpec) -> Result<ServiceCreate, Error> {
+    let replicas = replicas(&spec.mode)?;
+    let cs = spec.task_template.container_spec;
+    let cmd = command(cs.command, cs.args);
     Ok(ServiceCreate {
         name: spec.name,
         replicas,
@@ -273,17 +281,9 @@ pub(super) async fn service_update(
     ReqBody(body): ReqBody,
 ) -> ApiResult {
     let spec: ServiceSpec = parse_json(&body)?;
-    let replicas = spec
-        .mode
-        .replicated
-        .and_then(|r| r.replicas)
-        .map(|n| {
-            u32::try_from(n).map_err(|_| Error::InvalidParameter(format!("replicas {n}: too many")))
-        })
-        .transpose()?;
+    let replicas = replicas(&spec.mode)?;
     let cs = spec.task_template.container_spec;
-    let mut cmd = cs.command;
-    cmd.extend(cs.args);
+    let cmd = command(cs.command, cs.args);
     // docker sends the whole spec: what it carries replaces what was there.
     let change = ServiceChange {
         replicas,

@@ -193,8 +193,14 @@ impl Daemon {
     pub(crate) async fn claim_overlay(&self, eps: &[EndpointRecord]) -> Result<()> {
         match &self.cluster {
             Some(cluster) if !eps.is_empty() => {
-                let held = held_addresses(&*self.state.lock().await);
-                match cluster.claim_endpoints(eps, |r| stale(&held, r)).await {
+                // Nothing is read of this node's state on the usual path: only a compare
+                // that failed asks whether the holder is a record of ours on its way out.
+                let mut r = cluster.claim_endpoints(eps, |_| false).await;
+                if matches!(r, Err(Error::Conflict(_))) {
+                    let held = held_addresses(&*self.state.lock().await);
+                    r = cluster.claim_endpoints(eps, |rec| stale(&held, rec)).await;
+                }
+                match r {
                     Err(Error::Store(e)) => self.queue_claims(eps, &e).await,
                     r => r,
                 }

@@ -304,18 +304,27 @@ impl Daemon {
         }
         let remote = remote_names(view, &cluster.id);
         {
+            // Only what changed: a network set anew (which forgets its members) puts every
+            // remote sandbox back by itself (`DnsController`).
             let mut held = self.remote_names.lock().expect("lock");
             let gone: Vec<String> = held
                 .keys()
                 .filter(|k| !remote.contains_key(*k))
                 .cloned()
                 .collect();
-            self.dns.update(|ix| {
-                for id in &gone {
-                    ix.remove_sandbox(id);
-                }
-                reinsert_remote(ix, &remote);
-            });
+            let changed: BTreeMap<String, dns::Sandbox> = remote
+                .iter()
+                .filter(|(k, s)| held.get(*k) != Some(*s))
+                .map(|(k, s)| (k.clone(), s.clone()))
+                .collect();
+            if !gone.is_empty() || !changed.is_empty() {
+                self.dns.update(|ix| {
+                    for id in &gone {
+                        ix.remove_sandbox(id);
+                    }
+                    reinsert_remote(ix, &changed);
+                });
+            }
             *held = remote;
         }
         self.overlay_bridges().await;

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 
@@ -43,8 +44,8 @@ impl Daemon {
                 Some((t, &s.record))
             })
             .collect();
-        // Containers of tasks, by task id: (container id, running, exit code).
-        let local: BTreeMap<String, (String, bool, i64)> = {
+        // Containers of tasks, by task id, read once.
+        let local: BTreeMap<String, Local> = {
             let st = self.state.lock().await;
             st.containers
                 .values()
@@ -52,12 +53,17 @@ impl Daemon {
                     let task = c.config.labels.get(TASK_LABEL)?;
                     Some((
                         task.clone(),
-                        (c.id.clone(), c.is_running(), c.state.exit_code),
+                        Local {
+                            cid: c.id.clone(),
+                            running: c.is_running(),
+                            exit: c.state.exit_code,
+                            health: c.state.health.as_ref().map(|h| h.status.clone()),
+                        },
                     ))
                 })
                 .collect()
         };
-        for (task, (cid, _, _)) in &local {
+        for (task, Local { cid, .. }) in &local {
             if !mine.iter().any(|(t, _)| &t.id == task) {
                 tracing::info!(task, "task no longer on this node: removing its container");
                 if let Err(e) = self.container_remove(cid, true).await {
@@ -69,27 +75,26 @@ impl Daemon {
         for (t, svc) in &mine {
             let reported = view.services.states.get(&t.id).map(|s| s.state.as_str());
             let state = match local.get(&t.id) {
-                // A task that failed its health check is stopped; the scheduler replaces it.
-                Some((cid, true, _))
-                    if health_of(&*self.state.lock().await, cid) == Some("unhealthy") =>
-                {
-                    tracing::info!(task = %t.id, service = %svc.spec.name, "task unhealthy: stopping it");
-                    if let Err(e) = self.container_kill_for_task(cid).await {
-                        tracing::warn!(task = %t.id, "stopping an unhealthy task: {e}");
+                Some(l) if l.running => match l.health.as_deref() {
+                    // A task that failed its health check is stopped; the scheduler
+                    // replaces it.
+                    Some("unhealthy") => {
+                        tracing::info!(task = %t.id, service = %svc.spec.name, "task unhealthy: stopping it");
+                        if let Err(e) = self.container_stop(&l.cid, Duration::ZERO).await {
+                            tracing::warn!(task = %t.id, "stopping an unhealthy task: {e}");
+                        }
+                        state(t, "failed", &l.cid, "task: container is unhealthy")
                     }
-                    state(t, "failed", cid, "task: container is unhealthy")
-                }
-                Some((cid, true, _))
-                    if health_of(&*self.state.lock().await, cid)
-                        .is_some_and(|h| h != "healthy") =>
-                {
-                    state(t, "starting", cid, "")
-                }
-                Some((cid, true, _)) => state(t, "running", cid, ""),
-                Some((cid, false, 0)) => state(t, "complete", cid, ""),
-                Some((cid, false, code)) => {
-                    state(t, "failed", cid, &format!("task: non-zero exit ({code})"))
-                }
+                    Some(h) if h != "healthy" => state(t, "starting", &l.cid, ""),
+                    _ => state(t, "running", &l.cid, ""),
+                },
+                Some(l) if l.exit == 0 => state(t, "complete", &l.cid, ""),
+                Some(l) => state(
+                    t,
+                    "failed",
+                    &l.cid,
+                    &format!("task: non-zero exit ({})", l.exit),
+                ),
                 // Ended here before: it waits for the scheduler to replace it.
                 None if matches!(reported, Some("failed" | "complete" | "rejected")) => {
                     view.services.states[&t.id].clone()
@@ -188,19 +193,12 @@ fn host_ports(spec: &crate::cluster::services::ServiceSpec) -> Vec<(berth_ports:
         .collect()
 }
 
-fn health_of<'a>(st: &'a crate::daemon::Inner, cid: &str) -> Option<&'a str> {
-    st.containers
-        .get(cid)
-        .and_then(|c| c.state.health.as_ref())
-        .map(|h| h.status.as_str())
-}
-
-impl Daemon {
-    /// Ends an unhealthy task's container at once (its record then says it exited).
-    async fn container_kill_for_task(&self, cid: &str) -> crate::daemon::Result<()> {
-        self.container_stop(cid, std::time::Duration::from_secs(0))
-            .await
-    }
+/// A task's container here, as the agent reads it.
+struct Local {
+    cid: String,
+    running: bool,
+    exit: i64,
+    health: Option<String>,
 }
 
 fn state(t: &TaskRecord, s: &str, container: &str, error: &str) -> TaskState {

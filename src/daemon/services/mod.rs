@@ -186,10 +186,8 @@ impl Daemon {
                 "invalid restart condition {restart:?}: use any, on-failure or none"
             )));
         }
-        for names in [&req.networks] {
-            self.overlay_refresh_for(&names.iter().map(String::as_str).collect::<Vec<_>>())
-                .await;
-        }
+        self.overlay_refresh_for(&req.networks.iter().map(String::as_str).collect::<Vec<_>>())
+            .await;
         let mut networks = Vec::new();
         {
             let st = self.state.lock().await;

@@ -101,6 +101,14 @@ impl Daemon {
     /// The load-balancing table and the loopback's VIPs in line with `view`: each VIP over
     /// the running tasks of Ready nodes.
     pub(crate) async fn lb_round(&self, view: &View) {
+        // Each endpoint's address by (container, network), once per round.
+        let addr: std::collections::HashMap<(&str, &str), Ipv4Addr> = view
+            .endpoint_records()
+            .filter_map(|e| match e.ipv4 {
+                Some(IpAddr::V4(a)) => Some(((e.container.as_str(), e.network.as_str()), a)),
+                _ => None,
+            })
+            .collect();
         let mut want: BTreeMap<Ipv4Addr, Vec<Ipv4Addr>> = BTreeMap::new();
         for s in &view.services.services {
             for (net, vip) in &s.record.vips {
@@ -111,14 +119,7 @@ impl Daemon {
                     .filter(|t| view.ready(&t.node))
                     .filter_map(|t| view.services.states.get(&t.id))
                     .filter(|st| st.state == "running")
-                    .filter_map(|st| {
-                        view.endpoint_records()
-                            .find(|e| e.container == st.container && &e.network == net)
-                            .and_then(|e| match e.ipv4 {
-                                Some(IpAddr::V4(a)) => Some(a),
-                                _ => None,
-                            })
-                    })
+                    .filter_map(|st| addr.get(&(st.container.as_str(), net.as_str())).copied())
                     .collect();
                 backends.sort();
                 want.insert(*vip, backends);
