@@ -194,8 +194,8 @@ fn the_vxlan_mesh_follows_membership() {
     let mut n1 = fabric.node(11);
     let n2 = fabric.node(12);
     let mut n3 = fabric.node(13);
-    let fdb = |h: &common::Host| h.ns.sh_ok("bridge fdb show dev berth-vx");
-    let neigh = |h: &common::Host| h.ns.sh_ok("ip neigh show dev berth-vx");
+    let fdb = |h: &common::Host| h.ns.sh_out("bridge fdb show dev berth-vx");
+    let neigh = |h: &common::Host| h.ns.sh_out("ip neigh show dev berth-vx");
     wait_until("n11's entries for n12 and n13", || {
         let f = fdb(&n1);
         f.contains("dst 10.99.0.12") && f.contains("dst 10.99.0.13")
@@ -268,7 +268,7 @@ fn losing_etcd_keeps_the_mesh() {
     let fabric = Fabric::new();
     let n1 = fabric.node(11);
     let n2 = fabric.node(12);
-    let fdb = |h: &common::Host| h.ns.sh_ok("bridge fdb show dev berth-vx");
+    let fdb = |h: &common::Host| h.ns.sh_out("bridge fdb show dev berth-vx");
     wait_until("the mesh", || {
         fdb(&n1).contains("dst 10.99.0.12") && fdb(&n2).contains("dst 10.99.0.11")
     });
@@ -315,7 +315,7 @@ fn one_etcd_member_lost_changes_nothing() {
     // A TTL long enough for a renewal to time out on the lost member and go to another.
     let n1 = fabric.node_with_ttl(11, "6s");
     let n2 = fabric.node_with_ttl(12, "6s");
-    let fdb = |h: &common::Host| h.ns.sh_ok("bridge fdb show dev berth-vx");
+    let fdb = |h: &common::Host| h.ns.sh_out("bridge fdb show dev berth-vx");
     wait_until("the mesh", || fdb(&n1).contains("dst 10.99.0.12"));
     fabric.kill_member(0);
     // Three TTLs with the member gone: Ready all along, as seen from both nodes.

@@ -94,6 +94,12 @@ impl Ns {
             .expect("nsenter")
     }
 
+    /// What a command printed, failed or not: for polling state that may not exist yet
+    /// (a device the daemon makes in its first round).
+    pub(crate) fn sh_out(&self, script: &str) -> String {
+        String::from_utf8_lossy(&self.sh(script).stdout).into_owned()
+    }
+
     pub(crate) fn sh_ok(&self, script: &str) -> String {
         let o = self.sh(script);
         assert!(
