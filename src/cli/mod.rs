@@ -148,8 +148,9 @@ pub struct DaemonArgs {
         requires = "cluster_store"
     )]
     pub node_label: Vec<String>,
-    /// How long a node that stopped answering stays Ready for the others
-    #[arg(long, default_value = "5s", value_parser = parse_positive_duration)]
+    /// How long a node that stopped answering stays Ready for the others (its tasks leave
+    /// the load balancing after this; raise it for thousands of nodes or flaky links)
+    #[arg(long, default_value = "2s", value_parser = parse_positive_duration)]
     pub node_ttl: std::time::Duration,
 }
 

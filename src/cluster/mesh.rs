@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_overlay::{desired, device_mac, plan, Block, Node, OVERHEAD};
+use berth_overlay::{desired, device_mac, plan, Block, Node, DEVICE, OVERHEAD};
 
 use super::Cluster;
 use crate::netlink::Netlink;
@@ -126,11 +126,21 @@ impl Mesh {
             .collect();
         let idx = match self.device {
             Some(i) => i,
-            None => self
-                .nl
-                .ensure_vxlan(self.local, self.mac, self.mtu)
-                .await
-                .map_err(|e| e.to_string())?,
+            None => {
+                let i = self
+                    .nl
+                    .ensure_vxlan(self.local, self.mac, self.mtu)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // The routing mesh brings clients' packets in over the device, whose
+                // sources the node routes elsewhere: loose reverse-path filtering.
+                if let Err(e) =
+                    crate::netlink::sysctl(&format!("net.ipv4.conf.{DEVICE}.rp_filter"), "2")
+                {
+                    tracing::warn!("{e}: the routing mesh may drop clients' packets");
+                }
+                i
+            }
         };
         self.device = Some(idx);
         let want = desired(&self.me, &nodes, &blocks);

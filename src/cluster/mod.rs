@@ -309,6 +309,7 @@ impl Cluster {
                     Op::Delete(nodes::node_key(id)),
                     Op::Delete(nodes::alive_key(id)),
                     Op::Delete(nodes::name_key(&n.record.name)),
+                    Op::Delete(nodes::index_key(n.record.index)),
                 ]
                 .into_iter()
                 .chain(owned)
@@ -356,6 +357,33 @@ async fn register(
             .get(&nodes::node_key(id))
             .await?
             .and_then(|kv| serde_json::from_slice(&kv.value).ok());
+        // The node's index: its own again after a restart, else the smallest free one.
+        let (indexes, _) = store.list(nodes::INDEXES).await?;
+        let holders: BTreeMap<u32, String> = indexes
+            .iter()
+            .filter_map(|kv| {
+                let n = kv.key.strip_prefix(nodes::INDEXES)?.parse().ok()?;
+                Some((n, String::from_utf8_lossy(&kv.value).into_owned()))
+            })
+            .collect();
+        let own = old
+            .as_ref()
+            .map(|o| o.index)
+            .filter(|i| holders.get(i).map(String::as_str) == Some(id));
+        let (index, claim) = match own {
+            Some(i) => (i, false),
+            None => (
+                nodes::free_index(&holders.keys().copied().collect())
+                    .ok_or_else(|| ClusterError::Contended(cfg.name.clone()))?,
+                true,
+            ),
+        };
+        let old_index = match &holder {
+            nodes::Holder::DownNode(other) => {
+                holders.iter().find(|(_, h)| *h == other).map(|(i, _)| *i)
+            }
+            _ => None,
+        };
         let now = Utc::now();
         let mut labels = old.as_ref().map(|o| o.labels.clone()).unwrap_or_default();
         labels.extend(cfg.labels.clone());
@@ -365,12 +393,14 @@ async fn register(
             addr: cfg.advertise,
             labels,
             availability: old.as_ref().map(|o| o.availability).unwrap_or_default(),
+            index,
             engine_version: env!("CARGO_PKG_VERSION").into(),
             created: old.as_ref().map_or(now, |o| o.created),
             updated: now,
         };
         let lease = store.grant(cfg.ttl).await?;
-        let txn = nodes::register_txn(&rec, &holder, lease).expect("not a live holder");
+        let txn =
+            nodes::register_txn(&rec, &holder, lease, claim, old_index).expect("not a live holder");
         if store.txn(txn).await?.succeeded {
             return Ok((lease, rec));
         }

@@ -5,7 +5,12 @@
 //! /berth/cluster/nodes/<id>     the node's record (kept while the node is down)
 //! /berth/cluster/names/<name>   → the id holding the name
 //! /berth/cluster/alive/<id>     → the advertise address, on the node's lease
+//! /berth/cluster/nodeidx/<n>    → the id holding index n (1..=65535)
 //! ```
+//!
+//! The index is a small number unique among the cluster's nodes, for as long as the node
+//! is a member: the routing mesh writes it into the marks of the connections a node
+//! brought in (16 bits of a packet mark, where an id or an address would not fit).
 //!
 //! Liveness is one key per node on its lease, so a node's loss is one watch event (its
 //! lease expires) however many containers it ran, and `Ready`/`Down` needs no clock.
@@ -20,6 +25,18 @@ use serde::{Deserialize, Serialize};
 pub(crate) const NODES: &str = "/berth/cluster/nodes/";
 pub(crate) const NAMES: &str = "/berth/cluster/names/";
 pub(crate) const ALIVE: &str = "/berth/cluster/alive/";
+pub(crate) const INDEXES: &str = "/berth/cluster/nodeidx/";
+/// Indexes are 16 bits (`berth_firewall::mesh_mark`); 0 is no index.
+pub(crate) const MAX_INDEX: u32 = 0xffff;
+
+pub(crate) fn index_key(n: u32) -> String {
+    format!("{INDEXES}{n}")
+}
+
+/// The smallest index no node holds.
+pub(crate) fn free_index(taken: &std::collections::BTreeSet<u32>) -> Option<u32> {
+    (1..=MAX_INDEX).find(|i| !taken.contains(i))
+}
 
 pub(crate) fn node_key(id: &str) -> String {
     format!("{NODES}{id}")
@@ -70,6 +87,9 @@ pub struct NodeRecord {
     /// Set with `node update --label-add` (and `--node-label` at the daemon's start).
     pub labels: BTreeMap<String, String>,
     pub availability: Availability,
+    /// See the module's doc; 0 in records written before indexes existed.
+    #[serde(default)]
+    pub index: u32,
     pub engine_version: String,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
@@ -117,9 +137,23 @@ pub(crate) fn holder(
 /// The transaction that registers `rec` under its name on `lease`, given who held the
 /// name when it was read; its compares make it fail if that changed meanwhile. `None`
 /// when a live node holds the name.
-pub(crate) fn register_txn(rec: &NodeRecord, holder: &Holder, lease: LeaseId) -> Option<Txn> {
+/// `claim` says whether `rec.index` is new (its key must be free) or already this node's
+/// (its key must still say so); `old_index` is the index of the down node whose name is
+/// taken over, freed in the same transaction.
+pub(crate) fn register_txn(
+    rec: &NodeRecord,
+    holder: &Holder,
+    lease: LeaseId,
+    claim: bool,
+    old_index: Option<u32>,
+) -> Option<Txn> {
     let name = name_key(&rec.name);
-    let mut compares = Vec::new();
+    let idx = index_key(rec.index);
+    let mut compares = vec![if claim {
+        Compare::Absent(idx.clone())
+    } else {
+        Compare::Value(idx.clone(), rec.id.clone().into_bytes())
+    }];
     let mut then = Vec::new();
     match holder {
         Holder::Nobody => compares.push(Compare::Absent(name.clone())),
@@ -128,9 +162,13 @@ pub(crate) fn register_txn(rec: &NodeRecord, holder: &Holder, lease: LeaseId) ->
             compares.push(Compare::Value(name.clone(), old.clone().into_bytes()));
             compares.push(Compare::Absent(alive_key(old)));
             then.push(Op::Delete(node_key(old)));
+            if let Some(i) = old_index.filter(|i| *i != rec.index) {
+                then.push(Op::Delete(index_key(i)));
+            }
         }
         Holder::LiveNode { .. } => return None,
     }
+    then.push(Op::put(idx, rec.id.clone()));
     then.push(Op::put(name, rec.id.clone()));
     then.push(Op::put(
         node_key(&rec.id),
@@ -200,6 +238,7 @@ mod tests {
             addr: "10.99.0.11".parse().unwrap(),
             labels: Default::default(),
             availability: Availability::Active,
+            index: 4,
             engine_version: "0.1.0".into(),
             created: Utc::now(),
             updated: Utc::now(),
@@ -216,23 +255,43 @@ mod tests {
             Holder::LiveNode { .. }
         ));
         let r = rec("a", "n1");
-        assert!(register_txn(&r, &holder("a", Some("b"), Some("x")), 7).is_none());
+        assert!(register_txn(&r, &holder("a", Some("b"), Some("x")), 7, true, None).is_none());
         // Taking a down node's name: only while it is still down and still holds it, and
         // its record goes in the same transaction.
-        let t = register_txn(&r, &Holder::DownNode("b".into()), 7).unwrap();
+        let t = register_txn(&r, &Holder::DownNode("b".into()), 7, true, Some(2)).unwrap();
         assert_eq!(
             t.compares,
             vec![
+                Compare::Absent(index_key(4)),
                 Compare::Value(name_key("n1"), b"b".to_vec()),
                 Compare::Absent(alive_key("b"))
             ]
         );
         assert_eq!(t.then[0], Op::Delete(node_key("b")));
-        assert!(
-            matches!(&t.then[3], Op::Put { key, lease: Some(7), .. } if *key == alive_key("a"))
+        assert_eq!(
+            t.then[1],
+            Op::Delete(index_key(2)),
+            "the down node's index is freed"
         );
-        let fresh = register_txn(&r, &Holder::Nobody, 7).unwrap();
-        assert_eq!(fresh.compares, vec![Compare::Absent(name_key("n1"))]);
+        assert!(
+            matches!(&t.then[5], Op::Put { key, lease: Some(7), .. } if *key == alive_key("a"))
+        );
+        // A restart keeps its index, if it is still its own.
+        let again = register_txn(&r, &Holder::Us, 7, false, None).unwrap();
+        assert_eq!(
+            again.compares[0],
+            Compare::Value(index_key(4), b"a".to_vec())
+        );
+        let fresh = register_txn(&r, &Holder::Nobody, 7, true, None).unwrap();
+        assert_eq!(
+            fresh.compares,
+            vec![
+                Compare::Absent(index_key(4)),
+                Compare::Absent(name_key("n1"))
+            ]
+        );
+        let taken = [1, 2, 4].into_iter().collect();
+        assert_eq!(free_index(&taken), Some(3));
     }
 
     #[test]

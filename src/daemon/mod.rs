@@ -108,8 +108,10 @@ pub struct Daemon {
     overlay_wake: Arc<tokio::sync::Notify>,
     /// Orders making an overlay bridge for a join and removing it after the last leave.
     overlay_lock: Mutex<()>,
-    /// The services' VIPs as last programmed (`services/vip.rs`); `None` until the first.
-    lb_applied: Mutex<Option<BTreeMap<std::net::Ipv4Addr, Vec<std::net::Ipv4Addr>>>>,
+    /// The services' load balancing as last programmed (`services/mesh.rs`).
+    lb_state: Mutex<services::LbState>,
+    /// Task containers whose task left this node, and since when (`services/agent.rs`).
+    draining: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 /// The v2 store under `root`; a v1 database found there is moved into it first.
@@ -199,7 +201,8 @@ impl Daemon {
             remote_catalog: Default::default(),
             overlay_wake,
             overlay_lock: Mutex::new(()),
-            lb_applied: Mutex::new(None),
+            lb_state: Mutex::new(services::LbState::default()),
+            draining: Default::default(),
         });
         d.load().await?;
         d.reconcile().await?;

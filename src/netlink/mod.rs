@@ -4,6 +4,8 @@
 //! namespace is opened on a short-lived OS thread that `setns()`es first; the socket is then
 //! driven from the tokio runtime like any other. Tokio worker threads never change namespace.
 
+pub mod conntrack;
+mod steer;
 mod vxlan;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -87,6 +87,21 @@ impl Netlink {
             .execute()
             .await
             .map_err(NetError::nl(format!("configure {DEVICE}")))?;
+        // The routing mesh brings clients' packets in over the device, and a device without
+        // an IPv4 address fails every reverse-path check, loose ones too (the kernel's
+        // `no_addr` case), whatever rp_filter says. The node's own address, scope host and
+        // without a prefix route: never chosen as a source, routes nothing.
+        let mut req = self.handle.address().add(idx, IpAddr::V4(local), 32);
+        req.message_mut().header.scope = netlink_packet_route::address::AddressScope::Host;
+        req.message_mut()
+            .attributes
+            .push(netlink_packet_route::address::AddressAttribute::Flags(
+                netlink_packet_route::address::AddressFlags::Noprefixroute,
+            ));
+        match req.execute().await {
+            Err(e) if errno_of(&e) == libc::EEXIST => {}
+            r => r.map_err(NetError::nl(format!("address {local} on {DEVICE}")))?,
+        }
         Ok(idx)
     }
 

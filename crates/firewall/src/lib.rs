@@ -14,7 +14,10 @@ mod table;
 
 pub use apply::Nft;
 pub use error::FirewallError;
-pub use lb::{lb_delete, lb_table, BUCKETS, LB_TABLE};
+pub use lb::{
+    lb_delete, lb_table, mesh_mark, ret_table, Lb, Peer, BUCKETS, LB_TABLE, MESH_MARK, RET_DEVICE,
+    RET_TABLE,
+};
 pub use policy::{policy_table_text, POLICY_TABLE};
 pub use rules::{
     add_network, add_ports, delete_table, full_ruleset, remove_network, remove_ports,

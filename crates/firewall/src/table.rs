@@ -249,6 +249,31 @@ pub(crate) fn add_chains(batch: &mut Batch<'static>) {
             ],
         );
     }
+    // A connection the routing mesh brought from another node, to a task of this one: its
+    // source is the client, outside every overlay (`table ip berth_lb` marked it and
+    // allows only the ingress backends).
+    let mesh_mark = Expression::BinaryOperation(Box::new(nftables::expr::BinaryOperation::AND(
+        Expression::Named(NamedExpression::CT(nftables::expr::CT {
+            key: "mark".into(),
+            family: None,
+            dir: None,
+        })),
+        Expression::Number(crate::MESH_MARK),
+    )));
+    rule(
+        batch,
+        FORWARD,
+        "overlay: the routing mesh's connections",
+        [
+            is_if(Iifname, MESH_DEVICE),
+            Statement::Match(Match {
+                left: mesh_mark,
+                right: Expression::Number(crate::MESH_MARK),
+                op: Operator::EQ,
+            }),
+            Accept(None),
+        ],
+    );
     rule(
         batch,
         FORWARD,

@@ -122,10 +122,11 @@ impl Daemon {
                         d.set_remote_catalog(&view, &cluster.id);
                         d.schedule(&cluster, &view).await;
                         d.agent(&cluster, &view).await;
-                        d.lb_round(&view).await;
                         if let Some(m) = &mut mesh {
                             m.round(&view).await;
                         }
+                        // After the mesh: the return path forwards onto its device.
+                        d.lb_round(&view).await;
                     }
                     Err(e) => {
                         tracing::debug!(

@@ -2,7 +2,10 @@
 //! (swarmkit's worker `reconcileTaskState`), and their states reported to etcd. A task's
 //! container carries the task's id in a label, so a restarted daemon finds its tasks among
 //! its containers; a container whose task is gone (moved, scaled away, service removed) is
-//! removed.
+//! removed, after `DRAIN`: every node's load balancing drops a task with its record, in
+//! the round the same etcd event starts, so no new connection reaches it once it stops
+//! and the ones it serves get that long to finish (a drain or a move under a client loop
+//! loses no request).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +19,9 @@ use crate::cluster::{Cluster, View};
 use crate::daemon::containers::{ContainerCreate, Stdio};
 use crate::daemon::Daemon;
 use crate::model::{EndpointRequest, RestartPolicy};
+
+/// How long a task's container outlives its task on this node.
+const DRAIN: Duration = Duration::from_secs(1);
 
 /// docker's task container name: `SERVICE.SLOT.TASK` (the node's id for a global service).
 fn container_name(svc: &ServiceRecord, t: &TaskRecord) -> String {
@@ -55,6 +61,8 @@ impl Daemon {
                         task.clone(),
                         Local {
                             cid: c.id.clone(),
+                            pid: c.state.pid,
+                            started: c.state.started_at,
                             running: c.is_running(),
                             exit: c.state.exit_code,
                             health: c.state.health.as_ref().map(|h| h.status.clone()),
@@ -63,15 +71,42 @@ impl Daemon {
                 })
                 .collect()
         };
-        for (task, Local { cid, .. }) in &local {
-            if !mine.iter().any(|(t, _)| &t.id == task) {
-                tracing::info!(task, "task no longer on this node: removing its container");
-                if let Err(e) = self.container_remove(cid, true).await {
-                    tracing::warn!(task, "removing a task's container: {e}");
+        let now = std::time::Instant::now();
+        let mut due = Vec::new();
+        {
+            let mut draining = self.draining.lock().expect("lock");
+            draining.retain(|task, _| local.contains_key(task));
+            for (task, Local { cid, .. }) in &local {
+                if mine.iter().any(|(t, _)| &t.id == task) {
+                    draining.remove(task);
+                    continue;
+                }
+                let since = *draining.entry(task.clone()).or_insert_with(|| {
+                    tracing::info!(
+                        task,
+                        "task no longer on this node: its container goes in {DRAIN:?}"
+                    );
+                    let wake = self.overlay_wake.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(DRAIN).await;
+                        wake.notify_one();
+                    });
+                    now
+                });
+                if now.duration_since(since) >= DRAIN {
+                    due.push((task.clone(), cid.clone()));
                 }
             }
         }
+        for (task, cid) in due {
+            tracing::info!(task, "removing the container of a task that left this node");
+            if let Err(e) = self.container_remove(&cid, true).await {
+                tracing::warn!(task, "removing a task's container: {e}");
+            }
+        }
         let mut states = Vec::new();
+        // A task waiting for its program to listen is looked at again soon, events or not.
+        let mut listening = false;
         for (t, svc) in &mine {
             let reported = view.services.states.get(&t.id).map(|s| s.state.as_str());
             let state = match local.get(&t.id) {
@@ -86,6 +121,10 @@ impl Daemon {
                         state(t, "failed", &l.cid, "task: container is unhealthy")
                     }
                     Some(h) if h != "healthy" => state(t, "starting", &l.cid, ""),
+                    _ if !ready(l, svc) => {
+                        listening = true;
+                        state(t, "starting", &l.cid, "")
+                    }
                     _ => state(t, "running", &l.cid, ""),
                 },
                 Some(l) if l.exit == 0 => state(t, "complete", &l.cid, ""),
@@ -108,6 +147,13 @@ impl Daemon {
                 },
             };
             states.push(state);
+        }
+        if listening {
+            let wake = self.overlay_wake.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                wake.notify_one();
+            });
         }
         if let Err(e) = cluster.report(&view.services.states, &states).await {
             tracing::warn!("reporting task states: {e}");
@@ -196,9 +242,67 @@ fn host_ports(spec: &crate::cluster::services::ServiceSpec) -> Vec<(berth_ports:
 /// A task's container here, as the agent reads it.
 struct Local {
     cid: String,
+    pid: u32,
+    started: Option<chrono::DateTime<Utc>>,
     running: bool,
     exit: i64,
     health: Option<String>,
+}
+
+/// How long a task's published ports may take to be served before it counts as running
+/// anyway (a port the program never listens on must not hold the service back for ever).
+const LISTEN_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether a running task of `svc` may take connections: its process serves every port the
+/// service publishes (a socket listening on the target port in the task's namespace), so a
+/// task that replaces another in the load balancing does not refuse the first requests
+/// while its program starts. A health check, where there is one, decides instead.
+fn ready(l: &Local, svc: &ServiceRecord) -> bool {
+    let want: Vec<(bool, u16)> = svc
+        .spec
+        .ports
+        .iter()
+        .filter(|p| p.protocol == "tcp" || p.protocol == "udp")
+        .map(|p| (p.protocol == "udp", p.target))
+        .collect();
+    if want.is_empty() {
+        return true;
+    }
+    let waited = l
+        .started
+        .and_then(|s| (Utc::now() - s).to_std().ok())
+        .is_some_and(|d| d >= LISTEN_WAIT);
+    if waited {
+        return true;
+    }
+    let read =
+        |f: &str| std::fs::read_to_string(format!("/proc/{}/net/{f}", l.pid)).unwrap_or_default();
+    let tcp = read("tcp") + &read("tcp6");
+    let udp = read("udp") + &read("udp6");
+    want.iter().all(|(is_udp, port)| {
+        if *is_udp {
+            bound(&udp, "07").contains(port)
+        } else {
+            bound(&tcp, "0A").contains(port)
+        }
+    })
+}
+
+/// The local ports of the sockets in `state` (`0A` LISTEN for TCP, `07` unconnected for
+/// UDP) in a /proc/net/{tcp,udp}[6] table.
+fn bound(table: &str, state: &str) -> std::collections::BTreeSet<u16> {
+    table
+        .lines()
+        .skip_while(|l| l.trim_start().starts_with("sl"))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let local = f.nth(1)?;
+            let st = f.nth(1)?;
+            (st == state)
+                .then(|| u16::from_str_radix(local.rsplit(':').next()?, 16).ok())
+                .flatten()
+        })
+        .collect()
 }
 
 fn state(t: &TaskRecord, s: &str, container: &str, error: &str) -> TaskState {
@@ -208,5 +312,18 @@ fn state(t: &TaskRecord, s: &str, container: &str, error: &str) -> TaskState {
         container: container.into(),
         error: error.into(),
         since: Utc::now(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn listening_ports_from_proc() {
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n   1: 0100000A:C350 0200000A:0050 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 20 4 30 10 -1\n";
+        let ports = super::bound(tcp, "0A");
+        assert_eq!(ports.into_iter().collect::<Vec<_>>(), vec![80]);
+        let udp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n  10: 00000000:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 3 2 0 0\n";
+        assert!(super::bound(udp, "07").contains(&53));
+        assert!(super::bound(udp, "0A").is_empty());
     }
 }

@@ -4,6 +4,8 @@
 //! reports their states. Both run in the overlay round, from the same read of etcd.
 
 mod agent;
+mod mesh;
+pub(crate) use mesh::LbState;
 mod vip;
 
 use std::collections::BTreeMap;
@@ -76,8 +78,10 @@ fn sched_nodes(view: &View) -> Vec<berth_sched::Node> {
         .collect()
 }
 
-/// The published ports, checked: host mode only (the routing mesh is not there yet), and
-/// no published port another service holds.
+/// The published ports, checked: a port in ingress mode (the routing mesh, every node's
+/// address) needs the service on an overlay, which the mesh reaches its tasks by (Docker
+/// adds its `ingress` network for this; berth uses the service's first network); the
+/// mesh balances TCP and UDP; no published port another service holds.
 fn check_ports(
     req: &ServiceCreate,
     view: &View,
@@ -85,10 +89,18 @@ fn check_ports(
     let mut out: Vec<crate::cluster::services::PublishedPort> = Vec::new();
     for p in &req.ports {
         if p.mode == berth_ports::PublishMode::Ingress {
-            return Err(Error::InvalidParameter(format!(
-                "port {}:{}: publishing in ingress mode (the routing mesh on every node) is not in berth yet; publish in host mode, answered by the nodes that run a task: --publish published={},target={},mode=host",
-                p.published, p.target, p.published, p.target
-            )));
+            if req.networks.is_empty() {
+                return Err(Error::InvalidParameter(format!(
+                    "port {}:{}: the routing mesh reaches a service's tasks over an overlay network: add --network NET (berth network create -d overlay NET), or publish in host mode (--publish published={},target={},mode=host)",
+                    p.published, p.target, p.published, p.target
+                )));
+            }
+            if p.proto == berth_ports::Proto::Sctp {
+                return Err(Error::InvalidParameter(format!(
+                    "port {}/sctp: the routing mesh balances TCP and UDP; publish SCTP in host mode",
+                    p.published
+                )));
+            }
         }
         let rec = crate::cluster::services::PublishedPort {
             published: p.published,

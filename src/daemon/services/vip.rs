@@ -98,51 +98,8 @@ impl Daemon {
         Ok((vips, records))
     }
 
-    /// The load-balancing table and the loopback's VIPs in line with `view`: each VIP over
-    /// the running tasks of Ready nodes.
-    pub(crate) async fn lb_round(&self, view: &View) {
-        // Each endpoint's address by (container, network), once per round.
-        let addr: std::collections::HashMap<(&str, &str), Ipv4Addr> = view
-            .endpoint_records()
-            .filter_map(|e| match e.ipv4 {
-                Some(IpAddr::V4(a)) => Some(((e.container.as_str(), e.network.as_str()), a)),
-                _ => None,
-            })
-            .collect();
-        let mut want: BTreeMap<Ipv4Addr, Vec<Ipv4Addr>> = BTreeMap::new();
-        for s in &view.services.services {
-            for (net, vip) in &s.record.vips {
-                let IpAddr::V4(vip) = vip else { continue };
-                let mut backends: Vec<Ipv4Addr> = view
-                    .services
-                    .tasks_of(&s.record.id)
-                    .filter(|t| view.ready(&t.node))
-                    .filter_map(|t| view.services.states.get(&t.id))
-                    .filter(|st| st.state == "running")
-                    .filter_map(|st| addr.get(&(st.container.as_str(), net.as_str())).copied())
-                    .collect();
-                backends.sort();
-                want.insert(*vip, backends);
-            }
-        }
-        let mut applied = self.lb_applied.lock().await;
-        if applied.as_ref() == Some(&want) {
-            return;
-        }
-        if let Err(e) = self.nft.apply_text(&berth_firewall::lb_table(&want)) {
-            tracing::warn!("programming the services' virtual IPs: {e}");
-            return;
-        }
-        if let Err(e) = self.sync_vip_addresses(view, &want).await {
-            tracing::warn!("the virtual IPs on the loopback: {e}");
-            return;
-        }
-        tracing::debug!(vips = want.len(), "virtual IPs programmed");
-        *applied = Some(want);
-    }
-
     /// VIPs on `lo`: those wanted are there, other addresses of overlay subnets go.
-    async fn sync_vip_addresses(
+    pub(super) async fn sync_vip_addresses(
         &self,
         view: &View,
         want: &BTreeMap<Ipv4Addr, Vec<Ipv4Addr>>,
