@@ -25,22 +25,8 @@ BENCH_WORK=$(mktemp -d /tmp/berth-bench-failover.XXXX); export BENCH_WORK
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
 fabric_session || exit 1
-declare -A HOLDER
-daemon() { # N: start node N's daemon (its root kept across restarts)
-  holder_exec "${HOLDER[$1]}" "$BERTH" daemon --root "$BENCH_WORK/root$1" --run /run/berth \
-    -H "unix://$BENCH_WORK/n$1.sock" --resolv-conf "$BENCH_WORK/resolv.conf" \
-    --cluster-store etcd://10.99.0.1:2379 --advertise-addr "10.99.0.$1" --node-name "n$1" \
-    --node-ttl "$TTL" >>"$BENCH_WORK/daemon$1.log" 2>&1 &
-}
-B() { local n=$1; shift; holder_exec "${HOLDER[$n]}" "$BERTH" -H "unix://$BENCH_WORK/n$n.sock" "$@"; }
-for n in 11 12 13; do
-  lan_host "$n" || exit 1
-  HOLDER[$n]=$HOLDER_PID
-  daemon "$n"
-done
-for n in 11 12 13; do
-  for _ in $(seq 200); do B "$n" info >/dev/null 2>&1 && break; sleep 0.05; done
-done
+DAEMON_FLAGS="--node-ttl $TTL"
+cluster_up 11 12 13 || exit 1
 B 11 network create -d overlay app >/dev/null || exit 1
 RAW=$BENCH_WORK/raw; mkdir -p "$RAW"
 for k in $(seq "$KILLS"); do
@@ -69,7 +55,7 @@ for k in $(seq "$KILLS"); do
   echo "$kill_us" > "$RAW/kill.$k"
   wait "$loop"
   holder_exec "${HOLDER[12]}" ip link set lan up
-  daemon 12
+  cluster_daemon 12
   for _ in $(seq 200); do
     [ "$(B 11 node ls --format '{{.Hostname}} {{.Status}}' 2>/dev/null | grep -c Ready)" = 3 ] && break
     sleep 0.1

@@ -106,3 +106,29 @@ lan_host() {
   F ip link set "n$n" master lan0 up
   holder_exec "$HOLDER_PID" sh -c "ip addr add 10.99.0.$n/24 dev lan && ip link set lan up"
 }
+
+# A cluster of LAN hosts, each with a berth daemon on the fabric's etcd (its own root and
+# socket under BENCH_WORK, its log appended to daemonN.log). DAEMON_FLAGS: more daemon flags.
+# cluster_daemon N: (re)starts host N's daemon. B N ARGS…: the CLI against it.
+# cluster_up N…: the hosts and their daemons, waited for; sets HOLDER[N].
+declare -A HOLDER
+cluster_daemon() {
+  local n=$1
+  # shellcheck disable=SC2086
+  holder_exec "${HOLDER[$n]}" "$BERTH" daemon --root "$BENCH_WORK/root$n" --run /run/berth \
+    -H "unix://$BENCH_WORK/n$n.sock" --resolv-conf "$BENCH_WORK/resolv.conf" \
+    --cluster-store etcd://10.99.0.1:2379 --advertise-addr "10.99.0.$n" --node-name "n$n" \
+    ${DAEMON_FLAGS:-} >>"$BENCH_WORK/daemon$n.log" 2>&1 &
+}
+B() { local n=$1; shift; holder_exec "${HOLDER[$n]}" "$BERTH" -H "unix://$BENCH_WORK/n$n.sock" "$@"; }
+cluster_up() {
+  local n
+  for n in "$@"; do
+    lan_host "$n" || return 1
+    HOLDER[$n]=$HOLDER_PID
+    cluster_daemon "$n"
+  done
+  for n in "$@"; do
+    for _ in $(seq 200); do B "$n" info >/dev/null 2>&1 && break; sleep 0.05; done
+  done
+}

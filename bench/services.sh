@@ -22,19 +22,7 @@ BENCH_WORK=$(mktemp -d /tmp/berth-bench-services.XXXX); export BENCH_WORK
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
 fabric_session || exit 1
-declare -A HOLDER
-for n in 11 12 13; do
-  lan_host "$n" || exit 1
-  HOLDER[$n]=$HOLDER_PID
-  holder_exec "$HOLDER_PID" "$BERTH" daemon --root "$BENCH_WORK/root$n" --run /run/berth \
-    -H "unix://$BENCH_WORK/n$n.sock" --resolv-conf "$BENCH_WORK/resolv.conf" \
-    --cluster-store etcd://10.99.0.1:2379 --advertise-addr "10.99.0.$n" --node-name "n$n" \
-    >"$BENCH_WORK/daemon$n.log" 2>&1 &
-done
-B() { local n=$1; shift; holder_exec "${HOLDER[$n]}" "$BERTH" -H "unix://$BENCH_WORK/n$n.sock" "$@"; }
-for n in 11 12 13; do
-  for _ in $(seq 200); do B "$n" info >/dev/null 2>&1 && break; sleep 0.05; done
-done
+cluster_up 11 12 13 || exit 1
 B 11 network create -d overlay --subnet 10.0.0.0/16 app >/dev/null
 B 11 run -d --name client --network app -- sleep 100000 >/dev/null
 now_us() { echo "${EPOCHREALTIME/./}"; }

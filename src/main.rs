@@ -68,6 +68,9 @@ fn daemon(args: DaemonArgs, socket: std::path::PathBuf) -> anyhow::Result<()> {
         let listener = tokio::net::UnixListener::bind(&socket)?;
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660))?;
         tracing::info!(socket = %socket.display(), "berth daemon ready");
+        if let Some(c) = &d.cluster {
+            tokio::spawn(berth::api::server::serve_peer(c.addr, d.clone()));
+        }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = berth::api::server::serve(listener, d, limits) => {}

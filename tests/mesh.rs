@@ -11,20 +11,12 @@ use std::time::{Duration, Instant};
 use common::cluster::Fabric;
 use common::wait_until;
 
-/// What one TCP request from the LAN (the fabric namespace, 10.99.0.1) to `target` got.
-fn ask(fabric: &Fabric, target: &str) -> String {
-    let o = fabric.ns.sh(&format!(
-        "socat -T2 - TCP:{target},connect-timeout=2 </dev/null"
-    ));
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
 /// The answers of `n` requests to each node's published port.
 fn answers(fabric: &Fabric, nodes: &[u8], port: u16, n: usize) -> Vec<(u8, String)> {
     nodes
         .iter()
         .flat_map(|node| {
-            (0..n).map(move |_| (*node, ask(fabric, &format!("10.99.0.{node}:{port}"))))
+            (0..n).map(move |_| (*node, fabric.ask(&format!("10.99.0.{node}:{port}"))))
         })
         .collect()
 }
@@ -66,7 +58,7 @@ fn the_mesh_answers_everywhere_keeps_the_client_and_survives_a_node() {
     wait_until("every node's port 8080 answers", || {
         [11, 12, 13]
             .iter()
-            .all(|n| !ask(&fabric, &format!("10.99.0.{n}:8080")).is_empty())
+            .all(|n| !fabric.ask(&format!("10.99.0.{n}:8080")).is_empty())
     });
     let got = answers(&fabric, &[11, 12, 13], 8080, 10);
     for (node, a) in &got {
@@ -90,29 +82,7 @@ fn the_mesh_answers_everywhere_keeps_the_client_and_survives_a_node() {
 
     // Drain n11 under a client loop through every node: its task moves to n12 and no
     // request fails (every node drops the task from its maps before its container stops).
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let loop_ = {
-        let stop = stop.clone();
-        let pid = fabric.ns.pid;
-        std::thread::spawn(move || {
-            let (mut sent, mut failed) = (0, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                for n in [11, 12, 13] {
-                    let a = nsenter_out(
-                        pid,
-                        &format!(
-                            "socat -T2 - TCP:10.99.0.{n}:8080,connect-timeout=2 </dev/null 2>&1"
-                        ),
-                    );
-                    sent += 1;
-                    if a.trim().is_empty() || a.contains(" E ") {
-                        failed.push(format!("n{n}: {}", a.trim()));
-                    }
-                }
-            }
-            (sent, failed)
-        })
-    };
+    let lp = Loop::start(&fabric, &[11, 12, 13], 8080);
     std::thread::sleep(Duration::from_millis(500));
     n1.ok(&["node", "update", "--availability", "drain", "n11"]);
     wait_until("both tasks on n12", || {
@@ -129,12 +99,11 @@ fn the_mesh_answers_everywhere_keeps_the_client_and_survives_a_node() {
         .is_empty()
     });
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (sent, failed) = loop_.join().unwrap();
+    let (sent, failed, _) = lp.stop();
     assert!(sent > 6, "{sent} requests during the drain");
     assert!(
         failed.is_empty(),
-        "{} of {sent} failed, through {failed:?}",
+        "{} of {sent} failed: {failed:?}",
         failed.len()
     );
     n1.ok(&["node", "update", "--availability", "active", "n11"]);
@@ -182,7 +151,7 @@ fn the_mesh_answers_everywhere_keeps_the_client_and_survives_a_node() {
     loop {
         let ok = [11, 13]
             .iter()
-            .all(|n| !ask(&fabric, &format!("10.99.0.{n}:8080")).is_empty());
+            .all(|n| !fabric.ask(&format!("10.99.0.{n}:8080")).is_empty());
         if ok && first.is_none() {
             first = Some(lost.elapsed());
         }
@@ -240,4 +209,128 @@ fn nsenter_out(pid: u32, script: &str) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Requests in a loop through some nodes' published port, from the LAN, until stopped.
+struct Loop {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<(usize, Vec<String>, Vec<String>)>,
+}
+
+impl Loop {
+    fn start(fabric: &Fabric, nodes: &[u8], port: u16) -> Loop {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let pid = fabric.ns.pid;
+        let nodes = nodes.to_vec();
+        let handle = std::thread::spawn(move || {
+            let (mut sent, mut failed, mut answers) = (0, Vec::new(), Vec::new());
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                for n in &nodes {
+                    let a = nsenter_out(
+                        pid,
+                        &format!(
+                            "socat -T2 - TCP:10.99.0.{n}:{port},connect-timeout=2 </dev/null 2>&1"
+                        ),
+                    );
+                    sent += 1;
+                    if a.trim().is_empty() || a.contains(" E ") {
+                        failed.push(format!("n{n}: {}", a.trim()));
+                    } else {
+                        answers.push(a.trim().to_string());
+                    }
+                }
+            }
+            (sent, failed, answers)
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        Loop { stop, handle }
+    }
+
+    /// Requests sent, failures, answers.
+    fn stop(self) -> (usize, Vec<String>, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().unwrap()
+    }
+}
+
+/// A start-first update of a one-task service, then its rollback, under a client loop
+/// through both nodes: the new task serves before the old one leaves, so no request fails,
+/// and the answers change from the old environment to the new and back.
+#[test]
+fn start_first_updates_and_rollbacks_lose_no_request() {
+    need_root!();
+    let fabric = Fabric::new();
+    let n1 = fabric.node(11);
+    let _n2 = fabric.node(12);
+    n1.ok(&["network", "create", "-d", "overlay", "app"]);
+    n1.ok(&[
+        "service",
+        "create",
+        "--name",
+        "v",
+        "--network",
+        "app",
+        "--update-order",
+        "start-first",
+        "-e",
+        "V=one",
+        "-p",
+        "8080:80",
+        "--",
+        "socat",
+        "TCP-LISTEN:80,fork,reuseaddr",
+        "SYSTEM:echo $V",
+    ]);
+    let all = |want: &str| {
+        [11, 12]
+            .iter()
+            .all(|n| (0..3).all(|_| fabric.ask(&format!("10.99.0.{n}:8080")) == want))
+    };
+    wait_until("v answers one through both nodes", || all("one"));
+    let order = n1.ok(&[
+        "service",
+        "inspect",
+        "-f",
+        "{{.Spec.UpdateConfig.Order}}",
+        "v",
+    ]);
+    assert_eq!(order.trim(), "start-first");
+    for (change, want) in [
+        (
+            vec!["service", "update", "-d", "--env-add", "V=two", "v"],
+            "two",
+        ),
+        (vec!["service", "rollback", "-d", "v"], "one"),
+    ] {
+        let lp = Loop::start(&fabric, &[11, 12], 8080);
+        n1.ok(&change);
+        wait_until(&format!("every answer {want}"), || all(want));
+        // The old task's container goes 1 s after its successor runs.
+        std::thread::sleep(Duration::from_millis(1500));
+        let (sent, failed, answers) = lp.stop();
+        assert!(
+            failed.is_empty(),
+            "{} of {sent} failed: {failed:?}",
+            failed.len()
+        );
+        assert_eq!(answers.last().map(String::as_str), Some(want));
+        let tasks = running(&n1, "v");
+        assert_eq!(tasks.len(), 1, "{tasks:?}");
+    }
+    // A rollback with nothing to go back to is refused.
+    n1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "w",
+        "--network",
+        "app",
+        "--",
+        "sleep",
+        "60",
+    ]);
+    let err = n1.fails(&["service", "rollback", "w"]);
+    assert!(err.contains("no previous spec"), "{err}");
 }

@@ -98,6 +98,22 @@ const CAP_LOG_PERIOD: Duration = Duration::from_secs(60);
 /// wait in the socket's backlog, holding no descriptor of the daemon, and are served as
 /// soon as a connection closes, which the idle timeout guarantees for idle ones. A burst
 /// of CLI calls (200 concurrent `run`s) is slowed instead of failed.
+/// The peer listener of a cluster node (`routes::service_logs`): other nodes read the logs
+/// of this node's tasks from it, for `service logs`. Only that route is served there.
+pub async fn serve_peer(addr: std::net::IpAddr, d: Arc<Daemon>) {
+    let at = std::net::SocketAddr::new(addr, super::routes::PEER_PORT);
+    match tokio::net::TcpListener::bind(at).await {
+        Ok(l) => {
+            if let Err(e) = axum::serve(l, super::routes::peer_router(d)).await {
+                tracing::warn!("the peer listener on {at}: {e}");
+            }
+        }
+        Err(e) => tracing::warn!(
+            "cannot listen on {at} for other nodes ({e}): `service logs` elsewhere will miss this node's tasks"
+        ),
+    }
+}
+
 pub async fn serve(listener: UnixListener, d: Arc<Daemon>, limits: Limits) {
     let app = super::routes::router(d);
     let permits = Arc::new(Semaphore::new(limits.max_connections));

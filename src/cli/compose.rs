@@ -104,7 +104,18 @@ const DEFAULT_FILES: &[&str] = &[
 
 /// The files, the project directory, and the loaded project with its warnings printed.
 fn load(a: &ComposeArgs) -> Result<Project, ClientError> {
-    let files: Vec<PathBuf> = if a.file.is_empty() {
+    load_project(&a.file, a.project.clone(), a.env_file.clone(), false)
+}
+
+/// `load` for `berth stack deploy` too (`stack`: the warnings about keys only a stack
+/// uses are not printed).
+pub(super) fn load_project(
+    file: &[PathBuf],
+    project: Option<String>,
+    env_file: Option<PathBuf>,
+    stack: bool,
+) -> Result<Project, ClientError> {
+    let files: Vec<PathBuf> = if file.is_empty() {
         let cwd = std::env::current_dir()?;
         let main = DEFAULT_FILES
             .iter()
@@ -131,7 +142,7 @@ fn load(a: &ComposeArgs) -> Result<Project, ClientError> {
         }
         v
     } else {
-        a.file.clone()
+        file.to_vec()
     };
     let dir = files[0]
         .parent()
@@ -139,12 +150,12 @@ fn load(a: &ComposeArgs) -> Result<Project, ClientError> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
     let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-    let env_path = a.env_file.clone().unwrap_or_else(|| dir.join(".env"));
+    let env_path = env_file.clone().unwrap_or_else(|| dir.join(".env"));
     let shell = |k: &str| std::env::var(k).ok();
     let dotenv = match std::fs::read_to_string(&env_path) {
         Ok(t) => berth_compose::parse_env_file(&t, &shell)
             .map_err(|e| usage(format!("{}: {e}", env_path.display())))?,
-        Err(_) if a.env_file.is_none() => vec![],
+        Err(_) if env_file.is_none() => vec![],
         Err(e) => return Err(usage(format!("{}: {e}", env_path.display()))),
     };
     // The shell's variables win over .env, as in docker compose.
@@ -170,7 +181,7 @@ fn load(a: &ComposeArgs) -> Result<Project, ClientError> {
     let ctx = Context {
         lookup: &lookup,
         read_file: &read,
-        project_name: a.project.clone(),
+        project_name: project,
         default_name: dir
             .file_name()
             .and_then(|n| n.to_str())
@@ -179,7 +190,9 @@ fn load(a: &ComposeArgs) -> Result<Project, ClientError> {
     };
     let mut loaded = berth_compose::load(&sources, &ctx).map_err(|e| usage(e.to_string()))?;
     for w in &loaded.warnings {
-        eprintln!("WARN {w}");
+        if !(stack && w.contains(berth_compose::deploy::STACK_ONLY)) {
+            eprintln!("WARN {w}");
+        }
     }
     // berth runs host programs: they start in the project directory (relative paths in
     // `command` work as they do for the user), and a relative working_dir is taken from it.

@@ -3,12 +3,14 @@
 
 mod compose;
 mod container;
+mod deploy;
 mod discovery;
 mod network;
 mod node;
 mod output;
 mod run;
 mod service;
+mod stack;
 
 use std::path::PathBuf;
 
@@ -46,6 +48,13 @@ pub enum Cmd {
     /// Manage services across the cluster
     #[command(subcommand)]
     Service(service::ServiceCmd),
+    /// Converge the cluster to Flocker's deployment and application files
+    ///
+    /// Example: berth deploy deployment.yml application.yml
+    Deploy(deploy::DeployArgs),
+    /// Manage stacks: a Compose file's services across the cluster
+    #[command(subcommand)]
+    Stack(stack::StackCmd),
     /// Create and start a container running a host program in its own network sandbox
     Run(Box<run::RunArgs>),
     /// Run a command in a running container
@@ -242,6 +251,8 @@ pub fn main(cli: Cli) -> i32 {
         Cmd::Network(c) => rt.block_on(network::run(&client, c)),
         Cmd::Node(c) => rt.block_on(node::run(&client, c)),
         Cmd::Service(c) => rt.block_on(service::run(&client, c)),
+        Cmd::Deploy(a) => rt.block_on(deploy::run(&client, a)),
+        Cmd::Stack(c) => rt.block_on(stack::run(&client, c)),
         Cmd::Run(a) => return run::run(&rt, &client, *a),
         Cmd::Exec(a) => return run::exec(&rt, &client, a),
         Cmd::Ps(a) => rt.block_on(container::ps(&client, a)),

@@ -53,23 +53,23 @@ pub enum ServiceCmd {
         pairs: Vec<String>,
     },
     /// Update a service: its tasks are replaced one at a time
-    Update {
-        #[arg(long = "env-add", value_name = "K=V")]
-        env_add: Vec<String>,
-        #[arg(long = "env-rm", value_name = "K")]
-        env_rm: Vec<String>,
-        #[arg(long = "constraint-add")]
-        constraint_add: Vec<String>,
-        #[arg(long = "constraint-rm")]
-        constraint_rm: Vec<String>,
-        /// Shown, not pulled
-        #[arg(long)]
-        image: Option<String>,
-        #[arg(long)]
-        replicas: Option<u64>,
+    Update(Box<UpdateCmd>),
+    /// Revert a service to its spec before the last update
+    ///
+    /// Example: berth service rollback web
+    Rollback {
         /// Return at once instead of waiting for the tasks to run
         #[arg(short, long)]
         detach: bool,
+        service: String,
+    },
+    /// The logs of every task of a service, from every node
+    ///
+    /// Example: berth service logs -f web
+    Logs {
+        /// Keep following the logs
+        #[arg(short, long)]
+        follow: bool,
         service: String,
     },
     /// Remove one or more services
@@ -78,6 +78,41 @@ pub enum ServiceCmd {
         #[arg(required = true)]
         services: Vec<String>,
     },
+}
+
+#[derive(clap::Args)]
+pub struct UpdateCmd {
+    #[arg(long = "env-add", value_name = "K=V")]
+    env_add: Vec<String>,
+    #[arg(long = "env-rm", value_name = "K")]
+    env_rm: Vec<String>,
+    #[arg(long = "constraint-add")]
+    constraint_add: Vec<String>,
+    #[arg(long = "constraint-rm")]
+    constraint_rm: Vec<String>,
+    /// Shown, not pulled
+    #[arg(long)]
+    image: Option<String>,
+    #[arg(long)]
+    replicas: Option<u64>,
+    /// The command and its arguments, as one string split as a shell would
+    #[arg(long)]
+    args: Option<String>,
+    /// Publish a port: [PUBLISHED:]TARGET[/PROTO] or published=P,target=T[,mode=host]
+    #[arg(long = "publish-add", value_parser = clap::value_parser!(berth_ports::ServicePort))]
+    publish_add: Vec<berth_ports::ServicePort>,
+    /// Stop publishing a port: PUBLISHED[/PROTO]
+    #[arg(long = "publish-rm")]
+    publish_rm: Vec<String>,
+    #[command(flatten)]
+    update: UpdateArgs,
+    /// Back to the spec before the last update (as `service rollback`)
+    #[arg(long)]
+    rollback: bool,
+    /// Return at once instead of waiting for the tasks to run
+    #[arg(short, long)]
+    detach: bool,
+    service: String,
 }
 
 #[derive(clap::Args)]
@@ -107,8 +142,13 @@ pub struct CreateArgs {
     /// vip (one virtual IP per network) or dnsrr (the name answers every task)
     #[arg(long = "endpoint-mode")]
     endpoint_mode: Option<String>,
+    /// The tasks' working directory
+    #[arg(short = 'w', long)]
+    workdir: Option<String>,
     #[command(flatten)]
     health: super::run::HealthArgs,
+    #[command(flatten)]
+    update: UpdateArgs,
     /// [PUBLISHED:]TARGET[/PROTO] or published=P,target=T[,protocol=udp][,mode=host]
     #[arg(short = 'p', long = "publish", value_parser = clap::value_parser!(berth_ports::ServicePort))]
     publish: Vec<berth_ports::ServicePort>,
@@ -117,6 +157,35 @@ pub struct CreateArgs {
     detach: bool,
     #[arg(last = true, required = true)]
     cmd: Vec<String>,
+}
+
+/// How a rolling update replaces the tasks.
+#[derive(clap::Args, Default)]
+pub(super) struct UpdateArgs {
+    /// stop-first (default) or start-first: whether a new task starts before the old stops
+    #[arg(long = "update-order")]
+    order: Option<String>,
+    /// Tasks replaced at once (0: all; default 1)
+    #[arg(long = "update-parallelism")]
+    parallelism: Option<u64>,
+}
+
+impl UpdateArgs {
+    fn apply(self, to: &mut Option<berth_api::service::UpdateConfig>) {
+        if self.order.is_none() && self.parallelism.is_none() {
+            return;
+        }
+        let u = to.get_or_insert_with(|| berth_api::service::UpdateConfig {
+            parallelism: 1,
+            order: String::new(),
+        });
+        if let Some(o) = self.order {
+            u.order = o;
+        }
+        if let Some(p) = self.parallelism {
+            u.parallelism = p;
+        }
+    }
 }
 
 fn bad(message: String) -> ClientError {
@@ -143,6 +212,54 @@ async fn update_spec(
     );
     let _: Value = c.post_json(&path, &spec).await?;
     Ok(s.id)
+}
+
+/// docker's multiplexed stream to plain output: each frame's payload (8-byte headers:
+/// the stream, three zeros, the length).
+struct Demux<W: std::io::Write> {
+    pending: Vec<u8>,
+    out: W,
+}
+
+impl<W: std::io::Write> std::io::Write for Demux<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        while self.pending.len() >= 8 {
+            let len = u32::from_be_bytes([
+                self.pending[4],
+                self.pending[5],
+                self.pending[6],
+                self.pending[7],
+            ]) as usize;
+            if self.pending.len() < 8 + len {
+                break;
+            }
+            self.out.write_all(&self.pending[8..8 + len])?;
+            self.pending.drain(..8 + len);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// docker's rollback: an update with `rollback=previous`.
+async fn rollback_service(c: &Client, name: &str, detach: bool) -> Result<i32, ClientError> {
+    let s: Service = c.get_as(&format!("/services/{}", enc(name))).await?;
+    let path = format!(
+        "/services/{}/update?version={}&rollback=previous",
+        enc(&s.id),
+        s.version.index
+    );
+    let _: Value = c.post_json(&path, &s.spec).await?;
+    println!("{name}");
+    println!("rollback: manually requested rollback");
+    if !detach {
+        converge(c, &s.id).await?;
+    }
+    Ok(0)
 }
 
 /// Waits (bounded) until the service runs as many tasks as it wants, printing the count
@@ -181,7 +298,9 @@ pub(super) async fn run(c: &Client, cmd: ServiceCmd) -> Result<i32, ClientError>
                 restart_condition,
                 image,
                 endpoint_mode,
+                workdir,
                 health,
+                update,
                 publish,
                 detach,
                 cmd,
@@ -215,6 +334,7 @@ pub(super) async fn run(c: &Client, cmd: ServiceCmd) -> Result<i32, ClientError>
                         command: cmd,
                         args: vec![],
                         env,
+                        dir: workdir.unwrap_or_default(),
                         healthcheck: super::run::healthcheck(&health)?,
                     },
                     placement: Placement { constraints },
@@ -242,7 +362,10 @@ pub(super) async fn run(c: &Client, cmd: ServiceCmd) -> Result<i32, ClientError>
                             .collect(),
                     }
                 }),
+                update_config: None,
             };
+            let mut spec = spec;
+            update.apply(&mut spec.update_config);
             let r: ServiceCreateResponse = c.post_json("/services/create", &spec).await?;
             for w in &r.warnings {
                 eprintln!("warning: {w}");
@@ -372,17 +495,64 @@ pub(super) async fn run(c: &Client, cmd: ServiceCmd) -> Result<i32, ClientError>
             }
             Ok(0)
         }
-        ServiceCmd::Update {
-            env_add,
-            env_rm,
-            constraint_add,
-            constraint_rm,
-            image,
-            replicas,
-            detach,
-            service,
-        } => {
+        ServiceCmd::Update(args) => {
+            let UpdateCmd {
+                env_add,
+                env_rm,
+                constraint_add,
+                constraint_rm,
+                image,
+                replicas,
+                args,
+                publish_add,
+                publish_rm,
+                update,
+                rollback,
+                detach,
+                service,
+            } = *args;
+            if rollback {
+                return rollback_service(c, &service, detach).await;
+            }
+            let args = args
+                .map(|a| {
+                    shlex::split(&a).filter(|v| !v.is_empty()).ok_or_else(|| {
+                        bad(format!("--args {a:?}: no command, or unbalanced quotes"))
+                    })
+                })
+                .transpose()?;
+            let rm: Vec<(u16, String)> = publish_rm
+                .iter()
+                .map(|p| {
+                    let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+                    port.parse::<u16>()
+                        .map(|n| (n, proto.to_string()))
+                        .map_err(|_| bad(format!("--publish-rm {p:?}: use PUBLISHED[/PROTO]")))
+                })
+                .collect::<Result<_, _>>()?;
             let id = update_spec(c, &service, |spec| {
+                update.apply(&mut spec.update_config);
+                if let Some(a) = args {
+                    spec.task_template.container_spec.command = a;
+                    spec.task_template.container_spec.args.clear();
+                }
+                if !publish_add.is_empty() || !rm.is_empty() {
+                    let e = spec.endpoint_spec.get_or_insert_with(Default::default);
+                    e.ports
+                        .retain(|p| !rm.contains(&(p.published_port, p.protocol.clone())));
+                    for p in &publish_add {
+                        e.ports.retain(|q| {
+                            (q.published_port, q.protocol.as_str())
+                                != (p.published, p.proto.as_str())
+                        });
+                        e.ports.push(PortConfig {
+                            protocol: p.proto.as_str().into(),
+                            target_port: p.target,
+                            published_port: p.published,
+                            publish_mode: p.mode.as_str().into(),
+                        });
+                    }
+                }
                 let cs = &mut spec.task_template.container_spec;
                 let key = |e: &str| e.split('=').next().unwrap_or_default().to_string();
                 for e in &env_add {
@@ -405,6 +575,20 @@ pub(super) async fn run(c: &Client, cmd: ServiceCmd) -> Result<i32, ClientError>
             if !detach {
                 converge(c, &id).await?;
             }
+            Ok(0)
+        }
+        ServiceCmd::Rollback { detach, service } => rollback_service(c, &service, detach).await,
+        ServiceCmd::Logs { follow, service } => {
+            let path = format!(
+                "/services/{}/logs?stdout=1&stderr=1&follow={}",
+                enc(&service),
+                u8::from(follow)
+            );
+            let mut out = Demux {
+                pending: Vec::new(),
+                out: std::io::stdout(),
+            };
+            c.stream(&path, &mut out).await?;
             Ok(0)
         }
         ServiceCmd::Rm { services } => {

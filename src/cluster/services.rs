@@ -74,6 +74,36 @@ pub struct ServiceSpec {
     /// Published ports.
     #[serde(default)]
     pub ports: Vec<PublishedPort>,
+    /// How a rolling update replaces the tasks (not part of the template: changing it
+    /// replaces nothing).
+    #[serde(default)]
+    pub update: UpdateConfig,
+    /// The tasks' working directory ("": the daemon's).
+    #[serde(default)]
+    pub workdir: String,
+    /// More names for the service on a network (network id → names): its VIP's in vip mode,
+    /// its tasks' in dnsrr mode. A stack names its services by their short names.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, Vec<String>>,
+}
+
+/// docker's `UpdateConfig`: how many tasks at a time, and whether a new task starts before
+/// the old one stops.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateConfig {
+    /// Tasks replaced at once; 0: all.
+    pub parallelism: u32,
+    /// `stop-first` or `start-first`.
+    pub order: String,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        UpdateConfig {
+            parallelism: 1,
+            order: "stop-first".into(),
+        }
+    }
 }
 
 /// A published port of a service, as recorded.
@@ -104,6 +134,7 @@ impl ServiceSpec {
             &self.restart,
             &self.ports,
             &self.labels,
+            &self.workdir,
         ))
         .expect("serializes");
         t.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
@@ -121,6 +152,9 @@ pub struct ServiceRecord {
     pub vips: BTreeMap<String, std::net::IpAddr>,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
+    /// The spec before the last update, for `service rollback` (docker's `PreviousSpec`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<ServiceSpec>,
 }
 
 /// A service as listed: its record and the record's revision (docker's `Version.Index`).
@@ -142,11 +176,15 @@ pub struct TaskRecord {
     /// of an older template is replaced by a rolling update.
     #[serde(default)]
     pub template: u64,
+    /// In a start-first update, the task this one replaces: it keeps running and serving
+    /// until this one runs; then the scheduler clears this and the old task goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacing: Option<Box<TaskRecord>>,
 }
 
 impl TaskRecord {
     /// The slot's key part: the slot number, or the node for a global service.
-    fn slot_key(&self) -> String {
+    pub(crate) fn slot_key(&self) -> String {
         if self.slot == 0 {
             self.node.clone()
         } else {
@@ -345,11 +383,17 @@ impl Cluster {
     ) -> Result<bool, berth_store::StoreError> {
         let mut ops: Vec<Op> = Vec::new();
         for t in delete {
-            // A slot replaced is put below; its old task's state goes either way.
+            // A slot replaced is put below; its old task's state goes either way, unless the
+            // new task replaces it start-first (the old one still runs and reports).
             if !put.iter().any(|p| p.slot_key() == t.slot_key()) {
                 ops.push(Op::Delete(task_key(&t.service, &t.slot_key())));
             }
-            ops.push(Op::Delete(state_key(&t.id)));
+            let kept = put
+                .iter()
+                .any(|p| p.replacing.as_ref().is_some_and(|o| o.id == t.id));
+            if !kept {
+                ops.push(Op::Delete(state_key(&t.id)));
+            }
         }
         for t in put {
             ops.push(Op::put(

@@ -147,6 +147,15 @@ impl Fabric {
 
     /// SIGSTOP (`true`) or SIGCONT etcd: an etcd that stops answering, as a partition or a
     /// stalled disk makes it.
+    /// What one TCP request from the LAN (this namespace, 10.99.0.1) to `target` got ("" if
+    /// nothing answered within 2 s).
+    pub(crate) fn ask(&self, target: &str) -> String {
+        let o = self.ns.sh(&format!(
+            "socat -T2 - TCP:{target},connect-timeout=2 </dev/null"
+        ));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
     pub(crate) fn pause_etcd(&self, stop: bool) {
         let pid = self.etcd[0].as_ref().expect("etcd runs").id();
         let sig = if stop {

@@ -17,6 +17,17 @@ pub struct ServiceSpec {
     pub mode: ServiceMode,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint_spec: Option<EndpointSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update_config: Option<UpdateConfig>,
+}
+
+/// How a rolling update goes: tasks at a time (0: all), `stop-first` or `start-first`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct UpdateConfig {
+    pub parallelism: u64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub order: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +86,9 @@ pub struct ContainerSpec {
     pub command: Vec<String>,
     pub args: Vec<String>,
     pub env: Vec<String>,
+    /// The working directory (docker's `Dir`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub dir: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<crate::container::Healthcheck>,
 }
@@ -126,6 +140,8 @@ pub struct Service {
     pub created_at: String,
     pub updated_at: String,
     pub spec: ServiceSpec,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_spec: Option<ServiceSpec>,
     pub endpoint: Endpoint,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_status: Option<ServiceStatus>,

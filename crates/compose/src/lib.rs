@@ -4,10 +4,12 @@
 //! not carry out, and the plan `up` follows. No I/O: the CLI feeds it files and variables and
 //! turns the plan into API calls.
 
+pub mod deploy;
 mod interpolate;
 mod load;
 pub mod model;
 pub mod plan;
+pub mod stack;
 #[cfg(test)]
 mod tests;
 

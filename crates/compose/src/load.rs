@@ -233,7 +233,7 @@ fn interpolate_tree(
     Ok(())
 }
 
-fn key(k: &Value) -> String {
+pub(crate) fn key(k: &Value) -> String {
     match k {
         Value::String(s) => s.clone(),
         other => scalar(other).unwrap_or_else(|| format!("{other:?}")),
@@ -249,16 +249,16 @@ fn scalar(v: &Value) -> Option<String> {
     }
 }
 
-fn string(v: &Value, path: &str) -> Result<String, Error> {
+pub(crate) fn string(v: &Value, path: &str) -> Result<String, Error> {
     scalar(v).ok_or_else(|| Error::Invalid(format!("{path}: expected a string")))
 }
 
-fn mapping<'a>(v: &'a Value, path: &str) -> Result<&'a Mapping, Error> {
+pub(crate) fn mapping<'a>(v: &'a Value, path: &str) -> Result<&'a Mapping, Error> {
     v.as_mapping()
         .ok_or_else(|| Error::Invalid(format!("{path}: expected a mapping")))
 }
 
-fn strings(v: &Value, path: &str) -> Result<Vec<String>, Error> {
+pub(crate) fn strings(v: &Value, path: &str) -> Result<Vec<String>, Error> {
     match v {
         Value::Sequence(s) => s
             .iter()
@@ -401,14 +401,8 @@ fn service(
                 s.restart = Some(r);
             }
             "deploy" => {
-                for (dk, dv) in mapping(x, &p)? {
-                    let dk = key(dk);
-                    if dk == "replicas" {
-                        replicas = Some(count(dv, &format!("{p}.replicas"))?);
-                    } else {
-                        warnings.push(format!("{p}.{dk}: not supported by berth (only deploy.replicas): ignored"));
-                    }
-                }
+                s.deploy = crate::deploy::parse(x, &p, warnings)?;
+                replicas = s.deploy.replicas;
             }
             "scale" => scale = Some(count(x, &p)?),
             "labels" => s.labels = key_values(x, &p, &|_| None)?,
@@ -453,7 +447,7 @@ fn service(
     Ok(s)
 }
 
-fn count(v: &Value, path: &str) -> Result<u32, Error> {
+pub(crate) fn count(v: &Value, path: &str) -> Result<u32, Error> {
     v.as_u64()
         .and_then(|n| u32::try_from(n).ok())
         .or_else(|| scalar(v).and_then(|s| s.parse().ok()))

@@ -47,6 +47,7 @@ pub struct Service {
     pub labels: IndexMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_grace_period: Option<String>,
+    pub deploy: crate::deploy::Deploy,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

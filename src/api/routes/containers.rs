@@ -333,8 +333,23 @@ pub(super) async fn container_logs(
     Q(q): Q<LogsQuery>,
 ) -> ApiResult {
     let cid = d.state.lock().await.container_id(&id)?;
+    let rx = log_stream(d, cid, q.follow);
+    let body = Body::from_stream(tokio_stream_from(rx));
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/vnd.docker.raw-stream")
+        .body(body)
+        .expect("response"))
+}
+
+/// A container's log as it is read (the rotated files oldest first, then the live one);
+/// with `follow`, until the container stops or the receiver goes.
+pub(super) fn log_stream(
+    d: Arc<Daemon>,
+    cid: String,
+    follow: bool,
+) -> tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>> {
     let dir = d.container_dir(&cid);
-    let follow = q.follow;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::spawn(async move {
         // The rotated files oldest first, then the live one, followed across rotations.
@@ -374,15 +389,10 @@ pub(super) async fn container_logs(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     });
-    let body = Body::from_stream(tokio_stream_from(rx));
-    Ok(Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/vnd.docker.raw-stream")
-        .body(body)
-        .expect("response"))
+    rx
 }
 
-fn tokio_stream_from(
+pub(super) fn tokio_stream_from(
     mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))

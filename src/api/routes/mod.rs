@@ -4,7 +4,10 @@
 mod containers;
 mod networks;
 mod nodes;
+mod service_logs;
 mod services;
+
+pub(super) use service_logs::{peer_router, PEER_PORT};
 mod stdio;
 
 use std::collections::BTreeMap;
@@ -67,7 +70,9 @@ pub(super) fn router(d: Arc<Daemon>) -> Router {
             get(services::service_inspect).delete(services::service_delete),
         )
         .route("/services/{id}/update", post(services::service_update))
+        .route("/services/{id}/logs", get(service_logs::service_logs))
         .route("/tasks", get(services::task_list))
+        .route("/tasks/{id}", get(services::task_inspect))
         .route("/containers/json", get(containers::container_list))
         .route("/containers/create", post(containers::container_create))
         .route("/containers/{id}/json", get(containers::container_inspect))

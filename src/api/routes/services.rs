@@ -1,5 +1,6 @@
 //! `/services…` and `/tasks` (Docker's swarm service API): create, list, inspect, update
-//! (the replica count, as `docker service scale` sends it), remove, and the tasks. The
+//! (the whole spec, as `docker service update/scale` send it, or `?rollback=previous`),
+//! remove, and the tasks. The
 //! services live in etcd; outside a cluster the answer is dockerd's outside a swarm (503).
 
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use axum::extract::{Path, State};
 use berth_api::service::{
     ContainerSpec, ContainerStatus, Endpoint, EndpointSpec, NetworkAttachment, Placement,
     PortConfig, Replicated, RestartPolicy, Service, ServiceCreateResponse, ServiceMode,
-    ServiceSpec, ServiceStatus, Task, TaskStatus, TaskTemplate, Version, VirtualIp,
+    ServiceSpec, ServiceStatus, Task, TaskStatus, TaskTemplate, UpdateConfig, Version, VirtualIp,
 };
 use serde::Deserialize;
 
@@ -27,14 +28,14 @@ fn version(v: i64) -> Version {
     }
 }
 
-fn template(s: &ServiceView, view: &View) -> TaskTemplate {
-    let spec = &s.record.spec;
+fn template(spec: &crate::cluster::services::ServiceSpec, view: &View) -> TaskTemplate {
     TaskTemplate {
         container_spec: ContainerSpec {
             image: spec.image.clone(),
             command: spec.cmd.clone(),
             args: vec![],
             env: spec.env.clone(),
+            dir: spec.workdir.clone(),
             healthcheck: spec
                 .healthcheck
                 .as_ref()
@@ -61,7 +62,7 @@ fn template(s: &ServiceView, view: &View) -> TaskTemplate {
                     .iter()
                     .find(|n| &n.id == id)
                     .map_or(id.clone(), |n| n.id.clone()),
-                aliases: vec![],
+                aliases: spec.aliases.get(id).cloned().unwrap_or_default(),
             })
             .collect(),
     }
@@ -84,14 +85,7 @@ fn service_json(s: &ServiceView, view: &View) -> Service {
     let tasks: Vec<_> = view.services.tasks_of(&r.id).collect();
     let running = tasks
         .iter()
-        .filter(|t| {
-            view.ready(&t.node)
-                && view
-                    .services
-                    .states
-                    .get(&t.id)
-                    .is_some_and(|st| st.state == "running")
-        })
+        .filter(|t| crate::daemon::services::task_up(view, t))
         .count();
     let desired = crate::daemon::services::desired_tasks(view, &r.spec);
     Service {
@@ -99,27 +93,8 @@ fn service_json(s: &ServiceView, view: &View) -> Service {
         version: version(s.version),
         created_at: go_time(&r.created),
         updated_at: go_time(&r.updated),
-        spec: ServiceSpec {
-            name: r.spec.name.clone(),
-            labels: r.spec.labels.clone(),
-            task_template: template(s, view),
-            mode: match r.spec.mode {
-                Mode::Replicated(n) => ServiceMode {
-                    replicated: Some(Replicated {
-                        replicas: Some(u64::from(n)),
-                    }),
-                    global: None,
-                },
-                Mode::Global => ServiceMode {
-                    replicated: None,
-                    global: Some(Default::default()),
-                },
-            },
-            endpoint_spec: Some(EndpointSpec {
-                mode: r.spec.endpoint_mode.clone(),
-                ports: port_configs(&r.spec.ports),
-            }),
-        },
+        spec: spec_json(&r.spec, view),
+        previous_spec: r.previous.as_ref().map(|p| spec_json(p, view)),
         endpoint: Endpoint {
             spec: EndpointSpec {
                 mode: r.spec.endpoint_mode.clone(),
@@ -150,6 +125,53 @@ fn service_json(s: &ServiceView, view: &View) -> Service {
     }
 }
 
+fn spec_json(spec: &crate::cluster::services::ServiceSpec, view: &View) -> ServiceSpec {
+    ServiceSpec {
+        name: spec.name.clone(),
+        labels: spec.labels.clone(),
+        task_template: template(spec, view),
+        mode: match spec.mode {
+            Mode::Replicated(n) => ServiceMode {
+                replicated: Some(Replicated {
+                    replicas: Some(u64::from(n)),
+                }),
+                global: None,
+            },
+            Mode::Global => ServiceMode {
+                replicated: None,
+                global: Some(Default::default()),
+            },
+        },
+        endpoint_spec: Some(EndpointSpec {
+            mode: spec.endpoint_mode.clone(),
+            ports: port_configs(&spec.ports),
+        }),
+        update_config: Some(UpdateConfig {
+            parallelism: u64::from(spec.update.parallelism),
+            order: spec.update.order.clone(),
+        }),
+    }
+}
+
+/// docker's `UpdateConfig`, checked by the daemon.
+fn update_config(
+    u: Option<UpdateConfig>,
+) -> Result<Option<crate::cluster::services::UpdateConfig>, Error> {
+    u.map(|u| {
+        Ok(crate::cluster::services::UpdateConfig {
+            parallelism: u32::try_from(u.parallelism).map_err(|_| {
+                Error::InvalidParameter(format!("update parallelism {}: too large", u.parallelism))
+            })?,
+            order: if u.order.is_empty() {
+                "stop-first".into()
+            } else {
+                u.order
+            },
+        })
+    })
+    .transpose()
+}
+
 /// A replicated service's count, as the daemon keeps it.
 fn replicas(mode: &ServiceMode) -> Result<Option<u32>, Error> {
     mode.replicated
@@ -166,10 +188,50 @@ fn command(mut command: Vec<String>, args: Vec<String>) -> Vec<String> {
     command
 }
 
+/// docker's `EndpointSpec.Ports` as berth's.
+fn service_ports(e: Option<&EndpointSpec>) -> Result<Vec<berth_ports::ServicePort>, Error> {
+    e.map(|e| e.ports.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            Ok(berth_ports::ServicePort {
+                published: if p.published_port == 0 {
+                    p.target_port
+                } else {
+                    p.published_port
+                },
+                target: p.target_port,
+                proto: if p.protocol.is_empty() {
+                    berth_ports::Proto::Tcp
+                } else {
+                    p.protocol.parse().map_err(|e: berth_ports::PortError| {
+                        Error::InvalidParameter(e.to_string())
+                    })?
+                },
+                mode: match p.publish_mode.as_str() {
+                    "" | "ingress" => berth_ports::PublishMode::Ingress,
+                    "host" => berth_ports::PublishMode::Host,
+                    m => {
+                        return Err(Error::InvalidParameter(format!(
+                            "invalid publish mode {m:?}: use ingress or host"
+                        )))
+                    }
+                },
+            })
+        })
+        .collect()
+}
+
 fn create_request(spec: ServiceSpec) -> Result<ServiceCreate, Error> {
     let replicas = replicas(&spec.mode)?;
     let cs = spec.task_template.container_spec;
     let cmd = command(cs.command, cs.args);
+    let aliases = spec
+        .task_template
+        .networks
+        .iter()
+        .map(|n| (n.target.clone(), n.aliases.clone()))
+        .collect();
     Ok(ServiceCreate {
         name: spec.name,
         replicas,
@@ -180,6 +242,8 @@ fn create_request(spec: ServiceSpec) -> Result<ServiceCreate, Error> {
             .into_iter()
             .map(|n| n.target)
             .collect(),
+        workdir: cs.dir,
+        aliases,
         cmd,
         env: cs.env,
         constraints: spec.task_template.placement.constraints,
@@ -190,41 +254,10 @@ fn create_request(spec: ServiceSpec) -> Result<ServiceCreate, Error> {
             .restart_policy
             .map(|r| r.condition)
             .filter(|c| !c.is_empty()),
-        ports: spec
-            .endpoint_spec
-            .as_ref()
-            .map(|e| e.ports.as_slice())
-            .unwrap_or_default()
-            .iter()
-            .map(|p| {
-                Ok(berth_ports::ServicePort {
-                    published: if p.published_port == 0 {
-                        p.target_port
-                    } else {
-                        p.published_port
-                    },
-                    target: p.target_port,
-                    proto: if p.protocol.is_empty() {
-                        berth_ports::Proto::Tcp
-                    } else {
-                        p.protocol.parse().map_err(|e: berth_ports::PortError| {
-                            Error::InvalidParameter(e.to_string())
-                        })?
-                    },
-                    mode: match p.publish_mode.as_str() {
-                        "" | "ingress" => berth_ports::PublishMode::Ingress,
-                        "host" => berth_ports::PublishMode::Host,
-                        m => {
-                            return Err(Error::InvalidParameter(format!(
-                                "invalid publish mode {m:?}: use ingress or host"
-                            )))
-                        }
-                    },
-                })
-            })
-            .collect::<Result<_, Error>>()?,
+        ports: service_ports(spec.endpoint_spec.as_ref())?,
         endpoint_mode: spec.endpoint_spec.map(|e| e.mode).filter(|m| !m.is_empty()),
         healthcheck: super::containers::healthcheck(cs.healthcheck)?,
+        update: update_config(spec.update_config)?,
     })
 }
 
@@ -270,6 +303,8 @@ pub(super) async fn service_inspect(
 #[serde(default)]
 pub(super) struct UpdateQuery {
     version: Option<i64>,
+    /// `previous`: back to the spec before the last update (the body is ignored).
+    rollback: Option<String>,
 }
 
 /// What berth can change of a running service: its replica count (`docker service scale`
@@ -280,6 +315,18 @@ pub(super) async fn service_update(
     Q(q): Q<UpdateQuery>,
     ReqBody(body): ReqBody,
 ) -> ApiResult {
+    match q.rollback.as_deref() {
+        None | Some("") => {}
+        Some("previous") => {
+            d.service_rollback(&id, q.version).await?;
+            return ok(serde_json::json!({ "Warnings": [] }));
+        }
+        Some(r) => {
+            return Err(
+                Error::InvalidParameter(format!("invalid rollback {r:?}: use previous")).into(),
+            )
+        }
+    }
     let spec: ServiceSpec = parse_json(&body)?;
     let replicas = replicas(&spec.mode)?;
     let cs = spec.task_template.container_spec;
@@ -291,6 +338,8 @@ pub(super) async fn service_update(
         env: Some(cs.env),
         image: Some(cs.image),
         constraints: Some(spec.task_template.placement.constraints),
+        update: update_config(spec.update_config)?,
+        ports: Some(service_ports(spec.endpoint_spec.as_ref())?),
     };
     d.service_update(&id, q.version, change).await?;
     ok(serde_json::json!({ "Warnings": [] }))
@@ -346,9 +395,33 @@ pub(super) async fn task_list(State(d): State<Arc<Daemon>>, Q(q): Q<TasksQuery>)
         let Some(s) = services.iter().find(|s| s.record.id == tv.task.service) else {
             continue;
         };
+        out.push(task_json(&tv, s, &view));
+    }
+    ok(out)
+}
+
+/// `GET /tasks/{id}` (the docker CLI names tasks in `service logs` with it).
+pub(super) async fn task_inspect(
+    State(d): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let (services, view) = d.service_list().await?;
+    let tv = Daemon::task_views(&view, None)
+        .into_iter()
+        .find(|t| t.task.id == id)
+        .ok_or_else(|| Error::NotFound(format!("task {id} not found")))?;
+    let s = services
+        .iter()
+        .find(|s| s.record.id == tv.task.service)
+        .ok_or_else(|| Error::NotFound(format!("task {id} not found")))?;
+    ok(task_json(&tv, s, &view))
+}
+
+fn task_json(tv: &crate::daemon::services::TaskView, s: &ServiceView, view: &View) -> Task {
+    {
         let state = tv.state.clone();
         let node_down = !view.ready(&tv.task.node);
-        out.push(Task {
+        Task {
             id: tv.task.id.clone(),
             version: version(s.version),
             created_at: go_time(&tv.task.created),
@@ -372,8 +445,7 @@ pub(super) async fn task_list(State(d): State<Arc<Daemon>>, Q(q): Q<TasksQuery>)
                 },
             },
             desired_state: "running".into(),
-            spec: template(s, &view),
-        });
+            spec: template(&s.record.spec, view),
+        }
     }
-    ok(out)
 }

@@ -71,13 +71,21 @@ impl Daemon {
                 })
                 .collect()
         };
+        // Tasks of this node being replaced start-first: they run until their successor does.
+        let kept: Vec<&TaskRecord> = view
+            .services
+            .tasks
+            .values()
+            .filter_map(|t| t.replacing.as_deref())
+            .filter(|o| o.node == cluster.id)
+            .collect();
         let now = std::time::Instant::now();
         let mut due = Vec::new();
         {
             let mut draining = self.draining.lock().expect("lock");
             draining.retain(|task, _| local.contains_key(task));
             for (task, Local { cid, .. }) in &local {
-                if mine.iter().any(|(t, _)| &t.id == task) {
+                if mine.iter().any(|(t, _)| &t.id == task) || kept.iter().any(|o| &o.id == task) {
                     draining.remove(task);
                     continue;
                 }
@@ -121,6 +129,8 @@ impl Daemon {
                         state(t, "failed", &l.cid, "task: container is unhealthy")
                     }
                     Some(h) if h != "healthy" => state(t, "starting", &l.cid, ""),
+                    // Checked but not yet once: not ready either.
+                    None if checked(svc) => state(t, "starting", &l.cid, ""),
                     _ if !ready(l, svc) => {
                         listening = true;
                         state(t, "starting", &l.cid, "")
@@ -148,6 +158,15 @@ impl Daemon {
             };
             states.push(state);
         }
+        for o in &kept {
+            if let Some(l) = local.get(&o.id) {
+                states.push(if l.running {
+                    state(o, "running", &l.cid, "")
+                } else {
+                    state(o, "failed", &l.cid, "task: exited while being replaced")
+                });
+            }
+        }
         if listening {
             let wake = self.overlay_wake.clone();
             tokio::spawn(async move {
@@ -171,23 +190,28 @@ impl Daemon {
         labels.insert(SERVICE_LABEL.into(), spec.name.clone());
         labels.insert("com.docker.swarm.service.id".into(), svc.id.clone());
         labels.insert("com.docker.swarm.node.id".into(), t.node.clone());
-        let names: Vec<String> = {
+        let names: Vec<(String, String)> = {
             let st = self.state.lock().await;
             spec.networks
                 .iter()
-                .filter_map(|id| st.networks.get(id).map(|n| n.name.clone()))
+                .filter_map(|id| st.networks.get(id).map(|n| (id.clone(), n.name.clone())))
                 .collect()
         };
-        // Every task answers to tasks.NAME on each network, and to the service's name too
-        // in dnsrr mode (in vip mode the name is the VIP's).
-        let mut aliases = vec![format!("tasks.{}", spec.name)];
-        if spec.endpoint_mode == "dnsrr" {
-            aliases.insert(0, spec.name.clone());
-        }
+        // Every task answers to tasks.NAME on each network, and to the service's names too
+        // in dnsrr mode (in vip mode they are the VIP's).
+        let aliases = |net: &str| {
+            let mut a = vec![format!("tasks.{}", spec.name)];
+            if spec.endpoint_mode == "dnsrr" {
+                a.insert(0, spec.name.clone());
+                a.extend(spec.aliases.get(net).cloned().unwrap_or_default());
+            }
+            a
+        };
         let req = ContainerCreate {
             name: Some(container_name(svc, t)),
             cmd: spec.cmd.clone(),
             env: spec.env.clone(),
+            working_dir: spec.workdir.clone(),
             labels,
             // Never restarted in place: an ended task is replaced by a new one (docker's
             // orchestrator), as `--restart-condition` says.
@@ -198,14 +222,16 @@ impl Daemon {
                 .into_iter()
                 .map(|(c, published)| (c, vec![(String::new(), published.to_string())]))
                 .collect(),
-            network_mode: names.first().cloned().unwrap_or_else(|| "bridge".into()),
+            network_mode: names
+                .first()
+                .map_or_else(|| "bridge".into(), |(_, n)| n.clone()),
             endpoints: names
                 .iter()
-                .map(|n| {
+                .map(|(id, n)| {
                     (
                         n.clone(),
                         EndpointRequest {
-                            aliases: aliases.clone(),
+                            aliases: aliases(id),
                             ..Default::default()
                         },
                     )
@@ -247,6 +273,14 @@ struct Local {
     running: bool,
     exit: i64,
     health: Option<String>,
+}
+
+/// Whether the service's tasks have a health check (docker's `NONE` test turns it off).
+fn checked(svc: &ServiceRecord) -> bool {
+    svc.spec
+        .healthcheck
+        .as_ref()
+        .is_some_and(|h| !h.test.is_empty() && h.test[0] != "NONE")
 }
 
 /// How long a task's published ports may take to be served before it counts as running

@@ -50,12 +50,17 @@ pub(crate) fn desired(view: &View, me: &str) -> Lb {
     for s in &view.services.services {
         // Running tasks of Ready nodes: a task of a Down node leaves every node's maps
         // with its node's lease.
+        // In a start-first update, a task that does not run yet stands for the one it
+        // replaces, which serves until then.
+        let up = |t: &crate::cluster::services::TaskRecord| super::task_up(view, t);
         let running: Vec<&str> = view
             .services
             .tasks_of(&s.record.id)
-            .filter(|t| view.ready(&t.node))
+            .filter_map(|t| match &t.replacing {
+                Some(o) if !up(t) && up(o) => Some(&**o),
+                _ => up(t).then_some(t),
+            })
             .filter_map(|t| view.services.states.get(&t.id))
-            .filter(|st| st.state == "running")
             .map(|st| st.container.as_str())
             .collect();
         let on = |net: &str| -> Vec<Ipv4Addr> {

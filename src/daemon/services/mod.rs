@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 
 use crate::cluster::services::{
-    Mode, ServiceRecord, ServiceSpec, ServiceView, TaskRecord, TaskState,
+    Mode, ServiceRecord, ServiceSpec, ServiceView, TaskRecord, TaskState, UpdateConfig,
 };
 use crate::cluster::{Cluster, View};
 use crate::daemon::{Daemon, Error, Result};
@@ -36,6 +36,10 @@ pub struct ServiceCreate {
     pub endpoint_mode: Option<String>,
     pub healthcheck: Option<crate::model::Healthcheck>,
     pub ports: Vec<berth_ports::ServicePort>,
+    pub update: Option<UpdateConfig>,
+    pub workdir: String,
+    /// Network (as named in `networks`) → more names for the service there.
+    pub aliases: BTreeMap<String, Vec<String>>,
 }
 
 /// What `service update` changes (`None`: kept).
@@ -46,6 +50,40 @@ pub struct ServiceChange {
     pub env: Option<Vec<String>>,
     pub image: Option<String>,
     pub constraints: Option<Vec<String>>,
+    pub update: Option<UpdateConfig>,
+    /// The whole list of published ports.
+    pub ports: Option<Vec<berth_ports::ServicePort>>,
+}
+
+/// An update names the version it read (docker's optimistic concurrency).
+fn in_sequence(s: &ServiceView, version: Option<i64>) -> Result<()> {
+    if version.is_some_and(|v| v != s.version) {
+        return Err(Error::Conflict(format!(
+            "update out of sequence: service {} is at version {}",
+            s.record.spec.name, s.version
+        )));
+    }
+    Ok(())
+}
+
+/// Whether task `t` runs on a Ready node (what the load balancing and the counts take).
+pub(crate) fn task_up(view: &View, t: &TaskRecord) -> bool {
+    view.ready(&t.node)
+        && view
+            .services
+            .states
+            .get(&t.id)
+            .is_some_and(|st| st.state == "running")
+}
+
+/// An update config as given, checked.
+fn check_update(u: UpdateConfig) -> Result<UpdateConfig> {
+    match u.order.as_str() {
+        "stop-first" | "start-first" => Ok(u),
+        o => Err(Error::InvalidParameter(format!(
+            "invalid update order {o:?}: use stop-first or start-first"
+        ))),
+    }
 }
 
 /// A task as `service ps` shows it.
@@ -82,14 +120,18 @@ fn sched_nodes(view: &View) -> Vec<berth_sched::Node> {
 /// address) needs the service on an overlay, which the mesh reaches its tasks by (Docker
 /// adds its `ingress` network for this; berth uses the service's first network); the
 /// mesh balances TCP and UDP; no published port another service holds.
+/// `own`: the service whose ports these are (an update), whose current ports clash with
+/// nothing.
 fn check_ports(
-    req: &ServiceCreate,
+    ports: &[berth_ports::ServicePort],
+    on_overlay: bool,
     view: &View,
+    own: Option<&str>,
 ) -> Result<Vec<crate::cluster::services::PublishedPort>> {
     let mut out: Vec<crate::cluster::services::PublishedPort> = Vec::new();
-    for p in &req.ports {
+    for p in ports {
         if p.mode == berth_ports::PublishMode::Ingress {
-            if req.networks.is_empty() {
+            if !on_overlay {
                 return Err(Error::InvalidParameter(format!(
                     "port {}:{}: the routing mesh reaches a service's tasks over an overlay network: add --network NET (berth network create -d overlay NET), or publish in host mode (--publish published={},target={},mode=host)",
                     p.published, p.target, p.published, p.target
@@ -121,6 +163,7 @@ fn check_ports(
             .services
             .services
             .iter()
+            .filter(|s| Some(s.record.id.as_str()) != own)
             .find(|s| s.record.spec.ports.iter().any(clash))
         {
             return Err(Error::Conflict(format!(
@@ -215,8 +258,23 @@ impl Daemon {
                 networks.push(id);
             }
         }
+        // Aliases by network id, as the records keep networks.
+        let aliases: BTreeMap<String, Vec<String>> = req
+            .aliases
+            .iter()
+            .filter(|(_, a)| !a.is_empty())
+            .filter_map(|(n, a)| {
+                let i = req.networks.iter().position(|x| x == n)?;
+                Some((networks[i].clone(), a.clone()))
+            })
+            .collect();
+        for a in aliases.values().flatten() {
+            if !valid_name(a) {
+                return Err(Error::InvalidParameter(format!("invalid alias {a:?}")));
+            }
+        }
         let (_, view) = self.read_cluster("service create").await?;
-        let ports = check_ports(&req, &view)?;
+        let ports = check_ports(&req.ports, !req.networks.is_empty(), &view, None)?;
         let endpoint_mode = req.endpoint_mode.clone().unwrap_or_else(|| "vip".into());
         if !["vip", "dnsrr"].contains(&endpoint_mode.as_str()) {
             return Err(Error::InvalidParameter(format!(
@@ -225,7 +283,8 @@ impl Daemon {
         }
         let id = new_id()[..25].to_string();
         let (vips, vip_records) = if endpoint_mode == "vip" {
-            self.pick_vips(&c, &id, &req.name, &networks).await?
+            self.pick_vips(&c, &id, &req.name, &networks, &aliases)
+                .await?
         } else {
             Default::default()
         };
@@ -250,9 +309,17 @@ impl Daemon {
                 labels: req.labels,
                 image: req.image,
                 restart,
+                update: req
+                    .update
+                    .map(check_update)
+                    .transpose()?
+                    .unwrap_or_default(),
+                workdir: req.workdir,
+                aliases,
             },
             created: now,
             updated: now,
+            previous: None,
         };
         c.create_service(&rec, &vip_records).await?;
         Ok(rec)
@@ -285,12 +352,7 @@ impl Daemon {
     ) -> Result<()> {
         let c = self.cluster_for("service update")?;
         let (s, _) = self.service_get(key).await?;
-        if version.is_some_and(|v| v != s.version) {
-            return Err(Error::Conflict(format!(
-                "update out of sequence: service {} is at version {}",
-                s.record.spec.name, s.version
-            )));
-        }
+        in_sequence(&s, version)?;
         let mut rec = s.record.clone();
         if let Some(n) = change.replicas {
             if rec.spec.mode == Mode::Global {
@@ -316,6 +378,37 @@ impl Daemon {
             }
             rec.spec.constraints = k;
         }
+        if let Some(u) = change.update {
+            rec.spec.update = check_update(u)?;
+        }
+        if let Some(ports) = change.ports {
+            let (_, view) = self.read_cluster("service update").await?;
+            rec.spec.ports =
+                check_ports(&ports, !rec.spec.networks.is_empty(), &view, Some(&rec.id))?;
+        }
+        if rec.spec == s.record.spec {
+            return Ok(());
+        }
+        rec.previous = Some(s.record.spec.clone());
+        rec.updated = Utc::now();
+        c.update_service(&rec, s.version).await
+    }
+
+    /// docker's `service rollback`: the spec before the last update comes back (and the
+    /// current one becomes the previous, so a second rollback undoes the first); the tasks
+    /// roll over as for an update.
+    pub async fn service_rollback(&self, key: &str, version: Option<i64>) -> Result<()> {
+        let c = self.cluster_for("service rollback")?;
+        let (s, _) = self.service_get(key).await?;
+        in_sequence(&s, version)?;
+        let mut rec = s.record.clone();
+        let Some(prev) = rec.previous.take() else {
+            return Err(Error::InvalidParameter(format!(
+                "service {} has no previous spec to roll back to",
+                s.record.spec.name
+            )));
+        };
+        rec.previous = Some(std::mem::replace(&mut rec.spec, prev));
         rec.updated = Utc::now();
         c.update_service(&rec, s.version).await
     }
@@ -378,6 +471,38 @@ impl Daemon {
                 .filter_map(|c| berth_sched::Constraint::parse(c).ok())
                 .collect();
             let tasks: Vec<&TaskRecord> = view.services.tasks_of(&s.record.id).collect();
+            let running = |t: &TaskRecord| {
+                view.services
+                    .states
+                    .get(&t.id)
+                    .is_some_and(|st| st.state == "running")
+            };
+            // A start-first replacement is over once the new task runs (or the old one's
+            // node is lost): the old task's state goes, and its agent lets it go.
+            let done: Vec<TaskRecord> = tasks
+                .iter()
+                .filter(|t| {
+                    t.replacing
+                        .as_ref()
+                        .is_some_and(|o| running(t) || !view.ready(&o.node))
+                })
+                .map(|t| TaskRecord {
+                    replacing: None,
+                    ..(*t).clone()
+                })
+                .collect();
+            if !done.is_empty() {
+                let old: Vec<TaskRecord> = tasks
+                    .iter()
+                    .filter_map(|t| t.replacing.as_deref())
+                    .filter(|o| done.iter().any(|d| d.slot_key() == o.slot_key()))
+                    .cloned()
+                    .collect();
+                if let Err(e) = cluster.write_tasks(s, &done, &old).await {
+                    tracing::warn!(service = %spec.name, "finishing a start-first update: {e}");
+                }
+                continue;
+            }
             // A task that ended is replaced as its restart condition says (docker's
             // orchestrator): it is left out of the placement, so its slot gets a new task.
             let ended = |t: &TaskRecord| {
@@ -401,22 +526,33 @@ impl Daemon {
             let max = spec.ports.iter().any(|p| p.mode == "host").then_some(1);
             let mut plan = berth_sched::plan(mode, &constraints, &nodes, &current, &load, max);
             let template = spec.template_hash();
+            // With start-first order, a new task in a slot whose task still runs (a rolling
+            // update, or a move: a drain, a constraint) carries that task, which serves until
+            // the new one runs (not with host-mode ports: both would need the node's port).
+            let start_first = spec.update.order == "start-first" && max.is_none();
             if plan.is_empty() {
-                // A rolling update, one task at a time (stop-first): once every task runs,
-                // the first of an older template is replaced in its slot, on its node.
-                let all_running = tasks.iter().all(|t| {
-                    view.services
-                        .states
-                        .get(&t.id)
-                        .is_some_and(|st| st.state == "running")
-                });
-                match tasks.iter().find(|t| t.template != template) {
-                    Some(old) if all_running => plan.place.push(berth_sched::Placement {
-                        slot: old.slot,
-                        node: old.node.clone(),
-                    }),
-                    _ => continue,
+                // A rolling update: once every task runs, up to `parallelism` tasks of an
+                // older template are replaced in their slots, on their nodes.
+                if !tasks.iter().all(|t| running(t)) {
+                    continue;
                 }
+                let n = match spec.update.parallelism {
+                    0 => usize::MAX,
+                    n => n as usize,
+                };
+                let old: Vec<&&TaskRecord> = tasks
+                    .iter()
+                    .filter(|t| t.template != template)
+                    .take(n)
+                    .collect();
+                if old.is_empty() {
+                    continue;
+                }
+                plan.place
+                    .extend(old.iter().map(|o| berth_sched::Placement {
+                        slot: o.slot,
+                        node: o.node.clone(),
+                    }));
             }
             let now = Utc::now();
             let put: Vec<TaskRecord> = plan
@@ -429,6 +565,19 @@ impl Daemon {
                     node: p.node.clone(),
                     created: now,
                     template,
+                    replacing: start_first
+                        .then(|| {
+                            tasks
+                                .iter()
+                                .find(|t| {
+                                    p.slot != 0
+                                        && t.slot == p.slot
+                                        && running(t)
+                                        && view.ready(&t.node)
+                                })
+                                .map(|t| Box::new((*t).clone()))
+                        })
+                        .flatten(),
                 })
                 .collect();
             // A replaced slot's old task goes; so does every task the plan removes.

@@ -24,6 +24,7 @@ impl Daemon {
         id: &str,
         name: &str,
         networks: &[String],
+        aliases: &BTreeMap<String, Vec<String>>,
     ) -> Result<(BTreeMap<String, IpAddr>, Vec<EndpointRecord>)> {
         let mut vips = BTreeMap::new();
         let mut records = Vec::new();
@@ -87,7 +88,7 @@ impl Daemon {
                 network: net.clone(),
                 container: format!("vip-{id}"),
                 name: name.to_string(),
-                aliases: vec![],
+                aliases: aliases.get(net).cloned().unwrap_or_default(),
                 node: String::new(),
                 ipv4: Some(ip),
                 ipv6: None,
