@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Two berth nodes and an etcd, each in network namespaces of its own on a LAN bridge (nothing
-# on this machine's network changes): an overlay network created on one node, a server on
-# the other, reached by name across the VXLAN mesh. Run as root after a release build
+# Three berth nodes and an etcd, each in network namespaces of its own on a LAN bridge
+# (nothing on this machine's network changes): an overlay network created on one node, a
+# server on another, reached by name across the VXLAN mesh; then a service whose published
+# port answers on every node through the routing mesh, also on the node without a task, and
+# sees the LAN client's own address. Run as root after a release build
 # (scripts/quickstart.sh runs it at its end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +15,7 @@ BENCH_WORK=$(mktemp -d /tmp/berth-cluster-demo.XXXX); export BENCH_WORK
 . bench/lib.sh
 fabric_session || exit 1
 declare -A HOLDER
-for n in 11 12; do
+for n in 11 12 13; do
   lan_host "$n"
   HOLDER[$n]=$HOLDER_PID
   holder_exec "$HOLDER_PID" "$B" daemon --log-level warn --root "$BENCH_WORK/root$n" --run /run/berth \
@@ -43,5 +45,17 @@ on 11 run --rm --network app -- socat -T2 - TCP:web:80,connect-timeout=2
 on 11 run --rm --network app -- sh -c 'getent hosts web; ip -o link show eth0 | grep -o "mtu [0-9]*"'
 on 11 network rm app || true
 on 12 rm -f web
-sleep 0.5
-on 11 network rm app
+on 11 service create --name who --replicas 2 --network app --constraint 'node.hostname!=n13' \
+  -p 8080:80 -- socat TCP-LISTEN:80,fork,reuseaddr 'SYSTEM:echo you are $SOCAT_PEERADDR served by $(hostname)'
+on 13 service ps who
+for n in 11 12 13 13; do
+  printf '\n\033[1mlan (10.99.0.1)$ socat - TCP:10.99.0.%s:8080\033[0m\n' "$n"
+  F socat -T2 - "TCP:10.99.0.$n:8080,connect-timeout=2" </dev/null
+done
+on 11 service rm who
+# The tasks' containers go a second after their service.
+for _ in $(seq 40); do
+  holder_exec "${HOLDER[11]}" "$B" -H "unix://$BENCH_WORK/n11.sock" network rm app >/dev/null 2>&1 && break
+  sleep 0.1
+done
+on 11 network ls --filter driver=overlay

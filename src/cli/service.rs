@@ -273,7 +273,12 @@ async fn converge(c: &Client, id: &str) -> Result<(), ClientError> {
             println!("{}/{} running", st.running_tasks, st.desired_tasks);
             last = Some(st.running_tasks);
         }
-        if st.running_tasks == st.desired_tasks {
+        // After an update, also until no task of the older spec is left (docker's CLI).
+        let rolling = s
+            .update_status
+            .as_ref()
+            .is_some_and(|u| u.state == "updating");
+        if st.running_tasks == st.desired_tasks && !rolling {
             println!("verify: Service {} converged", s.spec.name);
             return Ok(());
         }

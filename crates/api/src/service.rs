@@ -145,6 +145,16 @@ pub struct Service {
     pub endpoint: Endpoint,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_status: Option<ServiceStatus>,
+    /// After an update: `updating` while tasks of an older spec remain, then `completed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update_status: Option<UpdateStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct UpdateStatus {
+    pub state: String,
+    pub message: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,8 @@ use axum::extract::{Path, State};
 use berth_api::service::{
     ContainerSpec, ContainerStatus, Endpoint, EndpointSpec, NetworkAttachment, Placement,
     PortConfig, Replicated, RestartPolicy, Service, ServiceCreateResponse, ServiceMode,
-    ServiceSpec, ServiceStatus, Task, TaskStatus, TaskTemplate, UpdateConfig, Version, VirtualIp,
+    ServiceSpec, ServiceStatus, Task, TaskStatus, TaskTemplate, UpdateConfig, UpdateStatus,
+    Version, VirtualIp,
 };
 use serde::Deserialize;
 
@@ -121,6 +122,20 @@ fn service_json(s: &ServiceView, view: &View) -> Service {
             running_tasks: running as u64,
             desired_tasks: desired,
             completed_tasks: 0,
+        }),
+        update_status: r.previous.as_ref().map(|_| {
+            let template = r.spec.template_hash();
+            let updating = tasks
+                .iter()
+                .any(|t| t.template != template || t.replacing.is_some());
+            UpdateStatus {
+                state: if updating { "updating" } else { "completed" }.into(),
+                message: if updating {
+                    "update in progress".into()
+                } else {
+                    "update completed".into()
+                },
+            }
         }),
     }
 }
