@@ -125,8 +125,8 @@ fn flocker_files_deploy_and_move_an_application() {
         "{{.Node}} {{.CurrentState}}",
     ]);
     assert_eq!(ps, "n12 Running\n");
-    // The old container goes 1 s after the new one runs.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The old container goes 2 s after the new one runs.
+    std::thread::sleep(Duration::from_millis(2500));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (failed, seen) = looper.join().unwrap();
     assert!(

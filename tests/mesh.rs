@@ -306,8 +306,8 @@ fn start_first_updates_and_rollbacks_lose_no_request() {
         let lp = Loop::start(&fabric, &[11, 12], 8080);
         n1.ok(&change);
         wait_until(&format!("every answer {want}"), || all(want));
-        // The old task's container goes 1 s after its successor runs.
-        std::thread::sleep(Duration::from_millis(1500));
+        // The old task's container goes 2 s after its successor runs.
+        std::thread::sleep(Duration::from_millis(2500));
         let (sent, failed, answers) = lp.stop();
         assert!(
             failed.is_empty(),

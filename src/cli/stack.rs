@@ -203,7 +203,7 @@ pub(super) async fn run(c: &Client, cmd: StackCmd) -> Result<i32, ClientError> {
             for n in &nets {
                 let id = n["Name"].as_str().unwrap_or_default();
                 println!("Removing network {id}");
-                // The tasks' endpoints leave with their containers, 1 s after the service.
+                // The tasks' endpoints leave with their containers, 2 s after the service.
                 let mut last = None;
                 for _ in 0..100 {
                     match c.delete(&format!("/networks/{}", enc(id))).await {

@@ -120,13 +120,15 @@ impl Daemon {
                         d.round(&cluster, &view).await;
                         d.remote_events(&view, &cluster.id, &mut seen);
                         d.set_remote_catalog(&view, &cluster.id);
-                        d.schedule(&cluster, &view).await;
-                        d.agent(&cluster, &view).await;
                         if let Some(m) = &mut mesh {
                             m.round(&view).await;
                         }
-                        // After the mesh: the return path forwards onto its device.
+                        // After the mesh (the return path forwards onto its device), before
+                        // the agent: a task that left leaves this node's maps without
+                        // waiting for the containers the agent starts.
                         d.lb_round(&view).await;
+                        d.schedule(&cluster, &view).await;
+                        d.agent(&cluster, &view).await;
                     }
                     Err(e) => {
                         tracing::debug!(

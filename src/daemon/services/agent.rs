@@ -20,8 +20,9 @@ use crate::daemon::containers::{ContainerCreate, Stdio};
 use crate::daemon::Daemon;
 use crate::model::{EndpointRequest, RestartPolicy};
 
-/// How long a task's container outlives its task on this node.
-const DRAIN: Duration = Duration::from_secs(1);
+/// How long a task's container outlives its task on this node: every node's round drops
+/// the task from its maps first (tens of milliseconds; the margin is for loaded nodes).
+const DRAIN: Duration = Duration::from_secs(2);
 
 /// docker's task container name: `SERVICE.SLOT.TASK` (the node's id for a global service).
 fn container_name(svc: &ServiceRecord, t: &TaskRecord) -> String {
