@@ -545,3 +545,67 @@ fn a_global_service_follows_the_nodes() {
     let ls = n1.ok(&["service", "ls", "--format", "{{.Mode}} {{.Replicas}}"]);
     assert_eq!(ls, "global 2/2\n");
 }
+
+/// The node that schedules (docker's `Leader` in `node ls`) is lost: another node takes the
+/// scheduler's key once the lost one's lease expires, and a scale-up asked meanwhile is
+/// carried out on the survivors with every slot once: no task lost, none twice.
+#[test]
+fn a_lost_scheduler_is_replaced_without_losing_or_duplicating_tasks() {
+    need_root!();
+    let fabric = Fabric::new();
+    let mut hosts = vec![fabric.node(11), fabric.node(12), fabric.node(13)];
+    hosts[0].ok(&["network", "create", "-d", "overlay", "app"]);
+    hosts[0].ok(&[
+        "service",
+        "create",
+        "--name",
+        "s",
+        "--replicas",
+        "3",
+        "--network",
+        "app",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let leader = |h: &Host| {
+        h.ok(&["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"])
+            .lines()
+            .find(|l| l.ends_with(" Leader"))
+            .map(|l| l.split(' ').next().unwrap_or_default().to_string())
+    };
+    let first = leader(&hosts[0]).expect("a node schedules");
+    let i = ["n11", "n12", "n13"]
+        .iter()
+        .position(|n| *n == first)
+        .unwrap();
+    let mut lost = hosts.remove(i);
+    lost.kill9_daemon();
+    lost.ns.sh_ok("ip link set lan down");
+    let other = &hosts[0];
+    other.ok(&["service", "scale", "-d", "s=4"]);
+    wait_until("another node schedules", || {
+        leader(other).is_some_and(|l| l != first)
+    });
+    wait_until("four tasks on the survivors, each slot once", || {
+        let t: Vec<String> = other
+            .ok(&[
+                "service",
+                "ps",
+                "s",
+                "--filter",
+                "desired-state=running",
+                "--format",
+                "{{.Name}} {{.Node}} {{.CurrentState}}",
+            ])
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let slots: std::collections::BTreeSet<&str> =
+            t.iter().filter_map(|l| l.split(' ').next()).collect();
+        t.len() == 4
+            && slots.len() == 4
+            && t.iter()
+                .all(|l| l.ends_with(" Running") && !l.contains(&format!(" {first} ")))
+    });
+}

@@ -85,6 +85,12 @@ pub(super) async fn run(c: &Client, cmd: NodeCmd) -> Result<i32, ClientError> {
                         "Hostname": n.description.hostname,
                         "Status": capital(&n.status.state),
                         "Availability": capital(&n.spec.availability),
+                        "ManagerStatus": match &n.manager_status {
+                            Some(m) if m.leader => "Leader",
+                            Some(m) if m.reachability == "reachable" => "Reachable",
+                            Some(_) => "Unreachable",
+                            None => "",
+                        },
                         "EngineVersion": n.description.engine.engine_version,
                         "Addr": n.status.addr,
                     })
@@ -92,13 +98,14 @@ pub(super) async fn run(c: &Client, cmd: NodeCmd) -> Result<i32, ClientError> {
                 .collect();
             // docker marks the node it asks with " *" after the ID.
             let template = format.unwrap_or_else(|| {
-                "table {{.ID}}{{if .Self}} *{{end}}\t{{.Hostname}}\t{{.Status}}\t{{.Availability}}\t{{.EngineVersion}}".into()
+                "table {{.ID}}{{if .Self}} *{{end}}\t{{.Hostname}}\t{{.Status}}\t{{.Availability}}\t{{.ManagerStatus}}\t{{.EngineVersion}}".into()
             });
             let headers = [
                 ("ID", "ID"),
                 ("Hostname", "HOSTNAME"),
                 ("Status", "STATUS"),
                 ("Availability", "AVAILABILITY"),
+                ("ManagerStatus", "MANAGER STATUS"),
                 ("EngineVersion", "ENGINE VERSION"),
                 ("Addr", "ADDRESS"),
             ];

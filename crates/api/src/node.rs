@@ -17,6 +17,8 @@ pub struct Node {
     pub spec: NodeSpec,
     pub description: NodeDescription,
     pub status: NodeStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manager_status: Option<ManagerStatus>,
 }
 
 /// The record's store revision: an update names the one it read (optimistic concurrency).
@@ -63,5 +65,16 @@ pub struct Engine {
 pub struct NodeStatus {
     /// `ready` or `down`.
     pub state: String,
+    pub addr: String,
+}
+
+/// docker's manager status: every berth node can change the cluster (etcd is the control
+/// plane); the `Leader` is the node that schedules the services.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ManagerStatus {
+    pub leader: bool,
+    /// `reachable` or `unreachable`.
+    pub reachability: String,
     pub addr: String,
 }

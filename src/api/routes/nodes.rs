@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use berth_api::node::{Engine, Node, NodeDescription, NodePlatform, NodeSpec, NodeStatus, Version};
+use berth_api::node::{
+    Engine, ManagerStatus, Node, NodeDescription, NodePlatform, NodeSpec, NodeStatus, Version,
+};
 use serde::Deserialize;
 
 use crate::api::errors::{ok, ApiResult};
@@ -21,7 +23,8 @@ fn cluster(d: &Daemon) -> Result<&Arc<Cluster>, Error> {
     })
 }
 
-pub(crate) fn node_json(n: &NodeView) -> Node {
+/// `leader`: the node that schedules, if one does.
+pub(crate) fn node_json(n: &NodeView, leader: Option<&str>) -> Node {
     let r = &n.record;
     Node {
         id: r.id.clone(),
@@ -50,19 +53,32 @@ pub(crate) fn node_json(n: &NodeView) -> Node {
             state: if n.ready { "ready" } else { "down" }.into(),
             addr: r.addr.to_string(),
         },
+        manager_status: Some(ManagerStatus {
+            leader: leader == Some(r.id.as_str()),
+            reachability: if n.ready { "reachable" } else { "unreachable" }.into(),
+            addr: r.addr.to_string(),
+        }),
     }
 }
 
 pub(super) async fn node_list(State(d): State<Arc<Daemon>>) -> ApiResult {
-    let nodes = cluster(&d)?.nodes().await.map_err(Error::from)?;
-    ok(nodes.iter().map(node_json).collect::<Vec<_>>())
+    let view = cluster(&d)?.view().await.map_err(Error::from)?;
+    let leader = view.services.scheduler.as_deref();
+    ok(view
+        .nodes
+        .iter()
+        .map(|n| node_json(n, leader))
+        .collect::<Vec<_>>())
 }
 
 pub(super) async fn node_inspect(
     State(d): State<Arc<Daemon>>,
     Path(id): Path<String>,
 ) -> ApiResult {
-    ok(node_json(&cluster(&d)?.node(&id).await?))
+    let c = cluster(&d)?;
+    let n = c.node(&id).await?;
+    let view = c.view().await.map_err(Error::from)?;
+    ok(node_json(&n, view.services.scheduler.as_deref()))
 }
 
 #[derive(Deserialize, Default)]
