@@ -16,6 +16,13 @@ if ! command -v cargo >/dev/null; then
 fi
 cargo build --release --quiet
 B=$PWD/target/release/berth
+# Shell completions and man pages, generated from the command definitions.
+mkdir -p /usr/share/bash-completion/completions /usr/local/share/man/man1 \
+  /usr/share/zsh/vendor-completions /usr/share/fish/vendor_completions.d
+"$B" completion bash > /usr/share/bash-completion/completions/berth
+"$B" completion zsh > /usr/share/zsh/vendor-completions/_berth
+"$B" completion fish > /usr/share/fish/vendor_completions.d/berth.fish
+"$B" man /usr/local/share/man/man1 >/dev/null
 W=$(mktemp -d /tmp/berth-demo.XXXXXX)
 echo "nameserver 203.0.113.53" > "$W/resolv.conf"
 # A demo host: new network, mount and PID namespaces; killing its init removes everything.
@@ -79,6 +86,7 @@ run network ls
 printf '\nThe same daemon answers the docker CLI: DOCKER_HOST=%s docker network ls\n' "$BERTH_HOST"
 command -v docker >/dev/null && DOCKER_CONFIG=$W/docker DOCKER_HOST=$BERTH_HOST docker network ls
 
-# Across hosts: an etcd and two nodes in namespaces of their own, an overlay network between them.
-printf '\n\033[1m# Two nodes and an overlay network (scripts/cluster-demo.sh)\033[0m\n'
+# Across hosts: an etcd and three nodes in namespaces of their own, an overlay network between
+# them, and a service's port answering on every node through the routing mesh.
+printf '\n\033[1m# Three nodes, an overlay network, the routing mesh (scripts/cluster-demo.sh)\033[0m\n'
 BERTH=$B scripts/cluster-demo.sh

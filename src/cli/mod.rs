@@ -5,6 +5,7 @@ mod compose;
 mod container;
 mod deploy;
 mod discovery;
+mod docs;
 mod network;
 mod node;
 mod output;
@@ -55,6 +56,14 @@ pub enum Cmd {
     /// Manage stacks: a Compose file's services across the cluster
     #[command(subcommand)]
     Stack(stack::StackCmd),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell
+    ///
+    /// Example: berth completion bash > /usr/share/bash-completion/completions/berth
+    Completion { shell: clap_complete::Shell },
+    /// Write the man pages (berth.1 and one per command) into a directory
+    ///
+    /// Example: berth man /usr/local/share/man/man1
+    Man { dir: PathBuf },
     /// Create and start a container running a host program in its own network sandbox
     Run(Box<run::RunArgs>),
     /// Run a command in a running container
@@ -253,6 +262,8 @@ pub fn main(cli: Cli) -> i32 {
         Cmd::Service(c) => rt.block_on(service::run(&client, c)),
         Cmd::Deploy(a) => rt.block_on(deploy::run(&client, a)),
         Cmd::Stack(c) => rt.block_on(stack::run(&client, c)),
+        Cmd::Completion { shell } => return docs::completion(shell),
+        Cmd::Man { dir } => return docs::man(&dir),
         Cmd::Run(a) => return run::run(&rt, &client, *a),
         Cmd::Exec(a) => return run::exec(&rt, &client, a),
         Cmd::Ps(a) => rt.block_on(container::ps(&client, a)),
