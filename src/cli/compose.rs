@@ -39,6 +39,8 @@ pub struct ComposeArgs {
 #[derive(clap::Subcommand)]
 enum ComposeCmd {
     /// Create and start the services' containers (and their networks)
+    ///
+    /// Example: berth compose up -d --scale web=3
     Up {
         #[arg(short, long)]
         detach: bool,
@@ -48,16 +50,24 @@ enum ComposeCmd {
         services: Vec<String>,
     },
     /// Stop and remove the project's containers and networks
+    ///
+    /// Example: berth compose down
     Down {
         /// Also remove containers of services no longer in the file
         #[arg(long)]
         remove_orphans: bool,
     },
     /// List the project's containers
+    ///
+    /// Example: berth compose ps
     Ps,
     /// Print the resolved file (interpolated, defaults filled in)
+    ///
+    /// Example: berth compose config
     Config,
     /// Print the public address of a port binding
+    ///
+    /// Example: berth compose port web 5000
     Port {
         service: String,
         port: String,
@@ -65,21 +75,28 @@ enum ComposeCmd {
         index: u32,
     },
     /// Show the containers' output
+    ///
+    /// Example: berth compose logs -f web
     Logs {
         #[arg(short, long)]
         follow: bool,
         services: Vec<String>,
     },
-    Stop {
-        services: Vec<String>,
-    },
-    Start {
-        services: Vec<String>,
-    },
-    Restart {
-        services: Vec<String>,
-    },
+    /// Stop the services' containers (they are kept)
+    ///
+    /// Example: berth compose stop web
+    Stop { services: Vec<String> },
+    /// Start the services' stopped containers
+    ///
+    /// Example: berth compose start web
+    Start { services: Vec<String> },
+    /// Restart the services' containers
+    ///
+    /// Example: berth compose restart web
+    Restart { services: Vec<String> },
     /// Run a command in a service's container
+    ///
+    /// Example: berth compose exec web getent hosts redis
     Exec {
         #[arg(long, default_value_t = 1)]
         index: u32,

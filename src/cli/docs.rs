@@ -66,3 +66,30 @@ pub(super) fn man(dir: &Path) -> i32 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command's `--help` shows how it is used (issue 15: "an example in every
+    /// command's help").
+    #[test]
+    fn every_command_has_an_example() {
+        let mut missing = Vec::new();
+        let mut stack = vec![(String::from("berth"), super::Cli::command())];
+        while let Some((name, cmd)) = stack.pop() {
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                let full = format!("{name} {}", sub.get_name());
+                let long = sub
+                    .get_long_about()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                if !long.contains("Example: ") {
+                    missing.push(full.clone());
+                }
+                stack.push((full, sub.clone()));
+            }
+        }
+        assert!(missing.is_empty(), "no example in --help: {missing:?}");
+    }
+}

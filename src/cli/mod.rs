@@ -39,14 +39,22 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Run the daemon (as root)
+    ///
+    /// Example: berth daemon --root /var/lib/berth --run /run/berth
     Daemon(DaemonArgs),
     /// Manage networks
+    ///
+    /// Example: berth network create --subnet 10.90.0.0/24 dev
     #[command(subcommand)]
     Network(network::NetworkCmd),
     /// Manage the cluster's nodes (daemons started with --cluster-store)
+    ///
+    /// Example: berth node ls
     #[command(subcommand)]
     Node(node::NodeCmd),
     /// Manage services across the cluster
+    ///
+    /// Example: berth service ls
     #[command(subcommand)]
     Service(service::ServiceCmd),
     /// Converge the cluster to Flocker's deployment and application files
@@ -54,6 +62,8 @@ pub enum Cmd {
     /// Example: berth deploy deployment.yml application.yml
     Deploy(deploy::DeployArgs),
     /// Manage stacks: a Compose file's services across the cluster
+    ///
+    /// Example: berth stack deploy -c compose.yaml seed
     #[command(subcommand)]
     Stack(stack::StackCmd),
     /// Print the shell completion script for bash, zsh, fish, elvish or powershell
@@ -65,38 +75,72 @@ pub enum Cmd {
     /// Example: berth man /usr/local/share/man/man1
     Man { dir: PathBuf },
     /// Create and start a container running a host program in its own network sandbox
+    ///
+    /// Example: berth run -d --name es --network dev -p 9200:9200 -- sleep 600
     Run(Box<run::RunArgs>),
     /// Run a command in a running container
+    ///
+    /// Example: berth exec es getent hosts es
     Exec(run::ExecArgs),
     /// List containers
+    ///
+    /// Example: berth ps -a --format "{{.Names}} {{.Status}}"
     Ps(container::PsArgs),
     /// Return low-level information on containers or networks
+    ///
+    /// Example: berth inspect -f "{{.NetworkSettings.IPAddress}}" es
     Inspect(container::InspectArgs),
     /// Fetch the output of a container
+    ///
+    /// Example: berth logs -f es
     Logs(container::LogsArgs),
     /// List port mappings or a specific mapping for the container
+    ///
+    /// Example: berth port es 9200/tcp
     Port(container::PortArgs),
     /// Stop one or more running containers
+    ///
+    /// Example: berth stop -t 5 es
     Stop(container::StopArgs),
     /// Start one or more stopped containers
+    ///
+    /// Example: berth start es
     Start(container::StartArgs),
     /// Restart one or more containers
+    ///
+    /// Example: berth restart es
     Restart(container::StopArgs),
     /// Kill one or more running containers
+    ///
+    /// Example: berth kill -s HUP es
     Kill(container::KillArgs),
     /// Remove one or more containers
+    ///
+    /// Example: berth rm -f es
     Rm(container::RmArgs),
     /// Block until one or more containers stop, then print their exit codes
+    ///
+    /// Example: berth wait es
     Wait(container::NamesArgs),
     /// Show the berth version information
+    ///
+    /// Example: berth version
     Version,
     /// Display system-wide information
+    ///
+    /// Example: berth info --format "{{.Swarm.LocalNodeState}}"
     Info(container::InfoArgs),
     /// Get real time events from the daemon (container and network)
+    ///
+    /// Example: berth events --filter type=network --since 10m
     Events(discovery::EventsArgs),
     /// The service catalog: every name with its endpoints (blocking with --index)
+    ///
+    /// Example: berth catalog --format json
     Catalog(discovery::CatalogArgs),
     /// Run multi-service applications from a Compose file
+    ///
+    /// Example: berth compose -f compose.yaml up -d
     Compose(compose::ComposeArgs),
     /// (internal) supervise one container process
     #[command(hide = true)]

@@ -19,11 +19,17 @@ use crate::api::client::{Client, ClientError};
 #[derive(Subcommand)]
 pub enum NetworkCmd {
     /// Create a network
+    ///
+    /// Example: berth network create --subnet 10.90.0.0/24 --gateway 10.90.0.1 dev
     Create(CreateArgs),
     /// List networks
+    ///
+    /// Example: berth network ls --filter driver=bridge
     #[command(alias = "list")]
     Ls(LsArgs),
     /// Display detailed information on one or more networks
+    ///
+    /// Example: berth network inspect -f "{{range .IPAM.Config}}{{.Subnet}}{{end}}" dev
     Inspect {
         #[arg(short, long)]
         format: Option<String>,
@@ -33,6 +39,8 @@ pub enum NetworkCmd {
         networks: Vec<String>,
     },
     /// Remove one or more networks
+    ///
+    /// Example: berth network rm dev
     #[command(alias = "remove")]
     Rm {
         #[arg(short, long)]
@@ -41,6 +49,8 @@ pub enum NetworkCmd {
         networks: Vec<String>,
     },
     /// Connect a container to a network
+    ///
+    /// Example: berth network connect --alias db --ip 10.90.0.50 dev es
     Connect {
         #[arg(long)]
         ip: Option<String>,
@@ -52,6 +62,8 @@ pub enum NetworkCmd {
         container: String,
     },
     /// Disconnect a container from a network
+    ///
+    /// Example: berth network disconnect dev es
     Disconnect {
         #[arg(short, long)]
         force: bool,
@@ -59,6 +71,8 @@ pub enum NetworkCmd {
         container: String,
     },
     /// Remove all unused networks
+    ///
+    /// Example: berth network prune -f
     Prune {
         #[arg(short, long)]
         force: bool,

@@ -13,6 +13,8 @@ use crate::api::client::{Client, ClientError};
 #[derive(Subcommand)]
 pub enum NodeCmd {
     /// List the nodes of the cluster
+    ///
+    /// Example: berth node ls --format "{{.Hostname}} {{.Status}}"
     #[command(alias = "list")]
     Ls {
         #[arg(short, long)]
@@ -21,6 +23,8 @@ pub enum NodeCmd {
         format: Option<String>,
     },
     /// Display detailed information on one or more nodes
+    ///
+    /// Example: berth node inspect --pretty n12
     Inspect {
         #[arg(short, long)]
         format: Option<String>,
@@ -30,6 +34,8 @@ pub enum NodeCmd {
         nodes: Vec<String>,
     },
     /// Update a node's availability or labels
+    ///
+    /// Example: berth node update --availability drain --label-add disk=ssd n12
     Update {
         /// active, pause or drain
         #[arg(long)]
@@ -41,6 +47,8 @@ pub enum NodeCmd {
         node: String,
     },
     /// Remove one or more nodes from the cluster
+    ///
+    /// Example: berth node rm --force n13
     #[command(alias = "remove")]
     Rm {
         /// Also a node that is still Ready

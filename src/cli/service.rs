@@ -20,6 +20,8 @@ pub enum ServiceCmd {
     /// Example: berth service create --name web --replicas 3 --network app -- socat TCP-LISTEN:80,fork SYSTEM:hostname
     Create(Box<CreateArgs>),
     /// List services
+    ///
+    /// Example: berth service ls --format "{{.Name}} {{.Replicas}}"
     #[command(alias = "list")]
     Ls {
         #[arg(short, long)]
@@ -28,6 +30,8 @@ pub enum ServiceCmd {
         format: Option<String>,
     },
     /// List the tasks of one or more services
+    ///
+    /// Example: berth service ps web --filter desired-state=running
     Ps {
         #[arg(short, long = "filter")]
         filters: Vec<String>,
@@ -37,6 +41,8 @@ pub enum ServiceCmd {
         services: Vec<String>,
     },
     /// Display detailed information on one or more services
+    ///
+    /// Example: berth service inspect -f "{{.Spec.UpdateConfig.Order}}" web
     Inspect {
         #[arg(short, long)]
         format: Option<String>,
@@ -46,6 +52,8 @@ pub enum ServiceCmd {
         services: Vec<String>,
     },
     /// Scale one or more replicated services: NAME=REPLICAS
+    ///
+    /// Example: berth service scale web=5
     Scale {
         #[arg(short, long)]
         detach: bool,
@@ -53,6 +61,8 @@ pub enum ServiceCmd {
         pairs: Vec<String>,
     },
     /// Update a service: its tasks are replaced one at a time
+    ///
+    /// Example: berth service update --update-order start-first --env-add V=2 web
     Update(Box<UpdateCmd>),
     /// Revert a service to its spec before the last update
     ///
@@ -73,6 +83,8 @@ pub enum ServiceCmd {
         service: String,
     },
     /// Remove one or more services
+    ///
+    /// Example: berth service rm web
     #[command(alias = "remove")]
     Rm {
         #[arg(required = true)]

@@ -27,13 +27,21 @@ pub enum StackCmd {
         name: String,
     },
     /// List stacks
+    ///
+    /// Example: berth stack ls
     #[command(alias = "list")]
     Ls,
     /// List the services of a stack
+    ///
+    /// Example: berth stack services seed
     Services { name: String },
     /// List the tasks of a stack
+    ///
+    /// Example: berth stack ps seed
     Ps { name: String },
     /// Remove a stack: its services and its networks
+    ///
+    /// Example: berth stack rm seed
     #[command(alias = "remove")]
     Rm { name: String },
 }
