@@ -261,9 +261,7 @@ impl Loop {
 fn start_first_updates_and_rollbacks_lose_no_request() {
     need_root!();
     let fabric = Fabric::new();
-    let n1 = fabric.node(11);
-    let _n2 = fabric.node(12);
-    n1.ok(&["network", "create", "-d", "overlay", "app"]);
+    let (n1, _n2) = fabric.two_nodes_on_app();
     n1.ok(&[
         "service",
         "create",

@@ -16,9 +16,7 @@ fn ask(fabric: &Fabric, node: u8, port: u16) -> String {
 fn logs_from_every_node_and_updates_of_ports_and_command() {
     need_root!();
     let fabric = Fabric::new();
-    let n1 = fabric.node(11);
-    let _n2 = fabric.node(12);
-    n1.ok(&["network", "create", "-d", "overlay", "app"]);
+    let (n1, _n2) = fabric.two_nodes_on_app();
     n1.ok(&[
         "service",
         "create",

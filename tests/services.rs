@@ -453,9 +453,7 @@ fn host_mode_ports_answer_where_a_task_runs() {
 fn an_update_rolls_the_tasks_over() {
     need_root!();
     let fabric = Fabric::new();
-    let n1 = fabric.node(11);
-    let _n2 = fabric.node(12);
-    n1.ok(&["network", "create", "-d", "overlay", "app"]);
+    let (n1, _n2) = fabric.two_nodes_on_app();
     n1.ok(&[
         "service",
         "create",
@@ -510,9 +508,7 @@ fn an_update_rolls_the_tasks_over() {
 fn a_global_service_follows_the_nodes() {
     need_root!();
     let fabric = Fabric::new();
-    let n1 = fabric.node(11);
-    let _n2 = fabric.node(12);
-    n1.ok(&["network", "create", "-d", "overlay", "app"]);
+    let (n1, _n2) = fabric.two_nodes_on_app();
     n1.ok(&[
         "service",
         "create",

@@ -147,6 +147,14 @@ impl Fabric {
 
     /// SIGSTOP (`true`) or SIGCONT etcd: an etcd that stops answering, as a partition or a
     /// stalled disk makes it.
+    /// Nodes 11 and 12, and the overlay network `app` made on 11.
+    pub(crate) fn two_nodes_on_app(&self) -> (Host, Host) {
+        let n1 = self.node(11);
+        let n2 = self.node(12);
+        n1.ok(&["network", "create", "-d", "overlay", "app"]);
+        (n1, n2)
+    }
+
     /// What one TCP request from the LAN (this namespace, 10.99.0.1) to `target` got ("" if
     /// nothing answered within 2 s).
     pub(crate) fn ask(&self, target: &str) -> String {
