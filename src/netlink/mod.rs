@@ -540,14 +540,23 @@ impl Netlink {
             RouteMessageBuilder::<Ipv4Addr>::new().build(),
             RouteMessageBuilder::<Ipv6Addr>::new().build(),
         ] {
-            let routes: Vec<_> = self
-                .handle
-                .route()
-                .get(msg)
-                .execute()
-                .try_collect()
-                .await
-                .map_err(NetError::nl("list routes"))?;
+            // A dump that routes changed under is refused with EBUSY (the kernel's
+            // NLM_F_DUMP_INTR): other nodes' rounds add and remove routes at any time, so
+            // the listing is taken again.
+            let mut tries = 0;
+            let routes: Vec<_> = loop {
+                match self
+                    .handle
+                    .route()
+                    .get(msg.clone())
+                    .execute()
+                    .try_collect()
+                    .await
+                {
+                    Err(e) if errno_of(&e) == libc::EBUSY && tries < 10 => tries += 1,
+                    r => break r.map_err(NetError::nl("list routes"))?,
+                }
+            };
             out.extend(routes);
         }
         Ok(out)
