@@ -2,6 +2,7 @@
 //! presentation — every operation is a call to the daemon's API.
 
 mod compose;
+mod compose_load;
 mod container;
 mod deploy;
 mod discovery;

@@ -61,7 +61,7 @@ async fn deploy(c: &Client, files: &[std::path::PathBuf], name: &str) -> Result<
     if !crate::model::valid_name(name) {
         return Err(bad(format!("invalid stack name {name:?}")));
     }
-    let project = super::compose::load_project(files, Some(name.to_string()), None, true)?;
+    let project = super::compose_load::load_project(files, Some(name.to_string()), None, true)?;
     let plan = berth_compose::stack::plan(&project, name).map_err(|e| bad(e.to_string()))?;
     for w in &plan.warnings {
         eprintln!("WARN {w}");
