@@ -113,12 +113,9 @@ impl Mesh {
                 ready: n.ready,
             })
             .collect();
-        // IPv6 blocks of --ipv6 overlays are not routed between nodes yet: their routes
-        // would need an IPv4 next hop (RTA_VIA) and proxy NDP, which the bridges lack.
         let blocks: Vec<Block> = view
             .blocks
             .iter()
-            .filter(|b| b.block.addr().is_ipv4())
             .map(|b| Block {
                 block: b.block,
                 owner: b.owner.clone(),
@@ -138,6 +135,13 @@ impl Mesh {
                     crate::netlink::sysctl(&format!("net.ipv4.conf.{DEVICE}.rp_filter"), "2")
                 {
                     tracing::warn!("{e}: the routing mesh may drop clients' packets");
+                }
+                // IPv6 blocks are routed via the other nodes' link-local addresses on the
+                // device, whose neighbour entries need IPv6 on it.
+                if let Err(e) =
+                    crate::netlink::sysctl(&format!("net.ipv6.conf.{DEVICE}.disable_ipv6"), "0")
+                {
+                    tracing::warn!("{e}: IPv6 overlay traffic cannot cross nodes");
                 }
                 i
             }

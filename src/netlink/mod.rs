@@ -235,6 +235,26 @@ impl Netlink {
         }
     }
 
+    /// `ip/len` on a link without the prefix route the kernel adds for it (`noprefixroute`):
+    /// the caller routes the prefix itself.
+    pub async fn add_address_unrouted(
+        &self,
+        index: u32,
+        ip: IpAddr,
+        len: u8,
+    ) -> Result<(), NetError> {
+        let mut req = self.handle.address().add(index, ip, len);
+        req.message_mut()
+            .attributes
+            .push(netlink_packet_route::address::AddressAttribute::Flags(
+                netlink_packet_route::address::AddressFlags::Noprefixroute,
+            ));
+        match req.execute().await {
+            Err(e) if errno_of(&e) == libc::EEXIST => Ok(()),
+            r => r.map_err(NetError::nl(format!("add address {ip}/{len}"))),
+        }
+    }
+
     /// The IPv4 /32 addresses on a link (the loopback's service VIPs).
     pub async fn host_addresses_v4(&self, index: u32) -> Result<Vec<std::net::Ipv4Addr>, NetError> {
         use futures::TryStreamExt;
@@ -422,19 +442,55 @@ impl Netlink {
     }
 
     pub async fn add_default_route(&self, gw: IpAddr, oif: u32) -> Result<(), NetError> {
-        let msg = match gw {
-            IpAddr::V4(g) => RouteMessageBuilder::<Ipv4Addr>::new()
-                .gateway(g)
-                .output_interface(oif)
-                .build(),
-            IpAddr::V6(g) => RouteMessageBuilder::<Ipv6Addr>::new()
-                .gateway(g)
-                .output_interface(oif)
-                .build(),
+        let any = match gw {
+            IpAddr::V4(_) => IpNet::V4(ipnet::Ipv4Net::default()),
+            IpAddr::V6(_) => IpNet::V6(ipnet::Ipv6Net::default()),
+        };
+        self.add_route(any, Some(gw), oif).await
+    }
+
+    /// `dst [via gw] dev oif` (idempotent); `dst` and `gw` of one family. Without a gateway
+    /// the destination is on the link.
+    pub async fn add_route(
+        &self,
+        dst: IpNet,
+        gw: Option<IpAddr>,
+        oif: u32,
+    ) -> Result<(), NetError> {
+        let msg = match (dst, gw) {
+            (IpNet::V4(d), None | Some(IpAddr::V4(_))) => {
+                let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .destination_prefix(d.network(), d.prefix_len())
+                    .output_interface(oif);
+                if let Some(IpAddr::V4(g)) = gw {
+                    b = b.gateway(g);
+                } else {
+                    b = b.scope(netlink_packet_route::route::RouteScope::Link);
+                }
+                b.build()
+            }
+            (IpNet::V6(d), None | Some(IpAddr::V6(_))) => {
+                let mut b = RouteMessageBuilder::<Ipv6Addr>::new()
+                    .destination_prefix(d.network(), d.prefix_len())
+                    .output_interface(oif);
+                if let Some(IpAddr::V6(g)) = gw {
+                    b = b.gateway(g);
+                }
+                b.build()
+            }
+            _ => {
+                return Err(NetError::io(format!("route {dst} via {gw:?}"))(
+                    std::io::ErrorKind::InvalidInput.into(),
+                ))
+            }
+        };
+        let what = match gw {
+            Some(g) => format!("add route {dst} via {g}"),
+            None => format!("add route {dst}"),
         };
         match self.handle.route().add(msg).execute().await {
             Err(e) if errno_of(&e) == libc::EEXIST => Ok(()),
-            r => r.map_err(NetError::nl(format!("add default route via {gw}"))),
+            r => r.map_err(NetError::nl(what)),
         }
     }
 

@@ -26,7 +26,8 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-/// The table's name (IPv4 only: overlays route IPv4 between nodes).
+/// The table's name (IPv4 only: ingress ports and VIPs are IPv4; overlays route IPv6 between
+/// nodes, but the mesh does not balance it).
 pub const LB_TABLE: &str = "berth_lb";
 /// The return path's table (family netdev, bound to `RET_DEVICE`).
 pub const RET_TABLE: &str = "berth_ret";

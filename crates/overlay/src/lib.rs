@@ -3,8 +3,12 @@
 //! (learning off, UDP 4789 on the advertise address), and for every *other* Ready node one
 //! static FDB entry (its device's MAC → its underlay address), one permanent neighbour entry
 //! (its underlay address → that MAC, on the VXLAN device) and one route per address block it
-//! owns (`BLOCK via UNDERLAY dev VXLAN onlink`). Kernel state grows with nodes and blocks,
-//! never with containers; nothing floods, nothing is learnt.
+//! owns (`BLOCK via UNDERLAY dev VXLAN onlink`). IPv6 blocks ride the same IPv4 underlay:
+//! the kernel takes no IPv4 gateway for an IPv6 route, so each node's device also has a
+//! link-local address derived from its MAC ([`link_local`]), every other node a permanent
+//! IPv6 neighbour entry for it, and an IPv6 block is routed `via fe80::… dev VXLAN`. Kernel
+//! state grows with nodes and blocks, never with containers; nothing floods, nothing is
+//! learnt.
 //!
 //! [`desired`] is what the kernel should hold for a view of the cluster; [`plan`] is how to
 //! get there from what the kernel holds now (listed at start, so entries a crash left behind
@@ -12,7 +16,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use ipnet::IpNet;
 
@@ -54,6 +58,22 @@ pub fn device_mac(node_id: &str) -> Mac {
     Mac([0x02, 0xb7, b[0], b[1], b[2], b[3]])
 }
 
+/// The link-local address a node's device answers to: EUI-64 of its MAC (RFC 4291,
+/// the universal/local bit flipped), which the kernel also gives the device itself.
+pub fn link_local(mac: Mac) -> Ipv6Addr {
+    let m = mac.0;
+    Ipv6Addr::new(
+        0xfe80,
+        0,
+        0,
+        0,
+        u16::from_be_bytes([m[0] ^ 0x02, m[1]]),
+        u16::from_be_bytes([m[2], 0xff]),
+        u16::from_be_bytes([0xfe, m[3]]),
+        u16::from_be_bytes([m[4], m[5]]),
+    )
+}
+
 /// A node as the layout needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
@@ -74,9 +94,10 @@ pub struct Block {
 pub struct State {
     /// Remote device MAC → the remote node's underlay address.
     pub fdb: BTreeSet<(Mac, IpAddr)>,
-    /// Remote underlay address → the remote device's MAC.
+    /// Remote underlay address (and remote device's link-local address) → its MAC.
     pub neigh: BTreeSet<(IpAddr, Mac)>,
-    /// Block → the underlay address of its owner.
+    /// Block → the underlay address of its owner (its link-local address for an IPv6
+    /// block).
     pub routes: BTreeSet<(IpNet, IpAddr)>,
 }
 
@@ -88,13 +109,18 @@ pub fn desired(me: &str, nodes: &[Node], blocks: &[Block]) -> State {
         let mac = device_mac(&n.id);
         s.fdb.insert((mac, n.underlay));
         s.neigh.insert((n.underlay, mac));
+        s.neigh.insert((IpAddr::V6(link_local(mac)), mac));
     }
     for b in blocks {
         if b.owner == me {
             continue;
         }
         if let Some(n) = nodes.iter().find(|n| n.id == b.owner && n.ready) {
-            s.routes.insert((b.block, n.underlay));
+            let via = match b.block {
+                IpNet::V4(_) => n.underlay,
+                IpNet::V6(_) => IpAddr::V6(link_local(device_mac(&n.id))),
+            };
+            s.routes.insert((b.block, via));
         }
     }
     s
@@ -209,15 +235,25 @@ mod tests {
             blk("10.0.1.128/26", "c"),
             blk("10.0.1.192/26", "gone"),
         ];
+        let blocks = [
+            &blocks[..],
+            &[blk("fd00:1::/112", "b"), blk("fd00:1::1:0/112", "a")],
+        ]
+        .concat();
         let s = desired("a", &nodes, &blocks);
         let b_ip: IpAddr = "10.99.0.12".parse().unwrap();
+        let b_ll = IpAddr::V6(link_local(device_mac("b")));
         assert_eq!(s.fdb, [(device_mac("b"), b_ip)].into());
-        assert_eq!(s.neigh, [(b_ip, device_mac("b"))].into());
+        assert_eq!(
+            s.neigh,
+            [(b_ip, device_mac("b")), (b_ll, device_mac("b"))].into()
+        );
         assert_eq!(
             s.routes,
             [
                 ("10.0.1.64/26".parse().unwrap(), b_ip),
-                ("10.0.2.0/26".parse().unwrap(), b_ip)
+                ("10.0.2.0/26".parse().unwrap(), b_ip),
+                ("fd00:1::/112".parse().unwrap(), b_ll),
             ]
             .into()
         );
@@ -242,9 +278,15 @@ mod tests {
         assert_eq!(p.add_routes.len(), 1);
         assert_eq!(p.del_fdb.len(), 1);
         assert_eq!(p.add_fdb.len(), 1);
-        assert_eq!(p.len(), 6);
+        assert_eq!(p.len(), 8, "each node: an fdb entry and two neighbours");
         assert_eq!(applied(&before, &p), after);
         assert!(plan(&after, &after).is_empty());
+    }
+
+    #[test]
+    fn link_local_is_the_eui64_of_the_mac() {
+        let ll = link_local(Mac([0x02, 0xb7, 0x12, 0x34, 0x56, 0x78]));
+        assert_eq!(ll, "fe80::b7:12ff:fe34:5678".parse::<Ipv6Addr>().unwrap());
     }
 
     #[test]

@@ -3,8 +3,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use berth_overlay::{applied, desired, device_mac, plan, Block, Node, State};
-use ipnet::{IpNet, Ipv4Net};
+use berth_overlay::{applied, desired, device_mac, link_local, plan, Block, Node, State};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use proptest::prelude::*;
 
 fn view() -> impl Strategy<Value = (Vec<Node>, Vec<Block>)> {
@@ -25,7 +25,18 @@ fn view() -> impl Strategy<Value = (Vec<Node>, Vec<Block>)> {
             let blocks = blocks
                 .into_iter()
                 .map(|(b, owner)| Block {
-                    block: IpNet::V4(Ipv4Net::new(Ipv4Addr::new(10, 0, b, 0), 26).unwrap()),
+                    // Odd blocks are IPv6 ones, routed via the owner's link-local address.
+                    block: if b % 2 == 0 {
+                        IpNet::V4(Ipv4Net::new(Ipv4Addr::new(10, 0, b, 0), 26).unwrap())
+                    } else {
+                        IpNet::V6(
+                            Ipv6Net::new(
+                                std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, u16::from(b), 0),
+                                112,
+                            )
+                            .unwrap(),
+                        )
+                    },
                     owner: format!("n{owner}"),
                 })
                 .collect();
@@ -63,13 +74,16 @@ proptest! {
         prop_assert!(plan(&after, &want).is_empty());
         // Nothing of ours or of a node that is down is ever wanted.
         for (_, gw) in &want.routes {
-            let owner = nodes.iter().find(|n| n.underlay == *gw).unwrap();
+            let owner = nodes
+                .iter()
+                .find(|n| n.underlay == *gw || IpAddr::V6(link_local(device_mac(&n.id))) == *gw)
+                .unwrap();
             prop_assert!(owner.ready && owner.id != me);
         }
         // State grows with nodes and blocks only.
         let others = nodes.iter().filter(|n| n.ready && n.id != me).count();
         prop_assert_eq!(want.fdb.len(), others);
-        prop_assert_eq!(want.neigh.len(), others);
+        prop_assert_eq!(want.neigh.len(), 2 * others, "an IPv4 and an IPv6 neighbour per node");
         prop_assert!(want.routes.len() <= blocks.len());
     }
 }

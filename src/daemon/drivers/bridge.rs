@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+
+use ipnet::IpNet;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -91,6 +93,7 @@ impl Bridge {
         net: &Network,
         ep: &Endpoint,
         default_route: bool,
+        routed_v6: bool,
     ) -> Result<()> {
         let bridge = net.bridge.as_deref().unwrap_or_default();
         let bidx = self.bridge_index(net, bridge).await?;
@@ -137,10 +140,31 @@ impl Bridge {
             }
             // Pipelined: every request goes out at once and the kernel takes them in order
             // (addresses, up, then routes, whose gateways need both), one round trip in all.
+            // An overlay's IPv6 subnet spans nodes, and the bridge cannot answer neighbour
+            // solicitations for other nodes' addresses without an entry per address (proxy
+            // NDP has no subnet-wide form, unlike proxy ARP): the sandbox routes the subnet
+            // through the gateway instead of taking it as on-link.
+            let v6_routes = match (routed_v6, ep.ipv6, ep.gateway6) {
+                (true, Some(ip), Some(gw)) => {
+                    let subnet = IpNet::new(ip, ep.ipv6_prefix)
+                        .map_err(|e| Error::Internal(format!("{ip}/{}: {e}", ep.ipv6_prefix)))?
+                        .trunc();
+                    vec![(IpNet::from(gw), None), (subnet, Some(gw))]
+                }
+                _ => vec![],
+            };
             let addrs = futures::future::try_join_all(
                 [(ep.ipv4, ep.ipv4_prefix), (ep.ipv6, ep.ipv6_prefix)]
                     .into_iter()
-                    .filter_map(|(ip, len)| ip.map(|ip| nsnl.add_address(idx, ip, len))),
+                    .filter_map(|(ip, len)| {
+                        ip.map(|ip| async move {
+                            if ip.is_ipv6() && routed_v6 {
+                                nsnl.add_address_unrouted(idx, ip, len).await
+                            } else {
+                                nsnl.add_address(idx, ip, len).await
+                            }
+                        })
+                    }),
             );
             let gws: Vec<IpAddr> = if default_route && !net.internal {
                 ep.gateway4
@@ -151,8 +175,16 @@ impl Bridge {
             } else {
                 vec![]
             };
+            // The gateway's host route first: the routes after it go through it.
             let routes = futures::future::try_join_all(
-                gws.into_iter().map(|gw| nsnl.add_default_route(gw, idx)),
+                v6_routes
+                    .into_iter()
+                    .map(|(dst, gw)| futures::future::Either::Left(nsnl.add_route(dst, gw, idx)))
+                    .chain(
+                        gws.into_iter().map(|gw| {
+                            futures::future::Either::Right(nsnl.add_default_route(gw, idx))
+                        }),
+                    ),
             );
             let (a, u, r) = tokio::join!(addrs, nsnl.set_up(idx), routes);
             a?;
@@ -193,7 +225,7 @@ impl NetworkDriver for Bridge {
         ep: &'a Endpoint,
         default_route: bool,
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.join_bridge(ns, net, ep, default_route))
+        Box::pin(self.join_bridge(ns, net, ep, default_route, false))
     }
 
     fn leave<'a>(&'a self, ep: &'a Endpoint) -> BoxFuture<'a, Result<()>> {

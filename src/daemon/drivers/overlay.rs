@@ -4,6 +4,9 @@
 //! routes onto the VXLAN mesh. The bridge exists while the node has an endpoint on the
 //! network: [`Overlay::bridge_up`] with the first, [`Overlay::bridge_down`] after the last,
 //! so a node's kernel state follows the networks it uses, not every network of the cluster.
+//! IPv6 has no subnet-wide proxy NDP, so a sandbox routes an overlay's IPv6 subnet through
+//! the gateway (its address without the on-link prefix route); the bridge routes it on to
+//! a local sandbox or onto the mesh.
 
 use futures::future::BoxFuture;
 
@@ -66,7 +69,7 @@ impl NetworkDriver for Overlay {
         ep: &'a Endpoint,
         default_route: bool,
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.bridge.join_bridge(ns, net, ep, default_route))
+        Box::pin(self.bridge.join_bridge(ns, net, ep, default_route, true))
     }
 
     fn leave<'a>(&'a self, ep: &'a Endpoint) -> BoxFuture<'a, Result<()>> {
