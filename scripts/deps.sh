@@ -11,3 +11,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# py-consul (PyPI): the Consul API test's real client. pip, or Debian's python3-pip first.
+if ! python3 -c 'import consul' 2>/dev/null; then
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+  fi
+  python3 -m pip install -q py-consul 2>/dev/null || python3 -m pip install -q --break-system-packages py-consul
+fi

@@ -42,6 +42,8 @@ fn daemon(args: DaemonArgs, socket: std::path::PathBuf) -> anyhow::Result<()> {
             }),
     };
     let cluster = args.cluster().map_err(anyhow::Error::msg)?;
+    let consul_api = args.consul_api;
+    let consul_dns = args.consul_dns;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -60,7 +62,27 @@ fn daemon(args: DaemonArgs, socket: std::path::PathBuf) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("--log-opt: {e}"))?,
             cluster,
         };
+        // Bound before the daemon opens: a taken or foreign address fails the start and
+        // changes nothing.
+        let consul = match consul_api {
+            Some(at) => Some(tokio::net::TcpListener::bind(at).await.map_err(|e| {
+                anyhow::anyhow!("--consul-api {at}: cannot listen there ({e}); give a free address of this host")
+            })?),
+            None => None,
+        };
+        let consul_dns = match consul_dns {
+            Some(at) => Some(tokio::net::UdpSocket::bind(at).await.map_err(|e| {
+                anyhow::anyhow!("--consul-dns {at}: cannot listen there ({e}); give a free address of this host")
+            })?),
+            None => None,
+        };
         let d: Arc<Daemon> = Daemon::open(opts).await?;
+        if let Some(s) = consul_dns {
+            tokio::spawn(berth::api::consul::serve_dns(s, d.clone()));
+        }
+        if let Some(l) = consul {
+            tokio::spawn(berth::api::consul::serve(l, d.clone()));
+        }
         if let Some(parent) = socket.parent() {
             std::fs::create_dir_all(parent)?;
         }

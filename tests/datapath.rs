@@ -5,18 +5,9 @@ use common::{wait_until, Host};
 
 /// Connects from a fresh container on `net`; returns what came back (empty on failure).
 fn client(h: &Host, net: &str, addr: &str, port: u16) -> String {
-    let o = h.berth(&[
-        "run",
-        "--rm",
-        "--network",
-        net,
-        "--",
-        "socat",
-        "-T2",
-        "-",
-        &format!("TCP:{addr}:{port},connect-timeout=2"),
-    ]);
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
+    h.socat_from(net, &format!("TCP:{addr}:{port},connect-timeout=2"))
+        .trim()
+        .to_string()
 }
 
 fn wait_listening(h: &Host, ctr: &str, port: u16) {

@@ -9,18 +9,7 @@ use common::{wait_until, Host};
 
 /// `reply` came back from `target:port` through `net`, asked from a fresh container on `h`.
 fn reaches(h: &Host, net: &str, target: &str, port: u16) -> String {
-    let o = h.berth(&[
-        "run",
-        "--rm",
-        "--network",
-        net,
-        "--",
-        "socat",
-        "-T2",
-        "-",
-        &format!("TCP:{target}:{port},connect-timeout=2"),
-    ]);
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    h.socat_from(net, &format!("TCP:{target}:{port},connect-timeout=2"))
 }
 
 fn in_ctr(h: &Host, net: &str, script: &str) -> String {

@@ -15,18 +15,7 @@ fn asks6(h: &Host, net: &str, target: &str, port: u16) -> String {
     } else {
         target.to_string()
     };
-    let o = h.berth(&[
-        "run",
-        "--rm",
-        "--network",
-        net,
-        "--",
-        "socat",
-        "-T2",
-        "-",
-        &format!("TCP6:{t}:{port},connect-timeout=2"),
-    ]);
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    h.socat_from(net, &format!("TCP6:{t}:{port},connect-timeout=2"))
 }
 
 /// Two nodes, a dual-stack overlay: a container on one node answers a container on the

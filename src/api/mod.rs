@@ -1,6 +1,7 @@
 //! The Docker-compatible HTTP API: server, typed client, and the JSON shapes.
 
 pub mod client;
+pub mod consul;
 mod discovery;
 mod errors;
 mod extract;

@@ -195,6 +195,14 @@ pub struct DaemonArgs {
     /// quarter of the descriptor limit, between 64 and 4096)
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub api_max_connections: Option<u32>,
+    /// Serve Consul's catalog and health HTTP API (the part discovery tools read:
+    /// Prometheus' consul_sd_configs, consul-template) on this address, e.g. 127.0.0.1:8500
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub consul_api: Option<std::net::SocketAddr>,
+    /// Answer Consul's DNS names (NAME.service.consul A/SRV, TAG.NAME.service.consul,
+    /// NAME.service.dc1.consul) over UDP on this address, e.g. 127.0.0.1:8600
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub consul_dns: Option<std::net::SocketAddr>,
     /// Cluster mode: the etcd cluster holding the shared state (etcd://HOST:PORT[,HOST:PORT…])
     #[arg(long, value_name = "etcd://HOST:PORT")]
     pub cluster_store: Option<String>,

@@ -81,7 +81,7 @@ pub fn parse_store(url: &str) -> Result<Vec<String>, ClusterError> {
 }
 
 /// The addresses of this network namespace's interfaces, with the interface's name.
-fn interface_addresses() -> Vec<(String, IpAddr)> {
+pub(crate) fn interface_addresses() -> Vec<(String, IpAddr)> {
     let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
         return vec![];
     };

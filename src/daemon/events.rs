@@ -84,7 +84,8 @@ impl Journal {
     }
 }
 
-/// Moves the catalog's index to the revision of every change that alters the catalog.
+/// Moves the catalog's index to the revision of every change that alters the catalog (or a
+/// container's health, which Consul's API answers).
 pub(crate) struct CatalogController {
     pub index: Arc<watch::Sender<u64>>,
 }
@@ -109,7 +110,14 @@ impl Controller for CatalogController {
             return;
         };
         let entries = |c: &Option<Arc<Container>>| c.as_deref().map(entries_of).unwrap_or_default();
-        if entries(prev) != entries(new) {
+        // Health decides what Consul's `?passing` answers, so it moves the index too.
+        let health = |c: &Option<Arc<Container>>| {
+            c.as_deref()
+                .filter(|c| c.is_running())
+                .and_then(|c| c.state.health.as_ref())
+                .map(|h| h.status.clone())
+        };
+        if entries(prev) != entries(new) || health(prev) != health(new) {
             // At least the store's revision, and always forward: changes of other nodes
             // move the index too (by one), so it is not the local store's revision alone.
             let r = u64::try_from(*revision).unwrap_or(0);
@@ -592,7 +600,8 @@ mod tests {
         assert_eq!(past[2].actor.attributes["ipv4Address"], "10.42.0.7");
         assert_eq!(past[3].actor.attributes["ip.app"], "10.42.0.7");
         assert_eq!(past[6].actor.attributes["exitCode"], "143");
-        // In at the start (revision 4), out at the exit (revision 6); nothing else moves it.
-        assert_eq!(indexes, [1, 1, 4, 4, 6, 6, 6]);
+        // In at the start (revision 4), healthy (5), out at the exit (6); nothing else
+        // moves it.
+        assert_eq!(indexes, [1, 1, 4, 5, 6, 6, 6]);
     }
 }

@@ -104,6 +104,8 @@ pub struct Daemon {
     remote_names: overlay::RemoteNames,
     /// Other nodes' overlay endpoints for the catalog: (record, node name, network name).
     remote_catalog: std::sync::Mutex<Vec<(crate::cluster::EndpointRecord, String, String)>>,
+    /// Other Ready nodes as the Consul API shows them: (id, name, address).
+    remote_nodes: std::sync::Mutex<Vec<(String, String, String)>>,
     /// Wakes the overlay round (`overlay.rs`).
     overlay_wake: Arc<tokio::sync::Notify>,
     /// Orders making an overlay bridge for a join and removing it after the last leave.
@@ -199,6 +201,7 @@ impl Daemon {
             cluster,
             remote_names,
             remote_catalog: Default::default(),
+            remote_nodes: Default::default(),
             overlay_wake,
             overlay_lock: Mutex::new(()),
             lb_state: Mutex::new(services::LbState::default()),

@@ -335,6 +335,23 @@ impl Host {
         ]);
     }
 
+    /// What a fresh container on `net` got back from socat's `address` (e.g.
+    /// `TCP:web:80,connect-timeout=2`); empty when it could not connect.
+    pub(crate) fn socat_from(&self, net: &str, address: &str) -> String {
+        let o = self.berth(&[
+            "run",
+            "--rm",
+            "--network",
+            net,
+            "--",
+            "socat",
+            "-T2",
+            "-",
+            address,
+        ]);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
     /// `run -d --name NAME FLAGS -- sleep 300`: an address to reach or to hold.
     pub(crate) fn sleeper(&self, name: &str, flags: &[&str]) {
         let mut a = vec!["run", "-d", "--name", name];

@@ -9,9 +9,11 @@
 //! empty. Request structs come only from JSON objects (an array is a type error, not an
 //! empty struct) and ignore fields they do not name: docker's clients send many that berth
 //! has no use for. Field names and their order are docker's.
+//! `consul` is Consul's HTTP API subset for discovery tools and Registrator's model of services.
 
 mod de;
 
+pub mod consul;
 pub mod container;
 pub mod discovery;
 pub mod exec;

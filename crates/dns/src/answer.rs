@@ -142,7 +142,7 @@ pub fn error_reply(query: &[u8], code: ResponseCode, tcp: bool) -> Option<Vec<u8
 }
 
 /// The id and opcode of a query too broken to parse, with the code and no sections.
-fn header_only(query: &[u8], code: ResponseCode) -> Vec<u8> {
+pub(crate) fn header_only(query: &[u8], code: ResponseCode) -> Vec<u8> {
     let mut h = vec![0u8; 12];
     h[..2].copy_from_slice(&query[..2]);
     // QR, the opcode, RD from the query; RA.
@@ -151,7 +151,7 @@ fn header_only(query: &[u8], code: ResponseCode) -> Vec<u8> {
     h
 }
 
-fn response(q: &Message, code: ResponseCode) -> Message {
+pub(crate) fn response(q: &Message, code: ResponseCode) -> Message {
     let mut r = Message::response(q.metadata.id, q.metadata.op_code);
     r.metadata.recursion_desired = q.metadata.recursion_desired;
     r.metadata.recursion_available = true;
@@ -167,7 +167,7 @@ fn error(q: &Message, code: ResponseCode, tcp: bool) -> Vec<u8> {
 
 /// Encodes, with an OPT record if the query had one, and cuts answers that do not fit the
 /// client's UDP size (setting TC, so it retries over TCP).
-fn encode(mut r: Message, q: &Message, tcp: bool) -> Vec<u8> {
+pub(crate) fn encode(mut r: Message, q: &Message, tcp: bool) -> Vec<u8> {
     let limit = match &q.edns {
         Some(e) => {
             let mut edns = Edns::new();

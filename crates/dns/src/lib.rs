@@ -3,6 +3,7 @@
 //! upstream relay; everything that decides what a query gets lives here, free of I/O.
 
 mod answer;
+pub mod consul;
 mod fast;
 mod index;
 mod name;

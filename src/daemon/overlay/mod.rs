@@ -203,11 +203,45 @@ impl Daemon {
             })
             .collect();
         now.sort_by(|a, b| (&a.0.network, &a.0.container).cmp(&(&b.0.network, &b.0.container)));
+        *self.remote_nodes.lock().expect("lock") = view
+            .nodes
+            .iter()
+            .filter(|n| n.ready && n.record.id != me)
+            .map(|n| {
+                (
+                    n.record.id.clone(),
+                    n.record.name.clone(),
+                    n.record.addr.to_string(),
+                )
+            })
+            .collect();
         let mut held = self.remote_catalog.lock().expect("lock");
         if *held != now {
             *held = now;
             self.journal.index_sender().send_modify(|i| *i += 1);
         }
+    }
+
+    /// Other Ready nodes (id, name, address) with their containers' endpoint records, one
+    /// per container, for the Consul API.
+    pub(crate) fn remote_consul(
+        &self,
+    ) -> Vec<(String, String, String, Vec<crate::cluster::EndpointRecord>)> {
+        let held = self.remote_catalog.lock().expect("lock");
+        self.remote_nodes
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(id, name, addr)| {
+                let mut eps: Vec<crate::cluster::EndpointRecord> = Vec::new();
+                for (e, _, _) in held.iter().filter(|(e, _, _)| &e.node == id) {
+                    if !eps.iter().any(|x| x.container == e.container) {
+                        eps.push(e.clone());
+                    }
+                }
+                (id.clone(), name.clone(), addr.clone(), eps)
+            })
+            .collect()
     }
 
     /// The catalog's entries of other nodes (`events::remote_entries`).
