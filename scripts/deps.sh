@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # System packages berth needs at run time and in its tests (Debian 12). Idempotent.
 set -euo pipefail
-pkgs=(nftables iproute2 util-linux socat busybox-static bind9-dnsutils dnsmasq-base iputils-ping procps conntrack ca-certificates curl python3 nginx-light redis-server redis-tools etcd-server protobuf-compiler libprotobuf-dev)
+pkgs=(nftables iproute2 util-linux socat busybox-static bind9-dnsutils dnsmasq-base iputils-ping procps conntrack ca-certificates curl python3 nginx-light redis-server redis-tools etcd-server protobuf-compiler libprotobuf-dev prometheus)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

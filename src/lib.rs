@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod dns;
 pub mod failpoint;
 pub mod logs;
+pub mod metrics;
 pub mod model;
 pub mod netlink;
 pub mod proxy;

@@ -44,6 +44,7 @@ fn daemon(args: DaemonArgs, socket: std::path::PathBuf) -> anyhow::Result<()> {
     let cluster = args.cluster().map_err(anyhow::Error::msg)?;
     let consul_api = args.consul_api;
     let consul_dns = args.consul_dns;
+    let metrics_addr = args.metrics_addr;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -76,7 +77,16 @@ fn daemon(args: DaemonArgs, socket: std::path::PathBuf) -> anyhow::Result<()> {
             })?),
             None => None,
         };
+        let metrics = match metrics_addr {
+            Some(at) => Some(tokio::net::TcpListener::bind(at).await.map_err(|e| {
+                anyhow::anyhow!("--metrics-addr {at}: cannot listen there ({e}); give a free address of this host")
+            })?),
+            None => None,
+        };
         let d: Arc<Daemon> = Daemon::open(opts).await?;
+        if let Some(l) = metrics {
+            tokio::spawn(berth::metrics::serve(l, d.clone()));
+        }
         if let Some(s) = consul_dns {
             tokio::spawn(berth::api::consul::serve_dns(s, d.clone()));
         }

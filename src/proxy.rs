@@ -168,6 +168,7 @@ async fn serve_tcp(l: TcpListener, target: watch::Receiver<Option<SocketAddr>>) 
         let Some(to) = *target.borrow() else {
             continue;
         };
+        crate::metrics::METRICS.proxy_connections.inc();
         tokio::spawn(async move {
             let _ = client.set_nodelay(true);
             let Ok(upstream) = connect_upstream(peer, to).await else {

@@ -203,6 +203,10 @@ pub struct DaemonArgs {
     /// NAME.service.dc1.consul) over UDP on this address, e.g. 127.0.0.1:8600
     #[arg(long, value_name = "ADDR:PORT")]
     pub consul_dns: Option<std::net::SocketAddr>,
+    /// Serve /metrics (Prometheus' text format) on this address, e.g. 127.0.0.1:9323
+    /// (dockerd's metrics port); off the API socket
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Cluster mode: the etcd cluster holding the shared state (etcd://HOST:PORT[,HOST:PORT…])
     #[arg(long, value_name = "etcd://HOST:PORT")]
     pub cluster_store: Option<String>,

@@ -133,8 +133,9 @@ impl Cluster {
                     .join(", "),
             });
         }
-        let store: Arc<dyn Store> =
-            Arc::new(Etcd::connect(&cfg.endpoints, Duration::from_secs(3)).await?);
+        let store: Arc<dyn Store> = Arc::new(crate::metrics::Metered(Arc::new(
+            Etcd::connect(&cfg.endpoints, Duration::from_secs(3)).await?,
+        )));
         let id_path = root.join("node-id");
         let id = match std::fs::read_to_string(&id_path) {
             Ok(s) if !s.trim().is_empty() => s.trim().to_string(),

@@ -196,8 +196,14 @@ impl Resolver {
                     let (data, src) = batch.get(i);
                     let Some(src) = src else { continue };
                     let Some(q) = data else { continue };
+                    let t = std::time::Instant::now();
                     match answer(&ix, asker(&network, src), q, false) {
-                        Reply::Answer(b) => out.push((b, src)),
+                        Reply::Answer(b) => {
+                            let m = &*crate::metrics::METRICS;
+                            m.dns_local.inc();
+                            m.dns_local_seconds.observe(t.elapsed().as_secs_f64());
+                            out.push((b, src));
+                        }
                         Reply::Drop => {}
                         Reply::Forward(ups) => self.forward_udp(q.to_vec(), ups, sock.clone(), src),
                     }
@@ -239,6 +245,7 @@ impl Resolver {
                 });
             }
             Err(_) => {
+                crate::metrics::METRICS.dns_servfail.inc();
                 if let Some(r) = error_reply(&query, ResponseCode::ServFail, false) {
                     let _ = sock.try_send_to(&r, src);
                 }
@@ -290,7 +297,10 @@ impl Resolver {
                 answer(&ix, asker(&network, peer), &q, true)
             };
             let out = match reply {
-                Reply::Answer(b) => b,
+                Reply::Answer(b) => {
+                    crate::metrics::METRICS.dns_local.inc();
+                    b
+                }
                 Reply::Drop => return Ok(()),
                 Reply::Forward(ups) => match self.forwards.clone().try_acquire_owned() {
                     Ok(_permit) => match self.relay(&q, &ups, true).await {
@@ -315,6 +325,9 @@ impl Resolver {
     /// is relayed over TCP (its answer may be large); a UDP client over UDP, and a
     /// truncated answer goes back as it is, so the client retries over TCP.
     async fn relay(&self, query: &[u8], ups: &[SocketAddr], tcp: bool) -> Option<Vec<u8>> {
+        let m = &*crate::metrics::METRICS;
+        let t = std::time::Instant::now();
+        m.dns_forwarded.inc();
         for up in ups {
             let got = if tcp {
                 match relay_tcp(query, *up, self.cfg.upstream_timeout).await {
@@ -325,10 +338,12 @@ impl Resolver {
                 relay_udp(query, *up, self.cfg.upstream_timeout).await
             };
             if got.is_some() {
+                m.dns_forward_seconds.observe(t.elapsed().as_secs_f64());
                 return got;
             }
             tracing::debug!(upstream = %up, "upstream resolver did not answer");
         }
+        m.dns_servfail.inc();
         error_reply(query, ResponseCode::ServFail, tcp)
     }
 }

@@ -101,6 +101,8 @@ pub(super) fn router(d: Arc<Daemon>) -> Router {
                 },
             )
         })
+        // Inside the routes, where the matched route template is known.
+        .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .with_state(d);
     // Outside the routes: axum adds a 405's `Allow` header after route layers run.
     Router::new()
